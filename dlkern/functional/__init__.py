@@ -1,0 +1,5 @@
+"""dlkern's functional API: C kernels behind torch.nn.functional's names and semantics.
+
+Every function here has a pure-NumPy twin with the same name and signature in
+dlkern.reference; the two are interchangeable.
+"""

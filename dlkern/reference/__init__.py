@@ -1,0 +1,4 @@
+"""Pure-NumPy twins of every dlkern.functional call: same names, same signatures,
+same errors. Vectorized as a competent NumPy user would write them, so comparing
+the C kernels against them is honest.
+"""

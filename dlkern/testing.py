@@ -1,0 +1,87 @@
+"""Helpers for dlkern's tests and benchmarks (installed, like numpy.testing).
+
+Tolerances are per dtype and scale with the magnitude of the expected values,
+because a float32 sum of K products carries an error that grows with K and with
+the size of the terms.
+"""
+import numpy as np
+
+# (rtol, atol relative to max(1, max|expected|))
+TOLERANCES = {
+    np.dtype(np.float32): (2e-4, 2e-5),
+    np.dtype(np.float64): (1e-9, 1e-11),
+}
+
+
+def tolerance(dtype):
+    return TOLERANCES[np.dtype(dtype)]
+
+
+def assert_close(actual, desired, dtype=None, rtol=None, atol=None, err_msg=""):
+    """assert_allclose with dlkern's per-dtype tolerances; also checks shape and dtype."""
+    actual = np.asarray(actual)
+    desired = np.asarray(desired)
+    dtype = np.dtype(dtype if dtype is not None else actual.dtype)
+    if actual.shape != desired.shape:
+        raise AssertionError(f"shape {actual.shape} != expected {desired.shape}. {err_msg}")
+    default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES[np.dtype(np.float64)])
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    finite = desired[np.isfinite(desired)]
+    scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol * scale, err_msg=err_msg)
+
+
+def assert_dtype(actual, dtype):
+    if np.asarray(actual).dtype != np.dtype(dtype):
+        raise AssertionError(f"dtype {np.asarray(actual).dtype} != expected {np.dtype(dtype)}")
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Centered finite-difference gradient of the scalar function f at float64 array x.
+
+    f is called with x modified in place one element at a time (and restored)."""
+    if x.dtype != np.float64:
+        raise TypeError("numerical_gradient needs float64 input")
+    grad = np.zeros_like(x)
+    flat_x = x.reshape(-1)
+    flat_g = grad.reshape(-1)
+    for i in range(flat_x.size):
+        old = flat_x[i]
+        flat_x[i] = old + eps
+        plus = f()
+        flat_x[i] = old - eps
+        minus = f()
+        flat_x[i] = old
+        flat_g[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def random_array(rng, shape, dtype, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def torch_or_none():
+    """The torch module if installed, else None (tests skip the oracle cleanly)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def record_rate(benchmark, flops=None, nbytes=None):
+    """Put GFLOP/s and/or GB/s of the median time into benchmark.extra_info.
+
+    Call after benchmark(...) has run. With --benchmark-disable there are no
+    timings and nothing is recorded (the call still ran and was asserted)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None or getattr(benchmark, "disabled", False):
+        return
+    median = stats.stats.median
+    if median <= 0:
+        return
+    if flops is not None:
+        benchmark.extra_info["gflops"] = round(flops / median / 1e9, 2)
+    if nbytes is not None:
+        benchmark.extra_info["gbps"] = round(nbytes / median / 1e9, 2)
