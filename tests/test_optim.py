@@ -316,3 +316,101 @@ def test_gradient_shape_mismatch_is_an_error():
     p.grad = np.zeros(4)
     with pytest.raises(ValueError, match=r"shape \(3,\).*\(4,\)"):
         optim.SGD([p], lr=0.1).step()
+
+
+def test_load_state_dict_accepts_string_indices():
+    init, grads = _data(np.float64, steps=4)
+    params, opt = _run_dlkern("RMSprop", dict(momentum=0.5), init, grads[:2])
+    saved = opt.state_dict()
+    saved["state"] = {str(k): v for k, v in saved["state"].items()}  # as after JSON / npz
+    fresh = [Parameter(p.data.copy()) for p in params]
+    fresh_opt = optim.RMSprop(fresh)
+    fresh_opt.load_state_dict(saved)
+    _run_dlkern("RMSprop", {}, None, grads[2:], params=fresh, opt=fresh_opt)
+    _run_dlkern("RMSprop", {}, None, grads[2:], params=params, opt=opt)
+    for a, b in zip(fresh, params):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_training_run_with_scheduler_and_clipping_resumes_bit_for_bit():
+    from dlkern.data import DataLoader
+    from dlkern.nn.utils import clip_grad_norm_
+    from dlkern.optim.lr_scheduler import CosineAnnealingLR
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5))
+    y = x @ rng.standard_normal(5) + 0.1 * rng.standard_normal(64)
+
+    def make():
+        w = Parameter(np.zeros(5))
+        opt = optim.AdamW([w], lr=0.05, weight_decay=0.01, amsgrad=True)
+        sched = CosineAnnealingLR(opt, T_max=6, eta_min=0.001)
+        loader = DataLoader(x, y, batch_size=16, shuffle=True, seed=1)
+        return w, opt, sched, loader
+
+    def epoch(w, opt, sched, loader):
+        for xb, yb in loader:
+            w.grad = 2 * xb.T @ (xb @ w.data - yb) / len(xb)
+            clip_grad_norm_([w], 1.0)
+            opt.step()
+        sched.step()
+
+    w, opt, sched, loader = make()
+    for _ in range(6):
+        epoch(w, opt, sched, loader)
+    final = w.data.copy()
+
+    w, opt, sched, loader = make()
+    for _ in range(3):
+        epoch(w, opt, sched, loader)
+    checkpoint = (w.data.copy(), opt.state_dict(), sched.state_dict(), loader.state_dict())
+    w2, opt2, sched2, loader2 = make()
+    w2.data[...] = checkpoint[0]
+    opt2.load_state_dict(checkpoint[1])
+    sched2.load_state_dict(checkpoint[2])
+    loader2.load_state_dict(checkpoint[3])
+    for _ in range(3):
+        epoch(w2, opt2, sched2, loader2)
+    np.testing.assert_array_equal(w2.data, final)
+    assert np.mean((x @ final - y) ** 2) < np.mean(y ** 2) / 10  # it did learn
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # hypothesis is a test extra
+    given = None
+
+if given is not None:
+    _HYPER = st.one_of(
+        st.tuples(st.just("SGD"), st.fixed_dictionaries({
+            "lr": st.floats(0.0, 1.0), "momentum": st.sampled_from([0.0, 0.5, 0.99]),
+            "dampening": st.sampled_from([0.0, 0.3]), "weight_decay": st.floats(0.0, 0.5),
+            "maximize": st.booleans()})),
+        st.tuples(st.just("Adagrad"), st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 1.0), "lr_decay": st.floats(0.0, 0.5),
+            "weight_decay": st.floats(0.0, 0.5), "initial_accumulator_value": st.floats(0.0, 1.0),
+            "eps": st.floats(1e-10, 1e-2)})),
+        st.tuples(st.just("Adadelta"), st.fixed_dictionaries({
+            "lr": st.floats(1e-3, 2.0), "rho": st.floats(0.0, 1.0), "eps": st.floats(1e-8, 1e-2),
+            "weight_decay": st.floats(0.0, 0.5)})),
+        st.tuples(st.just("RMSprop"), st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 0.1), "alpha": st.floats(0.5, 0.999),
+            "eps": st.floats(1e-8, 1e-2), "momentum": st.sampled_from([0.0, 0.9]),
+            "centered": st.booleans(), "weight_decay": st.floats(0.0, 0.5)})),
+        st.tuples(st.sampled_from(["Adam", "AdamW"]), st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 0.1), "betas": st.tuples(st.floats(0.0, 0.99),
+                                                            st.floats(0.0, 0.9999)),
+            "eps": st.floats(1e-10, 1e-3), "weight_decay": st.floats(0.0, 0.5),
+            "amsgrad": st.booleans(), "maximize": st.booleans()})),
+    )
+
+    @settings(max_examples=25, deadline=None)
+    @given(case=_HYPER, seed=st.integers(0, 2 ** 16), steps=st.integers(1, 5))
+    def test_hypothesis_hyperparameters_match_torch(case, seed, steps):
+        torch = pytest.importorskip("torch")
+        name, kwargs = case
+        init, grads = _data(np.float64, seed=seed, steps=steps)
+        expected, _ = _run_torch(torch, name, kwargs, init, grads)
+        params, _ = _run_dlkern(name, kwargs, init, grads)
+        for p, e in zip(params, expected):
+            np.testing.assert_allclose(p.data, e, rtol=1e-11, atol=1e-13)

@@ -206,6 +206,8 @@ class Optimizer:
                           itertools.chain.from_iterable(g["params"] for g in self.param_groups)))
         new_state = {}
         for key, saved_state in state_dict["state"].items():
+            if isinstance(key, str) and key.isdigit():  # keys that went through JSON or npz
+                key = int(key)
             if key not in id_map:
                 continue
             p = id_map[key]
