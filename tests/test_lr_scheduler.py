@@ -188,3 +188,56 @@ def test_reduce_on_plateau_semantics_without_torch():
     sched2 = lr_scheduler.ReduceLROnPlateau(_dl_optimizer(lrs=(1.0,)))
     sched2.load_state_dict(state)
     assert sched2.best == 5 and sched2.patience == 2 and sched2._is_better(4.0, 5.0)
+
+
+def _sequential(mod, opt):
+    warm = mod.LinearLR(opt, start_factor=0.1, total_iters=5)
+    cos = mod.CosineAnnealingLR(opt, T_max=20, eta_min=1e-4)
+    step = mod.StepLR(opt, step_size=3, gamma=0.5)
+    return mod.SequentialLR(opt, [warm, cos, step], milestones=[5, 22])
+
+
+def test_sequential_warmup_then_cosine_matches_torch():
+    torch = pytest.importorskip("torch")
+    opt, topt = _dl_optimizer(), _torch_optimizer(torch)
+    sched = _sequential(lr_scheduler, opt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tsched = _sequential(torch.optim.lr_scheduler, topt)
+    ours, theirs = [sched.get_last_lr()], [tsched.get_last_lr()]
+    for _ in range(EPOCHS):
+        topt.step()
+        sched.step()
+        tsched.step()
+        ours.append(sched.get_last_lr())
+        theirs.append(tsched.get_last_lr())
+    assert ours == theirs
+    assert ours[0][0] == pytest.approx(0.01) and ours[5][0] == pytest.approx(0.1)
+
+
+def test_sequential_state_dict_round_trip_and_errors():
+    opt = _dl_optimizer()
+    sched = _sequential(lr_scheduler, opt)
+    for _ in range(8):
+        sched.step()
+    saved_sched, saved_opt = sched.state_dict(), opt.state_dict()
+    expected = []
+    for _ in range(16):
+        sched.step()
+        expected.append(sched.get_last_lr())
+    opt2 = _dl_optimizer()
+    sched2 = _sequential(lr_scheduler, opt2)  # as torch: build schedulers, then load states
+    opt2.load_state_dict(saved_opt)
+    sched2.load_state_dict(saved_sched)
+    got = []
+    for _ in range(16):
+        sched2.step()
+        got.append(sched2.get_last_lr())
+    assert got == expected
+    other = _dl_optimizer()
+    with pytest.raises(ValueError, match="different optimizer"):
+        lr_scheduler.SequentialLR(opt, [lr_scheduler.StepLR(other, 2)], milestones=[])
+    with pytest.raises(ValueError, match="milestone"):
+        lr_scheduler.SequentialLR(opt, [lr_scheduler.StepLR(opt, 2)], milestones=[3])
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        lr_scheduler.SequentialLR(opt, [lr_scheduler.ReduceLROnPlateau(opt)], milestones=[])

@@ -6,6 +6,7 @@ learning rate recursively from its current value (torch's ``get_lr``), so they c
 with other changes to the learning rate exactly as torch's do; ``step(epoch)`` uses the
 closed form instead. ``state_dict()`` holds every attribute but the optimizer.
 """
+import bisect
 import copy
 import math
 import numbers
@@ -42,10 +43,16 @@ class LRScheduler:
                                    "optimizer's state_dict first")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._initial_step()
+
+    def _initial_step(self):
+        """Set the epoch-0 learning rates (also used by SequentialLR at a milestone)."""
         self._step_count = 0
         self._is_initial = True
-        self.step()
-        self._is_initial = False
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_last_lr(self):
         """The learning rates of the groups as set by the last step()."""
@@ -57,6 +64,9 @@ class LRScheduler:
     def step(self, epoch=None):
         """Advance one epoch (or jump to `epoch` with the closed form) and set the lrs."""
         self._step_count += 1
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch=None):
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -154,6 +164,71 @@ class CosineAnnealingLR(LRScheduler):
         return [self.eta_min + (base - self.eta_min)
                 * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
                 for base in self.base_lrs]
+
+
+class SequentialLR(LRScheduler):
+    """Run schedulers one after another, switching at the given epochs, as torch's
+    SequentialLR: e.g. SequentialLR(opt, [LinearLR(opt, 0.1, total_iters=5),
+    CosineAnnealingLR(opt, T_max=95)], milestones=[5]) warms up for 5 epochs, then
+    anneals. Each scheduler restarts from its own epoch 0 at its milestone."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        _check_optimizer("SequentialLR", optimizer)
+        schedulers = list(schedulers)
+        milestones = list(milestones)
+        if not schedulers:
+            raise ValueError("SequentialLR: expects at least one scheduler, got none")
+        for i, sched in enumerate(schedulers):
+            if isinstance(sched, ReduceLROnPlateau):
+                raise ValueError(f"SequentialLR: scheduler {i} is a ReduceLROnPlateau, which "
+                                 "needs a metric in step() and cannot be sequenced")
+            if not isinstance(sched, LRScheduler):
+                raise TypeError(f"SequentialLR: scheduler {i} is a {type(sched).__name__}, "
+                                "not an LRScheduler")
+            if sched.optimizer is not optimizer:
+                raise ValueError(f"SequentialLR: scheduler {i} ({type(sched).__name__}) belongs "
+                                 "to a different optimizer")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expects one milestone fewer than schedulers, got "
+                             f"{len(schedulers)} schedulers and {len(milestones)} milestones")
+        if milestones != sorted(milestones):
+            raise ValueError(f"SequentialLR: milestones must increase, got {milestones}")
+        self._schedulers = schedulers
+        self._milestones = milestones
+        self.last_epoch = last_epoch + 1
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        # Each scheduler already took its epoch-0 step at construction: undo that and
+        # let only the scheduler in charge of epoch 0 take it.
+        for sched in schedulers:
+            sched.last_epoch -= 1
+        first = schedulers[bisect.bisect_right(milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    def step(self):
+        self.last_epoch += 1
+        idx = bisect.bisect_right(self._milestones, self.last_epoch)
+        sched = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            sched._update_lr(0)  # the next scheduler starts at its own epoch 0
+        else:
+            sched.step()
+        self._last_lr = sched.get_last_lr()
+
+    def state_dict(self):
+        state = {k: copy.deepcopy(v) for k, v in self.__dict__.items()
+                 if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        schedulers = state_dict.pop("_schedulers")
+        self.__dict__.update(copy.deepcopy(state_dict))
+        for sched, saved in zip(self._schedulers, schedulers):
+            sched.load_state_dict(saved)
 
 
 class ReduceLROnPlateau:
@@ -259,4 +334,5 @@ class ReduceLROnPlateau:
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)
 
 
-__all__ = ["LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "ReduceLROnPlateau"]
+__all__ = ["LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "SequentialLR",
+           "ReduceLROnPlateau"]
