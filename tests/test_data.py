@@ -246,8 +246,8 @@ def test_random_erasing_probability_values_and_fallback():
     assert changed.any(axis=(1, 2, 3)).all()
     assert abs(out[changed].mean()) < 0.2 and 0.8 < out[changed].std() < 1.2
     # a rectangle that can never fit strictly inside (the whole image) leaves images as they are
-    np.testing.assert_array_equal(RandomErasing(p=1.0, scale=(1.0, 1.0), ratio=(1.0, 1.0))(small, 0),
-                                  small)
+    never_fits = RandomErasing(p=1.0, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    np.testing.assert_array_equal(never_fits(small, 0), small)
     assert not np.shares_memory(RandomErasing(p=1.0)(small, 0), small)
 
 

@@ -88,7 +88,8 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """Multiply the lr by gamma every step_size epochs: lr = base_lr * gamma^(epoch // step_size)."""
+    """Multiply the lr by gamma every step_size epochs:
+    lr = base_lr * gamma^(epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = _positive_int("StepLR", "step_size", step_size)
@@ -131,7 +132,8 @@ class LinearLR(LRScheduler):
 
     def _closed_form_lr(self):
         change = self.end_factor - self.start_factor
-        factor = self.start_factor + change * min(self.total_iters, self.last_epoch) / self.total_iters
+        done = min(self.total_iters, self.last_epoch)
+        factor = self.start_factor + change * done / self.total_iters  # torch's rounding order
         return [base * factor for base in self.base_lrs]
 
 
