@@ -68,7 +68,7 @@ def test_closed_form_with_explicit_epoch_matches_torch(case):
             topt.step()
             sched.step(epoch)
             tsched.step(epoch)
-            np.testing.assert_allclose(sched.get_last_lr(), tsched.get_last_lr(), rtol=1e-15)
+            assert sched.get_last_lr() == tsched.get_last_lr()  # same formula, same rounding
 
 
 def test_cosine_follows_the_closed_form_within_rounding():
