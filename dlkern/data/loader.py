@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from dlkern.data.transforms import as_rng
+
 
 class DataLoader:
     """Iterate over (xb, yb) mini-batches of the arrays x and y (first axis = samples).
@@ -17,8 +19,9 @@ class DataLoader:
         loader yields xb alone.
     batch_size: samples per batch; the last batch is smaller unless drop_last.
     shuffle: a new permutation every epoch (reproducible from seed).
-    seed: int seed (None draws one at construction, so a loader is still consistent with
-        itself); also seeds the transform's randomness.
+    seed: int seed or Generator (None draws one from dlkern's default generator at
+        construction, so a loader is still consistent with itself); also seeds the
+        transform's randomness.
     transform: callable(xb, rng) -> xb applied to each batch (see dlkern.data.transforms).
 
     Batches are copies (fancy indexing), so transforms may modify them freely.
@@ -43,10 +46,10 @@ class DataLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable(batch, rng), "
                             f"got {type(transform).__name__}")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
-        elif isinstance(seed, np.random.Generator):
-            seed = int(seed.integers(2 ** 63))
+        if seed is None or isinstance(seed, np.random.Generator):
+            # None: one draw from dlkern's default generator, so dlkern.random.seed(n)
+            # also fixes loaders built without a seed.
+            seed = int(as_rng(seed).integers(2 ** 63))
         elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"DataLoader: seed must be a non-negative int, a Generator or "
                              f"None, got {seed!r}")
