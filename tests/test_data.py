@@ -293,3 +293,12 @@ def test_compose_is_reproducible_and_ordered():
     assert seen == [1, 2]
     with pytest.raises(TypeError, match="callable"):
         Compose([3])
+
+
+def test_generator_seed_is_reproducible():
+    x, y = _dataset(30)
+    a = _epochs(DataLoader(x, y, batch_size=8, shuffle=True, seed=np.random.default_rng(4)), 2)
+    b = _epochs(DataLoader(x, y, batch_size=8, shuffle=True, seed=np.random.default_rng(4)), 2)
+    for ea, eb in zip(a, b):
+        np.testing.assert_array_equal(ea, eb)
+    assert not np.array_equal(a[0], a[1])
