@@ -1,0 +1,364 @@
+/* dtype-generic body of batch_norm.c: included with T = float / double and
+ * SUF(name) appending _f32 / _f64. No include guard on purpose. */
+
+/* ---- passes over one unit: rows of P values at x + n*stride, n < N ---- */
+
+/* acc[j] = sum over n (and folds) of x */
+static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
+                        dlk_idx Lw, double *restrict acc) {
+    for (dlk_idx j = 0; j < Lw; ++j) acc[j] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict row = x + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j) acc[j] += (double)row[i0 + j];
+        }
+    }
+}
+
+/* acc1[j] = sum of d, acc2[j] = sum of d*d, d = x - mpos[j] in double */
+static void SUF(bn_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
+                             dlk_idx Lw, const double *restrict mpos,
+                             double *restrict acc1, double *restrict acc2) {
+    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict row = x + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j) {
+                double d = (double)row[i0 + j] - mpos[j];
+                acc1[j] += d;
+                acc2[j] += d * d;
+            }
+        }
+    }
+}
+
+/* acc1[j] = sum of dy, acc2[j] = sum of dy * (x - mpos[j]), in double */
+static void SUF(bn_grad_sums)(const T *restrict dy, const T *restrict x, dlk_idx N,
+                              dlk_idx stride, dlk_idx P, dlk_idx Lw,
+                              const double *restrict mpos, double *restrict acc1,
+                              double *restrict acc2) {
+    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j) {
+                double g = (double)gr[i0 + j];
+                acc1[j] += g;
+                acc2[j] += g * ((double)xr[i0 + j] - mpos[j]);
+            }
+        }
+    }
+}
+
+/* y = ((x - hi) - lo) * sc + sh: (hi, lo) is the double mean split in two T
+ * values, so x - mean keeps T's relative precision however large the mean. */
+static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx stride,
+                          dlk_idx P, dlk_idx Lw, const T *restrict hi,
+                          const T *restrict lo, const T *restrict sc,
+                          const T *restrict sh) {
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        T *restrict yr = y + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j)
+                yr[i0 + j] = ((xr[i0 + j] - hi[j]) - lo[j]) * sc[j] + sh[j];
+        }
+    }
+}
+
+/* Training grad_x = dy * k1 - k0 - ((x - hi) - lo) * kd */
+static void SUF(bn_apply_grad)(const T *restrict dy, const T *restrict x,
+                               T *restrict gx, dlk_idx N, dlk_idx stride, dlk_idx P,
+                               dlk_idx Lw, const T *restrict hi, const T *restrict lo,
+                               const T *restrict k1, const T *restrict k0,
+                               const T *restrict kd) {
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        T *restrict out = gx + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j)
+                out[i0 + j] = gr[i0 + j] * k1[j] - k0[j]
+                              - ((xr[i0 + j] - hi[j]) - lo[j]) * kd[j];
+        }
+    }
+}
+
+/* Eval backward in one pass: the sums and grad_x = dy * sc together. */
+static void SUF(bn_eval_grad)(const T *restrict dy, const T *restrict x,
+                              T *restrict gx, dlk_idx N, dlk_idx stride, dlk_idx P,
+                              dlk_idx Lw, const double *restrict mpos,
+                              const T *restrict sc, double *restrict acc1,
+                              double *restrict acc2) {
+    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        T *restrict out = gx + n * stride;
+        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
+            dlk_idx len = DLK_MIN(Lw, P - i0);
+            for (dlk_idx j = 0; j < len; ++j) {
+                T gt = gr[i0 + j];
+                double g = (double)gt;
+                acc1[j] += g;
+                acc2[j] += g * ((double)xr[i0 + j] - mpos[j]);
+                out[i0 + j] = gt * sc[j];
+            }
+        }
+    }
+}
+
+/* ---- per-thread scratch ---- */
+
+typedef struct {
+    double *acc1, *acc2, *mpos;
+    T *a, *b, *c, *d, *e; /* per-position coefficients */
+    double mean[BN_MAX_BLOCK], invstd[BN_MAX_BLOCK];
+} SUF(bn_scratch);
+
+static SUF(bn_scratch) *SUF(bn_scratch_new)(dlk_idx Lw) {
+    SUF(bn_scratch) *s = malloc(sizeof *s);
+    if (!s) return NULL;
+    s->acc1 = malloc(3 * (size_t)Lw * sizeof(double));
+    s->a = malloc(5 * (size_t)Lw * sizeof(T));
+    if (!s->acc1 || !s->a) {
+        free(s->acc1);
+        free(s->a);
+        free(s);
+        return NULL;
+    }
+    s->acc2 = s->acc1 + Lw;
+    s->mpos = s->acc2 + Lw;
+    s->b = s->a + Lw;
+    s->c = s->b + Lw;
+    s->d = s->c + Lw;
+    s->e = s->d + Lw;
+    return s;
+}
+
+static void SUF(bn_scratch_free)(SUF(bn_scratch) *s) {
+    if (!s) return;
+    free(s->acc1);
+    free(s->a);
+    free(s);
+}
+
+/* Split the double v into hi + lo, both T, with hi + lo == v to ~2x T precision. */
+static void SUF(bn_split)(double v, T *hi, T *lo) {
+    *hi = (T)v;
+    *lo = (T)(v - (double)*hi);
+}
+
+/* Batch mean and inverse std of the unit's bc channels into s->mean/invstd,
+ * leaving the mean per position in s->mpos. Two passes: mean, then centered
+ * sums; the mean is refined by mean(d) and the variance corrected by
+ * (sum d)^2 / M (the corrected two-pass algorithm), clamped at 0. */
+static void SUF(bn_batch_stats)(const T *xu, dlk_idx N, dlk_idx stride, dlk_idx S,
+                                dlk_idx bc, dlk_idx P, dlk_idx Lw, double eps,
+                                SUF(bn_scratch) *s, double *var_out) {
+    double M = (double)N * (double)S;
+    SUF(bn_sum)(xu, N, stride, P, Lw, s->acc1);
+    for (dlk_idx k = 0; k < bc; ++k) s->mean[k] = bn_chan_sum(s->acc1, k, S, Lw) / M;
+    for (dlk_idx j = 0; j < Lw; ++j) s->mpos[j] = s->mean[BN_POS_CHAN(j, S)];
+    SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+    for (dlk_idx k = 0; k < bc; ++k) {
+        double sd = bn_chan_sum(s->acc1, k, S, Lw);
+        double sq = bn_chan_sum(s->acc2, k, S, Lw);
+        double var = (sq - sd * sd / M) / M;
+        if (!(var > 0.0)) var = var != var ? var : 0.0; /* keep NaN, clamp -0/neg */
+        s->mean[k] += sd / M;
+        s->invstd[k] = 1.0 / sqrt(var + eps);
+        var_out[k] = var;
+    }
+    for (dlk_idx j = 0; j < Lw; ++j) s->mpos[j] = s->mean[BN_POS_CHAN(j, S)];
+}
+
+/* ---- kernels ---- */
+
+int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
+                              const T *weight, const T *bias, T *running_mean,
+                              T *running_var, double momentum, double eps, T *y,
+                              int nthreads) {
+    dlk_idx B = bn_block(C, S), nunits = (C + B - 1) / B, Lw_max = bn_width(B, S);
+    dlk_idx stride = C * S;
+    double M = (double)N * (double)S;
+    /* unbiased = biased * M / (M - 1); M >= 2 is checked by the caller */
+    double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
+    int failed = 0;
+    if (C == 0 || N == 0 || S == 0) return DLK_OK;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
+        if (!s) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx u = 0; u < nunits; ++u) {
+            if (!s) continue;
+            dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
+            dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
+            const T *xu = x + c0 * S;
+            double var[BN_MAX_BLOCK];
+            SUF(bn_batch_stats)(xu, N, stride, S, bc, P, Lw, eps, s, var);
+            for (dlk_idx k = 0; k < bc; ++k) {
+                dlk_idx c = c0 + k;
+                if (running_mean) {
+                    running_mean[c] = (T)((1.0 - momentum) * (double)running_mean[c]
+                                          + momentum * s->mean[k]);
+                    running_var[c] = (T)((1.0 - momentum) * (double)running_var[c]
+                                         + momentum * var[k] * unbias);
+                }
+            }
+            /* a, b: mean hi/lo; c: scale; d: shift */
+            for (dlk_idx j = 0; j < Lw; ++j) {
+                dlk_idx k = BN_POS_CHAN(j, S), c = c0 + k;
+                double w = weight ? (double)weight[c] : 1.0;
+                SUF(bn_split)(s->mean[k], &s->a[j], &s->b[j]);
+                s->c[j] = (T)(w * s->invstd[k]);
+                s->d[j] = bias ? bias[c] : (T)0;
+            }
+            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d);
+        }
+        SUF(bn_scratch_free)(s);
+    }
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
+                             const T *weight, const T *bias, const T *running_mean,
+                             const T *running_var, double eps, T *y, int nthreads) {
+    dlk_idx B = bn_block(C, S), nunits = (C + B - 1) / B, Lw_max = bn_width(B, S);
+    dlk_idx stride = C * S;
+    int failed = 0;
+    if (C == 0 || N == 0 || S == 0) return DLK_OK;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
+        if (!s) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx u = 0; u < nunits; ++u) {
+            if (!s) continue;
+            dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
+            dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
+            for (dlk_idx j = 0; j < Lw; ++j) {
+                dlk_idx c = c0 + BN_POS_CHAN(j, S);
+                double w = weight ? (double)weight[c] : 1.0;
+                s->a[j] = running_mean[c]; /* already a T: no low part */
+                s->b[j] = (T)0;
+                s->c[j] = (T)(w / sqrt((double)running_var[c] + eps));
+                s->d[j] = bias ? bias[c] : (T)0;
+            }
+            SUF(bn_apply)(x + c0 * S, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c,
+                          s->d);
+        }
+        SUF(bn_scratch_free)(s);
+    }
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_idx C,
+                                 dlk_idx S, const T *weight, const T *running_mean,
+                                 const T *running_var, int training, double eps,
+                                 T *grad_x, T *grad_weight, T *grad_bias,
+                                 int nthreads) {
+    dlk_idx B = bn_block(C, S), nunits = (C + B - 1) / B, Lw_max = bn_width(B, S);
+    dlk_idx stride = C * S;
+    double M = (double)N * (double)S;
+    int failed = 0;
+    if (C == 0) return DLK_OK;
+    if (N == 0 || S == 0) {
+        for (dlk_idx c = 0; c < C; ++c) grad_weight[c] = grad_bias[c] = (T)0;
+        return DLK_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
+        if (!s) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx u = 0; u < nunits; ++u) {
+            if (!s) continue;
+            dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
+            dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
+            const T *xu = x + c0 * S, *gu = grad_out + c0 * S;
+            T *out = grad_x + c0 * S;
+            if (training) {
+                double var[BN_MAX_BLOCK];
+                SUF(bn_batch_stats)(xu, N, stride, S, bc, P, Lw, eps, s, var);
+                SUF(bn_grad_sums)(gu, xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+                /* per channel: sum dy -> grad_bias, sum dy*(x-mean) -> grad_weight;
+                 * keep the grad_x coefficients in mean[]/invstd[]-indexed form */
+                double k1v[BN_MAX_BLOCK], k0v[BN_MAX_BLOCK], kdv[BN_MAX_BLOCK];
+                for (dlk_idx k = 0; k < bc; ++k) {
+                    dlk_idx c = c0 + k;
+                    double sdy = bn_chan_sum(s->acc1, k, S, Lw);
+                    double sdyd = bn_chan_sum(s->acc2, k, S, Lw);
+                    double is = s->invstd[k];
+                    double w = weight ? (double)weight[c] : 1.0;
+                    grad_bias[c] = (T)sdy;
+                    grad_weight[c] = (T)(sdyd * is);
+                    k1v[k] = w * is;
+                    k0v[k] = w * is * sdy / M;
+                    kdv[k] = w * is * is * is * sdyd / M;
+                }
+                for (dlk_idx j = 0; j < Lw; ++j) {
+                    dlk_idx k = BN_POS_CHAN(j, S);
+                    SUF(bn_split)(s->mean[k], &s->a[j], &s->b[j]);
+                    s->c[j] = (T)k1v[k];
+                    s->d[j] = (T)k0v[k];
+                    s->e[j] = (T)kdv[k];
+                }
+                SUF(bn_apply_grad)(gu, xu, out, N, stride, P, Lw, s->a, s->b, s->c, s->d,
+                                   s->e);
+            } else {
+                for (dlk_idx k = 0; k < bc; ++k)
+                    s->invstd[k] = 1.0 / sqrt((double)running_var[c0 + k] + eps);
+                for (dlk_idx j = 0; j < Lw; ++j) {
+                    dlk_idx k = BN_POS_CHAN(j, S), c = c0 + k;
+                    double w = weight ? (double)weight[c] : 1.0;
+                    s->mpos[j] = (double)running_mean[c];
+                    s->c[j] = (T)(w * s->invstd[k]);
+                }
+                SUF(bn_eval_grad)(gu, xu, out, N, stride, P, Lw, s->mpos, s->c, s->acc1,
+                                  s->acc2);
+                for (dlk_idx k = 0; k < bc; ++k) {
+                    dlk_idx c = c0 + k;
+                    grad_bias[c] = (T)bn_chan_sum(s->acc1, k, S, Lw);
+                    grad_weight[c] = (T)(bn_chan_sum(s->acc2, k, S, Lw) * s->invstd[k]);
+                }
+            }
+        }
+        SUF(bn_scratch_free)(s);
+    }
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
