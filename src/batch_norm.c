@@ -23,7 +23,7 @@
 #include "batch_norm.h"
 
 /* Longest run of positions accumulated side by side (doubles: 16 KB each). */
-#define BN_WIDTH 2048
+#define BN_WIDTH 512
 /* Target span length (values) of one unit in one sample when S is small. */
 #define BN_SPAN 256
 /* Largest channel block: BN_SPAN channels when S == 1. */
@@ -54,9 +54,6 @@ static double bn_chan_sum(const double *acc, dlk_idx k, dlk_idx S, dlk_idx Lw) {
     for (dlk_idx j = lo; j < hi; ++j) s += acc[j];
     return s;
 }
-
-/* Channel of accumulator position j within a unit (0 for a folded channel). */
-#define BN_POS_CHAN(j, S) ((j) / (S))
 
 #define T float
 #define SUF(name) name##_f32

@@ -3,12 +3,26 @@
 
 /* ---- passes over one unit: rows of P values at x + n*stride, n < N ---- */
 
+/* A unit's rows are stride apart, and a row is often exactly a page (1024
+ * floats): the hardware prefetcher stops at page boundaries, so each row would
+ * start cold. The passes that first touch a row ask for the next one while
+ * working on this one. */
+static void SUF(bn_prefetch_row)(const T *row, dlk_idx P) {
+    for (dlk_idx i = 0; i < P; i += 64 / (dlk_idx)sizeof(T)) __builtin_prefetch(row + i);
+}
+
+/* The same for a row about to be written (fetched for ownership). */
+static void SUF(bn_prefetch_row_w)(T *row, dlk_idx P) {
+    for (dlk_idx i = 0; i < P; i += 64 / (dlk_idx)sizeof(T)) __builtin_prefetch(row + i, 1);
+}
+
 /* acc[j] = sum over n (and folds) of x */
 static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
                         dlk_idx Lw, double *restrict acc) {
     for (dlk_idx j = 0; j < Lw; ++j) acc[j] = 0.0;
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict row = x + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row)(row + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) acc[j] += (double)row[i0 + j];
@@ -34,21 +48,27 @@ static void SUF(bn_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk
     }
 }
 
-/* acc1[j] = sum of dy, acc2[j] = sum of dy * (x - mpos[j]), in double */
-static void SUF(bn_grad_sums)(const T *restrict dy, const T *restrict x, dlk_idx N,
-                              dlk_idx stride, dlk_idx P, dlk_idx Lw,
-                              const double *restrict mpos, double *restrict acc1,
-                              double *restrict acc2) {
-    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
+/* bn_centered plus, in the same pass (the first touch of dy, prefetched),
+ * acc3[j] = sum of dy and acc4[j] = sum of dy * d */
+static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk_idx N,
+                                  dlk_idx stride, dlk_idx P, dlk_idx Lw,
+                                  const double *restrict mpos, double *restrict acc1,
+                                  double *restrict acc2, double *restrict acc3,
+                                  double *restrict acc4) {
+    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = acc3[j] = acc4[j] = 0.0;
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row)(gr + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) {
+                double d = (double)xr[i0 + j] - mpos[j];
                 double g = (double)gr[i0 + j];
-                acc1[j] += g;
-                acc2[j] += g * ((double)xr[i0 + j] - mpos[j]);
+                acc1[j] += d;
+                acc2[j] += d * d;
+                acc3[j] += g;
+                acc4[j] += g * d;
             }
         }
     }
@@ -59,10 +79,14 @@ static void SUF(bn_grad_sums)(const T *restrict dy, const T *restrict x, dlk_idx
 static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx stride,
                           dlk_idx P, dlk_idx Lw, const T *restrict hi,
                           const T *restrict lo, const T *restrict sc,
-                          const T *restrict sh) {
+                          const T *restrict sh, int prefetch_x) {
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         T *restrict yr = y + n * stride;
+        if (n + 1 < N) {
+            if (prefetch_x) SUF(bn_prefetch_row)(xr + stride, P);
+            SUF(bn_prefetch_row_w)(yr + stride, P);
+        }
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j)
@@ -81,6 +105,7 @@ static void SUF(bn_apply_grad)(const T *restrict dy, const T *restrict x,
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
         T *restrict out = gx + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row_w)(out + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j)
@@ -101,6 +126,11 @@ static void SUF(bn_eval_grad)(const T *restrict dy, const T *restrict x,
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
         T *restrict out = gx + n * stride;
+        if (n + 1 < N) {
+            SUF(bn_prefetch_row)(xr + stride, P);
+            SUF(bn_prefetch_row)(gr + stride, P);
+            SUF(bn_prefetch_row_w)(out + stride, P);
+        }
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) {
@@ -117,15 +147,36 @@ static void SUF(bn_eval_grad)(const T *restrict dy, const T *restrict x,
 /* ---- per-thread scratch ---- */
 
 typedef struct {
-    double *acc1, *acc2, *mpos;
+    double *acc1, *acc2, *acc3, *acc4, *mpos;
     T *a, *b, *c, *d, *e; /* per-position coefficients */
-    double mean[BN_MAX_BLOCK], invstd[BN_MAX_BLOCK];
+    double mean[BN_MAX_BLOCK], invstd[BN_MAX_BLOCK], var[BN_MAX_BLOCK];
+    double sdy[BN_MAX_BLOCK], sdyd[BN_MAX_BLOCK]; /* sum dy, sum dy * (x - mean) */
+    T ca[BN_MAX_BLOCK], cb[BN_MAX_BLOCK], cc[BN_MAX_BLOCK], cd[BN_MAX_BLOCK],
+        ce[BN_MAX_BLOCK]; /* per-channel values of a..e */
 } SUF(bn_scratch);
+
+/* Spread per-channel values over the positions: dst[j] = v[j / S], j < Lw,
+ * without a division per position. */
+static void SUF(bn_fill)(T *restrict dst, const T *restrict v, dlk_idx bc, dlk_idx S,
+                         dlk_idx Lw) {
+    for (dlk_idx k = 0; k < bc; ++k) {
+        dlk_idx hi = DLK_MIN((k + 1) * S, Lw);
+        for (dlk_idx j = k * S; j < hi; ++j) dst[j] = v[k];
+    }
+}
+
+static void SUF(bn_fill_double)(double *restrict dst, const double *restrict v, dlk_idx bc,
+                                dlk_idx S, dlk_idx Lw) {
+    for (dlk_idx k = 0; k < bc; ++k) {
+        dlk_idx hi = DLK_MIN((k + 1) * S, Lw);
+        for (dlk_idx j = k * S; j < hi; ++j) dst[j] = v[k];
+    }
+}
 
 static SUF(bn_scratch) *SUF(bn_scratch_new)(dlk_idx Lw) {
     SUF(bn_scratch) *s = malloc(sizeof *s);
     if (!s) return NULL;
-    s->acc1 = malloc(3 * (size_t)Lw * sizeof(double));
+    s->acc1 = malloc(5 * (size_t)Lw * sizeof(double));
     s->a = malloc(5 * (size_t)Lw * sizeof(T));
     if (!s->acc1 || !s->a) {
         free(s->acc1);
@@ -134,7 +185,9 @@ static SUF(bn_scratch) *SUF(bn_scratch_new)(dlk_idx Lw) {
         return NULL;
     }
     s->acc2 = s->acc1 + Lw;
-    s->mpos = s->acc2 + Lw;
+    s->acc3 = s->acc2 + Lw;
+    s->acc4 = s->acc3 + Lw;
+    s->mpos = s->acc4 + Lw;
     s->b = s->a + Lw;
     s->c = s->b + Lw;
     s->d = s->c + Lw;
@@ -155,18 +208,25 @@ static void SUF(bn_split)(double v, T *hi, T *lo) {
     *lo = (T)(v - (double)*hi);
 }
 
-/* Batch mean and inverse std of the unit's bc channels into s->mean/invstd,
- * leaving the mean per position in s->mpos. Two passes: mean, then centered
- * sums; the mean is refined by mean(d) and the variance corrected by
- * (sum d)^2 / M (the corrected two-pass algorithm), clamped at 0. */
-static void SUF(bn_batch_stats)(const T *xu, dlk_idx N, dlk_idx stride, dlk_idx S,
-                                dlk_idx bc, dlk_idx P, dlk_idx Lw, double eps,
-                                SUF(bn_scratch) *s, double *var_out) {
+/* Batch mean, biased variance and inverse std of the unit's bc channels into
+ * s->mean/var/invstd, leaving the mean per position in s->mpos. Two passes:
+ * mean, then centered sums; the mean is refined by mean(d) and the variance
+ * corrected by (sum d)^2 / M (the corrected two-pass algorithm), clamped at 0.
+ * With dy (backward), the second pass also gives s->sdy = sum dy and
+ * s->sdyd = sum dy * (x - refined mean); the refinement is ~1e-16 of the mean,
+ * so shifting sum dy * d by it cancels nothing. */
+static void SUF(bn_batch_stats)(const T *xu, const T *dy, dlk_idx N, dlk_idx stride,
+                                dlk_idx S, dlk_idx bc, dlk_idx P, dlk_idx Lw, double eps,
+                                SUF(bn_scratch) *s) {
     double M = (double)N * (double)S;
     SUF(bn_sum)(xu, N, stride, P, Lw, s->acc1);
     for (dlk_idx k = 0; k < bc; ++k) s->mean[k] = bn_chan_sum(s->acc1, k, S, Lw) / M;
-    for (dlk_idx j = 0; j < Lw; ++j) s->mpos[j] = s->mean[BN_POS_CHAN(j, S)];
-    SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+    SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
+    if (dy)
+        SUF(bn_centered_grad)(xu, dy, N, stride, P, Lw, s->mpos, s->acc1, s->acc2, s->acc3,
+                              s->acc4);
+    else
+        SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
     for (dlk_idx k = 0; k < bc; ++k) {
         double sd = bn_chan_sum(s->acc1, k, S, Lw);
         double sq = bn_chan_sum(s->acc2, k, S, Lw);
@@ -174,9 +234,12 @@ static void SUF(bn_batch_stats)(const T *xu, dlk_idx N, dlk_idx stride, dlk_idx 
         if (!(var > 0.0)) var = var != var ? var : 0.0; /* keep NaN, clamp -0/neg */
         s->mean[k] += sd / M;
         s->invstd[k] = 1.0 / sqrt(var + eps);
-        var_out[k] = var;
+        s->var[k] = var;
+        if (dy) {
+            s->sdy[k] = bn_chan_sum(s->acc3, k, S, Lw);
+            s->sdyd[k] = bn_chan_sum(s->acc4, k, S, Lw) - sd / M * s->sdy[k];
+        }
     }
-    for (dlk_idx j = 0; j < Lw; ++j) s->mpos[j] = s->mean[BN_POS_CHAN(j, S)];
 }
 
 /* ---- kernels ---- */
@@ -211,26 +274,29 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
             dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
             const T *xu = x + c0 * S;
-            double var[BN_MAX_BLOCK];
-            SUF(bn_batch_stats)(xu, N, stride, S, bc, P, Lw, eps, s, var);
+            SUF(bn_batch_stats)(xu, NULL, N, stride, S, bc, P, Lw, eps, s);
             for (dlk_idx k = 0; k < bc; ++k) {
                 dlk_idx c = c0 + k;
                 if (running_mean) {
                     running_mean[c] = (T)((1.0 - momentum) * (double)running_mean[c]
                                           + momentum * s->mean[k]);
                     running_var[c] = (T)((1.0 - momentum) * (double)running_var[c]
-                                         + momentum * var[k] * unbias);
+                                         + momentum * s->var[k] * unbias);
                 }
             }
             /* a, b: mean hi/lo; c: scale; d: shift */
-            for (dlk_idx j = 0; j < Lw; ++j) {
-                dlk_idx k = BN_POS_CHAN(j, S), c = c0 + k;
+            for (dlk_idx k = 0; k < bc; ++k) {
+                dlk_idx c = c0 + k;
                 double w = weight ? (double)weight[c] : 1.0;
-                SUF(bn_split)(s->mean[k], &s->a[j], &s->b[j]);
-                s->c[j] = (T)(w * s->invstd[k]);
-                s->d[j] = bias ? bias[c] : (T)0;
+                SUF(bn_split)(s->mean[k], &s->ca[k], &s->cb[k]);
+                s->cc[k] = (T)(w * s->invstd[k]);
+                s->cd[k] = bias ? bias[c] : (T)0;
             }
-            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d);
+            SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
+            SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
+            SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
+            SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
+            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d, 0);
         }
         SUF(bn_scratch_free)(s);
     }
@@ -262,16 +328,20 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             if (!s) continue;
             dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
             dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
-            for (dlk_idx j = 0; j < Lw; ++j) {
-                dlk_idx c = c0 + BN_POS_CHAN(j, S);
+            for (dlk_idx k = 0; k < bc; ++k) {
+                dlk_idx c = c0 + k;
                 double w = weight ? (double)weight[c] : 1.0;
-                s->a[j] = running_mean[c]; /* already a T: no low part */
-                s->b[j] = (T)0;
-                s->c[j] = (T)(w / sqrt((double)running_var[c] + eps));
-                s->d[j] = bias ? bias[c] : (T)0;
+                s->ca[k] = running_mean[c]; /* already a T: no low part */
+                s->cb[k] = (T)0;
+                s->cc[k] = (T)(w / sqrt((double)running_var[c] + eps));
+                s->cd[k] = bias ? bias[c] : (T)0;
             }
+            SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
+            SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
+            SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
+            SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
             SUF(bn_apply)(x + c0 * S, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c,
-                          s->d);
+                          s->d, 1);
         }
         SUF(bn_scratch_free)(s);
     }
@@ -313,42 +383,37 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
             const T *xu = x + c0 * S, *gu = grad_out + c0 * S;
             T *out = grad_x + c0 * S;
             if (training) {
-                double var[BN_MAX_BLOCK];
-                SUF(bn_batch_stats)(xu, N, stride, S, bc, P, Lw, eps, s, var);
-                SUF(bn_grad_sums)(gu, xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
-                /* per channel: sum dy -> grad_bias, sum dy*(x-mean) -> grad_weight;
-                 * keep the grad_x coefficients in mean[]/invstd[]-indexed form */
-                double k1v[BN_MAX_BLOCK], k0v[BN_MAX_BLOCK], kdv[BN_MAX_BLOCK];
+                SUF(bn_batch_stats)(xu, gu, N, stride, S, bc, P, Lw, eps, s);
+                /* sum dy -> grad_bias, sum dy * (x - mean) * invstd -> grad_weight */
                 for (dlk_idx k = 0; k < bc; ++k) {
                     dlk_idx c = c0 + k;
-                    double sdy = bn_chan_sum(s->acc1, k, S, Lw);
-                    double sdyd = bn_chan_sum(s->acc2, k, S, Lw);
+                    double sdy = s->sdy[k], sdyd = s->sdyd[k];
                     double is = s->invstd[k];
                     double w = weight ? (double)weight[c] : 1.0;
                     grad_bias[c] = (T)sdy;
                     grad_weight[c] = (T)(sdyd * is);
-                    k1v[k] = w * is;
-                    k0v[k] = w * is * sdy / M;
-                    kdv[k] = w * is * is * is * sdyd / M;
+                    SUF(bn_split)(s->mean[k], &s->ca[k], &s->cb[k]);
+                    s->cc[k] = (T)(w * is);
+                    s->cd[k] = (T)(w * is * sdy / M);
+                    s->ce[k] = (T)(w * is * is * is * sdyd / M);
                 }
-                for (dlk_idx j = 0; j < Lw; ++j) {
-                    dlk_idx k = BN_POS_CHAN(j, S);
-                    SUF(bn_split)(s->mean[k], &s->a[j], &s->b[j]);
-                    s->c[j] = (T)k1v[k];
-                    s->d[j] = (T)k0v[k];
-                    s->e[j] = (T)kdv[k];
-                }
+                SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
+                SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
+                SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
+                SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
+                SUF(bn_fill)(s->e, s->ce, bc, S, Lw);
                 SUF(bn_apply_grad)(gu, xu, out, N, stride, P, Lw, s->a, s->b, s->c, s->d,
                                    s->e);
             } else {
-                for (dlk_idx k = 0; k < bc; ++k)
-                    s->invstd[k] = 1.0 / sqrt((double)running_var[c0 + k] + eps);
-                for (dlk_idx j = 0; j < Lw; ++j) {
-                    dlk_idx k = BN_POS_CHAN(j, S), c = c0 + k;
+                for (dlk_idx k = 0; k < bc; ++k) {
+                    dlk_idx c = c0 + k;
                     double w = weight ? (double)weight[c] : 1.0;
-                    s->mpos[j] = (double)running_mean[c];
-                    s->c[j] = (T)(w * s->invstd[k]);
+                    s->invstd[k] = 1.0 / sqrt((double)running_var[c] + eps);
+                    s->mean[k] = (double)running_mean[c];
+                    s->cc[k] = (T)(w * s->invstd[k]);
                 }
+                SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
+                SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
                 SUF(bn_eval_grad)(gu, xu, out, N, stride, P, Lw, s->mpos, s->c, s->acc1,
                                   s->acc2);
                 for (dlk_idx k = 0; k < bc; ++k) {
