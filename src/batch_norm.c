@@ -55,6 +55,15 @@ static double bn_chan_sum(const double *acc, dlk_idx k, dlk_idx S, dlk_idx Lw) {
     return s;
 }
 
+/* Register lanes of the single-channel passes (4 zmm of doubles). */
+#define BN_LANES 32
+
+static double bn_lanes_sum(const double *a) {
+    double s = 0.0;
+    for (int t = 0; t < BN_LANES; ++t) s += a[t];
+    return s;
+}
+
 #define T float
 #define SUF(name) name##_f32
 #include "batch_norm_impl.h"

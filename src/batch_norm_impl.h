@@ -144,6 +144,141 @@ static void SUF(bn_eval_grad)(const T *restrict dy, const T *restrict x,
     }
 }
 
+/* ---- passes over a single-channel unit (B == 1, S large) ----
+ * All positions share one channel, so the coefficients are scalars and the sums
+ * are kept in BN_LANES register lanes (lane t takes the elements j = t mod
+ * BN_LANES of each row), summed in order at the end: vectorized, no
+ * accumulator traffic through memory, and a fixed order. */
+
+static void SUF(bn1_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx S,
+                         double *sum) {
+    double a[BN_LANES];
+    for (int t = 0; t < BN_LANES; ++t) a[t] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict row = x + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row)(row + stride, S);
+        dlk_idx j = 0;
+        for (; j + BN_LANES <= S; j += BN_LANES)
+            for (int t = 0; t < BN_LANES; ++t) a[t] += (double)row[j + t];
+        for (int t = 0; j + t < S; ++t) a[t] += (double)row[j + t];
+    }
+    *sum = bn_lanes_sum(a);
+}
+
+static void SUF(bn1_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx S,
+                              double mean, double *sd, double *sq) {
+    double a1[BN_LANES], a2[BN_LANES];
+    for (int t = 0; t < BN_LANES; ++t) a1[t] = a2[t] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict row = x + n * stride;
+        dlk_idx j = 0;
+        for (; j + BN_LANES <= S; j += BN_LANES)
+            for (int t = 0; t < BN_LANES; ++t) {
+                double d = (double)row[j + t] - mean;
+                a1[t] += d;
+                a2[t] += d * d;
+            }
+        for (int t = 0; j + t < S; ++t) {
+            double d = (double)row[j + t] - mean;
+            a1[t] += d;
+            a2[t] += d * d;
+        }
+    }
+    *sd = bn_lanes_sum(a1);
+    *sq = bn_lanes_sum(a2);
+}
+
+static void SUF(bn1_centered_grad)(const T *restrict x, const T *restrict dy, dlk_idx N,
+                                   dlk_idx stride, dlk_idx S, double mean, double *sd,
+                                   double *sq, double *sg, double *sgd) {
+    double a1[BN_LANES], a2[BN_LANES], a3[BN_LANES], a4[BN_LANES];
+    for (int t = 0; t < BN_LANES; ++t) a1[t] = a2[t] = a3[t] = a4[t] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row)(gr + stride, S);
+        dlk_idx j = 0;
+        for (; j + BN_LANES <= S; j += BN_LANES)
+            for (int t = 0; t < BN_LANES; ++t) {
+                double d = (double)xr[j + t] - mean, g = (double)gr[j + t];
+                a1[t] += d;
+                a2[t] += d * d;
+                a3[t] += g;
+                a4[t] += g * d;
+            }
+        for (int t = 0; j + t < S; ++t) {
+            double d = (double)xr[j + t] - mean, g = (double)gr[j + t];
+            a1[t] += d;
+            a2[t] += d * d;
+            a3[t] += g;
+            a4[t] += g * d;
+        }
+    }
+    *sd = bn_lanes_sum(a1);
+    *sq = bn_lanes_sum(a2);
+    *sg = bn_lanes_sum(a3);
+    *sgd = bn_lanes_sum(a4);
+}
+
+static void SUF(bn1_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx stride,
+                           dlk_idx S, T hi, T lo, T sc, T sh, int prefetch_x) {
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        T *restrict yr = y + n * stride;
+        if (n + 1 < N) {
+            if (prefetch_x) SUF(bn_prefetch_row)(xr + stride, S);
+            SUF(bn_prefetch_row_w)(yr + stride, S);
+        }
+        for (dlk_idx j = 0; j < S; ++j) yr[j] = ((xr[j] - hi) - lo) * sc + sh;
+    }
+}
+
+static void SUF(bn1_apply_grad)(const T *restrict dy, const T *restrict x,
+                                T *restrict gx, dlk_idx N, dlk_idx stride, dlk_idx S,
+                                T hi, T lo, T k1, T k0, T kd) {
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        T *restrict out = gx + n * stride;
+        if (n + 1 < N) SUF(bn_prefetch_row_w)(out + stride, S);
+        for (dlk_idx j = 0; j < S; ++j)
+            out[j] = gr[j] * k1 - k0 - ((xr[j] - hi) - lo) * kd;
+    }
+}
+
+static void SUF(bn1_eval_grad)(const T *restrict dy, const T *restrict x,
+                               T *restrict gx, dlk_idx N, dlk_idx stride, dlk_idx S,
+                               double mean, T sc, double *sg, double *sgd) {
+    double a1[BN_LANES], a2[BN_LANES];
+    for (int t = 0; t < BN_LANES; ++t) a1[t] = a2[t] = 0.0;
+    for (dlk_idx n = 0; n < N; ++n) {
+        const T *restrict xr = x + n * stride;
+        const T *restrict gr = dy + n * stride;
+        T *restrict out = gx + n * stride;
+        if (n + 1 < N) {
+            SUF(bn_prefetch_row)(xr + stride, S);
+            SUF(bn_prefetch_row)(gr + stride, S);
+            SUF(bn_prefetch_row_w)(out + stride, S);
+        }
+        dlk_idx j = 0;
+        for (; j + BN_LANES <= S; j += BN_LANES)
+            for (int t = 0; t < BN_LANES; ++t) {
+                T gt = gr[j + t];
+                a1[t] += (double)gt;
+                a2[t] += (double)gt * ((double)xr[j + t] - mean);
+                out[j + t] = gt * sc;
+            }
+        for (int t = 0; j + t < S; ++t) {
+            T gt = gr[j + t];
+            a1[t] += (double)gt;
+            a2[t] += (double)gt * ((double)xr[j + t] - mean);
+            out[j + t] = gt * sc;
+        }
+    }
+    *sg = bn_lanes_sum(a1);
+    *sgd = bn_lanes_sum(a2);
+}
+
 /* ---- per-thread scratch ---- */
 
 typedef struct {
@@ -217,27 +352,38 @@ static void SUF(bn_split)(double v, T *hi, T *lo) {
  * so shifting sum dy * d by it cancels nothing. */
 static void SUF(bn_batch_stats)(const T *xu, const T *dy, dlk_idx N, dlk_idx stride,
                                 dlk_idx S, dlk_idx bc, dlk_idx P, dlk_idx Lw, double eps,
-                                SUF(bn_scratch) *s) {
+                                int single, SUF(bn_scratch) *s) {
     double M = (double)N * (double)S;
-    SUF(bn_sum)(xu, N, stride, P, Lw, s->acc1);
-    for (dlk_idx k = 0; k < bc; ++k) s->mean[k] = bn_chan_sum(s->acc1, k, S, Lw) / M;
-    SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
-    if (dy)
-        SUF(bn_centered_grad)(xu, dy, N, stride, P, Lw, s->mpos, s->acc1, s->acc2, s->acc3,
-                              s->acc4);
-    else
-        SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+    double sd1 = 0, sq1 = 0, sg1 = 0, sgd1 = 0; /* single-channel sums */
+    if (single) {
+        double sum;
+        SUF(bn1_sum)(xu, N, stride, S, &sum);
+        s->mean[0] = sum / M;
+        if (dy)
+            SUF(bn1_centered_grad)(xu, dy, N, stride, S, s->mean[0], &sd1, &sq1, &sg1, &sgd1);
+        else
+            SUF(bn1_centered)(xu, N, stride, S, s->mean[0], &sd1, &sq1);
+    } else {
+        SUF(bn_sum)(xu, N, stride, P, Lw, s->acc1);
+        for (dlk_idx k = 0; k < bc; ++k) s->mean[k] = bn_chan_sum(s->acc1, k, S, Lw) / M;
+        SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
+        if (dy)
+            SUF(bn_centered_grad)(xu, dy, N, stride, P, Lw, s->mpos, s->acc1, s->acc2,
+                                  s->acc3, s->acc4);
+        else
+            SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+    }
     for (dlk_idx k = 0; k < bc; ++k) {
-        double sd = bn_chan_sum(s->acc1, k, S, Lw);
-        double sq = bn_chan_sum(s->acc2, k, S, Lw);
+        double sd = single ? sd1 : bn_chan_sum(s->acc1, k, S, Lw);
+        double sq = single ? sq1 : bn_chan_sum(s->acc2, k, S, Lw);
         double var = (sq - sd * sd / M) / M;
         if (!(var > 0.0)) var = var != var ? var : 0.0; /* keep NaN, clamp -0/neg */
         s->mean[k] += sd / M;
         s->invstd[k] = 1.0 / sqrt(var + eps);
         s->var[k] = var;
         if (dy) {
-            s->sdy[k] = bn_chan_sum(s->acc3, k, S, Lw);
-            s->sdyd[k] = bn_chan_sum(s->acc4, k, S, Lw) - sd / M * s->sdy[k];
+            s->sdy[k] = single ? sg1 : bn_chan_sum(s->acc3, k, S, Lw);
+            s->sdyd[k] = (single ? sgd1 : bn_chan_sum(s->acc4, k, S, Lw)) - sd / M * s->sdy[k];
         }
     }
 }
@@ -274,7 +420,7 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             dlk_idx c0 = u * B, bc = DLK_MIN(B, C - c0), P = bc * S;
             dlk_idx Lw = DLK_MIN(P, BN_WIDTH);
             const T *xu = x + c0 * S;
-            SUF(bn_batch_stats)(xu, NULL, N, stride, S, bc, P, Lw, eps, s);
+            SUF(bn_batch_stats)(xu, NULL, N, stride, S, bc, P, Lw, eps, B == 1, s);
             for (dlk_idx k = 0; k < bc; ++k) {
                 dlk_idx c = c0 + k;
                 if (running_mean) {
@@ -291,6 +437,11 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
                 SUF(bn_split)(s->mean[k], &s->ca[k], &s->cb[k]);
                 s->cc[k] = (T)(w * s->invstd[k]);
                 s->cd[k] = bias ? bias[c] : (T)0;
+            }
+            if (B == 1) {
+                SUF(bn1_apply)(xu, y + c0 * S, N, stride, S, s->ca[0], s->cb[0], s->cc[0],
+                               s->cd[0], 0);
+                continue;
             }
             SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
             SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
@@ -335,6 +486,11 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
                 s->cb[k] = (T)0;
                 s->cc[k] = (T)(w / sqrt((double)running_var[c] + eps));
                 s->cd[k] = bias ? bias[c] : (T)0;
+            }
+            if (B == 1) {
+                SUF(bn1_apply)(x + c0 * S, y + c0 * S, N, stride, S, s->ca[0], s->cb[0],
+                               s->cc[0], s->cd[0], 1);
+                continue;
             }
             SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
             SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
@@ -383,7 +539,7 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
             const T *xu = x + c0 * S, *gu = grad_out + c0 * S;
             T *out = grad_x + c0 * S;
             if (training) {
-                SUF(bn_batch_stats)(xu, gu, N, stride, S, bc, P, Lw, eps, s);
+                SUF(bn_batch_stats)(xu, gu, N, stride, S, bc, P, Lw, eps, B == 1, s);
                 /* sum dy -> grad_bias, sum dy * (x - mean) * invstd -> grad_weight */
                 for (dlk_idx k = 0; k < bc; ++k) {
                     dlk_idx c = c0 + k;
@@ -396,6 +552,11 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
                     s->cc[k] = (T)(w * is);
                     s->cd[k] = (T)(w * is * sdy / M);
                     s->ce[k] = (T)(w * is * is * is * sdyd / M);
+                }
+                if (B == 1) {
+                    SUF(bn1_apply_grad)(gu, xu, out, N, stride, S, s->ca[0], s->cb[0],
+                                        s->cc[0], s->cd[0], s->ce[0]);
+                    continue;
                 }
                 SUF(bn_fill)(s->a, s->ca, bc, S, Lw);
                 SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
@@ -411,6 +572,14 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
                     s->invstd[k] = 1.0 / sqrt((double)running_var[c] + eps);
                     s->mean[k] = (double)running_mean[c];
                     s->cc[k] = (T)(w * s->invstd[k]);
+                }
+                if (B == 1) {
+                    double sg, sgd;
+                    SUF(bn1_eval_grad)(gu, xu, out, N, stride, S, s->mean[0], s->cc[0], &sg,
+                                       &sgd);
+                    grad_bias[c0] = (T)sg;
+                    grad_weight[c0] = (T)(sgd * s->invstd[0]);
+                    continue;
                 }
                 SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
                 SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
