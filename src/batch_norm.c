@@ -29,13 +29,22 @@
 /* Largest channel block: BN_SPAN channels when S == 1. */
 #define BN_MAX_BLOCK BN_SPAN
 
+/* Below this many elements a kernel runs on one thread: waking a second one
+ * costs more than the work (and on a busy machine can cost milliseconds). */
+#define BN_SERIAL_BELOW 32768
+
+static int bn_threads(int nthreads, dlk_idx N, dlk_idx C, dlk_idx S) {
+    return (double)N * (double)C * (double)S < BN_SERIAL_BELOW ? 1 : DLK_MAX(nthreads, 1);
+}
+
 /* Channels per unit; depends only on C and S, never on the thread count. */
 static dlk_idx bn_block(dlk_idx C, dlk_idx S) {
     if (S >= BN_SPAN || C <= 1) return 1;
     dlk_idx b = (BN_SPAN + S - 1) / S;                 /* fill a span */
-    /* but keep ~8 units when C allows, so 2+ threads have work; never below
-     * 16 values per span (one vector) */
-    dlk_idx share = DLK_MAX((C + 7) / 8, (16 + S - 1) / S);
+    /* but keep ~16 units when C allows, so 2+ threads can balance the work
+     * (dynamically: a core may be busy with another process); never below 16
+     * values per span (one vector) */
+    dlk_idx share = DLK_MAX((C + 15) / 16, (16 + S - 1) / S);
     b = DLK_MIN(b, share);
     b = DLK_MIN(b, C);
     return DLK_MAX(b, 1);

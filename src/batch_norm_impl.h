@@ -402,7 +402,7 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
     int failed = 0;
     if (C == 0 || N == 0 || S == 0) return DLK_OK;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(bn_threads(nthreads, N, C, S))
 #endif
     {
         SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
@@ -413,7 +413,7 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             failed = 1;
         }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (dlk_idx u = 0; u < nunits; ++u) {
             if (!s) continue;
@@ -462,7 +462,7 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
     int failed = 0;
     if (C == 0 || N == 0 || S == 0) return DLK_OK;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(bn_threads(nthreads, N, C, S))
 #endif
     {
         SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
@@ -473,7 +473,7 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             failed = 1;
         }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (dlk_idx u = 0; u < nunits; ++u) {
             if (!s) continue;
@@ -519,7 +519,7 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
         return DLK_OK;
     }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(bn_threads(nthreads, N, C, S))
 #endif
     {
         SUF(bn_scratch) *s = SUF(bn_scratch_new)(Lw_max);
@@ -530,7 +530,7 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
             failed = 1;
         }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (dlk_idx u = 0; u < nunits; ++u) {
             if (!s) continue;

@@ -13,13 +13,13 @@ from dlkern.testing import assert_close, numerical_gradient
 DTYPES = [np.float32, np.float64]
 BACKENDS = [F, R]
 
-# (N, C, *spatial): 2-D/3-D/4-D, C=1, a single spatial element, S=1 with enough
+# (N, C, *spatial): 2-D/3-D/4-D (and 5-D, which torch accepts too), C=1, a single spatial element, S=1 with enough
 # channels for several channel blocks, S above a block's span, S longer than the
 # kernel's accumulator width (folded), odd channel counts and batch of one.
 SHAPES = [
     (5, 3), (2, 1), (64, 300), (3, 37),
     (4, 3, 7), (3, 1, 5), (7, 2, 1), (4, 37, 3), (2, 5, 600), (2, 2, 4500),
-    (2, 3, 4, 5), (1, 4, 3, 3), (20, 10, 1, 1), (3, 2, 1, 9),
+    (2, 3, 4, 5), (1, 4, 3, 3), (20, 10, 1, 1), (3, 2, 1, 9), (2, 3, 2, 3, 2),
 ]
 
 
@@ -373,7 +373,7 @@ def test_non_contiguous_and_fortran_inputs(dtype, training):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (96, 300), (4, 3, 5000)])
+@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000)])  # >= 32768 values: threaded
 def test_one_and_two_threads_bit_identical(dtype, shape):
     x, w, b, rm, rv, g = _data(shape, dtype, seed=10, offset=3.0)
     results = []
