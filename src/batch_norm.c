@@ -41,10 +41,11 @@ static int bn_threads(int nthreads, dlk_idx N, dlk_idx C, dlk_idx S) {
 static dlk_idx bn_block(dlk_idx C, dlk_idx S) {
     if (S >= BN_SPAN || C <= 1) return 1;
     dlk_idx b = (BN_SPAN + S - 1) / S;                 /* fill a span */
-    /* but keep ~16 units when C allows, so 2+ threads can balance the work
-     * (dynamically: a core may be busy with another process); never below 16
-     * values per span (one vector) */
-    dlk_idx share = DLK_MAX((C + 15) / 16, (16 + S - 1) / S);
+    /* but keep ~4 units when C allows, so 2 threads can balance the work
+     * (dynamically: a core may be busy with another process) while spans stay
+     * long (short spans cost more in loop overhead than they gain in balance);
+     * never below 16 values per span (one vector) */
+    dlk_idx share = DLK_MAX((C + 3) / 4, (16 + S - 1) / S);
     b = DLK_MIN(b, share);
     b = DLK_MIN(b, C);
     return DLK_MAX(b, 1);
