@@ -26,6 +26,8 @@ def _flag(fn, name, value):
 
 
 def _real(fn, name, value):
+    if type(value) is float:  # the common case, without the slower ABC check
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a float, got {value!r}")
     return float(value)
@@ -53,7 +55,7 @@ def _x(fn, x):
     if x.ndim < 2:
         raise ValueError(f"{fn}: x must be at least 2-D (N, C, *), got shape {x.shape}")
     N, C = x.shape[0], x.shape[1]
-    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    S = math.prod(x.shape[2:])  # Python ints: no overflow, and cheaper than np.prod
     return x, N, C, S
 
 
