@@ -3,10 +3,12 @@
 
 /* ---- passes over one unit: rows of P values at x + n*stride, n < N ---- */
 
-/* A unit's rows are stride apart, and a row is often exactly a page (1024
- * floats): the hardware prefetcher stops at page boundaries, so each row would
- * start cold. The passes that first touch a row ask for the next one while
- * working on this one. */
+/* A single-channel unit's rows are stride apart, and a row is often exactly a
+ * page (1024 floats): the hardware prefetcher stops at page boundaries, so each
+ * row would start cold. The single-channel passes that first touch a row ask
+ * for the next one while working on this one. (Multi-channel rows are short
+ * and regularly strided, which the hardware follows by itself; prefetching
+ * them explicitly measured slower.) */
 static void SUF(bn_prefetch_row)(const T *row, dlk_idx P) {
     for (dlk_idx i = 0; i < P; i += 64 / (dlk_idx)sizeof(T)) __builtin_prefetch(row + i);
 }
@@ -22,7 +24,6 @@ static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx 
     for (dlk_idx j = 0; j < Lw; ++j) acc[j] = 0.0;
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict row = x + n * stride;
-        if (n + 1 < N) SUF(bn_prefetch_row)(row + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) acc[j] += (double)row[i0 + j];
@@ -59,7 +60,6 @@ static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
-        if (n + 1 < N) SUF(bn_prefetch_row)(gr + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) {
@@ -79,14 +79,10 @@ static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk
 static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx stride,
                           dlk_idx P, dlk_idx Lw, const T *restrict hi,
                           const T *restrict lo, const T *restrict sc,
-                          const T *restrict sh, int prefetch_x) {
+                          const T *restrict sh) {
     for (dlk_idx n = 0; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         T *restrict yr = y + n * stride;
-        if (n + 1 < N) {
-            if (prefetch_x) SUF(bn_prefetch_row)(xr + stride, P);
-            SUF(bn_prefetch_row_w)(yr + stride, P);
-        }
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j)
@@ -105,7 +101,6 @@ static void SUF(bn_apply_grad)(const T *restrict dy, const T *restrict x,
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
         T *restrict out = gx + n * stride;
-        if (n + 1 < N) SUF(bn_prefetch_row_w)(out + stride, P);
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j)
@@ -126,11 +121,6 @@ static void SUF(bn_eval_grad)(const T *restrict dy, const T *restrict x,
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
         T *restrict out = gx + n * stride;
-        if (n + 1 < N) {
-            SUF(bn_prefetch_row)(xr + stride, P);
-            SUF(bn_prefetch_row)(gr + stride, P);
-            SUF(bn_prefetch_row_w)(out + stride, P);
-        }
         for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
             dlk_idx len = DLK_MIN(Lw, P - i0);
             for (dlk_idx j = 0; j < len; ++j) {
@@ -447,7 +437,7 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
             SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
             SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
-            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d, 0);
+            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d);
         }
         SUF(bn_scratch_free)(s);
     }
@@ -497,7 +487,7 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
             SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
             SUF(bn_apply)(x + c0 * S, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c,
-                          s->d, 1);
+                          s->d);
         }
         SUF(bn_scratch_free)(s);
     }
