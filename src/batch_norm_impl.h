@@ -18,16 +18,22 @@ static void SUF(bn_prefetch_row_w)(T *row, dlk_idx P) {
     for (dlk_idx i = 0; i < P; i += 64 / (dlk_idx)sizeof(T)) __builtin_prefetch(row + i, 1);
 }
 
-/* acc[j] = sum over n (and folds) of x */
+/* acc[j] = sum over n of x (multi-channel units never fold: P <= BN_WIDTH) */
 static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
                         dlk_idx Lw, double *restrict acc) {
+    dlk_idx n = 0;
     for (dlk_idx j = 0; j < Lw; ++j) acc[j] = 0.0;
-    for (dlk_idx n = 0; n < N; ++n) {
+    /* four rows per update of acc: a quarter of the accumulator stores, which
+     * bound this loop when rows are short */
+    for (; n + 4 <= N; n += 4) {
+        const T *restrict r0 = x + n * stride, *restrict r1 = r0 + stride;
+        const T *restrict r2 = r1 + stride, *restrict r3 = r2 + stride;
+        for (dlk_idx j = 0; j < P; ++j)
+            acc[j] += ((double)r0[j] + (double)r1[j]) + ((double)r2[j] + (double)r3[j]);
+    }
+    for (; n < N; ++n) {
         const T *restrict row = x + n * stride;
-        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
-            dlk_idx len = DLK_MIN(Lw, P - i0);
-            for (dlk_idx j = 0; j < len; ++j) acc[j] += (double)row[i0 + j];
-        }
+        for (dlk_idx j = 0; j < P; ++j) acc[j] += (double)row[j];
     }
 }
 
@@ -35,16 +41,25 @@ static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx 
 static void SUF(bn_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
                              dlk_idx Lw, const double *restrict mpos,
                              double *restrict acc1, double *restrict acc2) {
+    dlk_idx n = 0;
     for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
-    for (dlk_idx n = 0; n < N; ++n) {
+    for (; n + 4 <= N; n += 4) { /* four rows per accumulator update, as in bn_sum */
+        const T *restrict r0 = x + n * stride, *restrict r1 = r0 + stride;
+        const T *restrict r2 = r1 + stride, *restrict r3 = r2 + stride;
+        for (dlk_idx j = 0; j < P; ++j) {
+            double m = mpos[j];
+            double d0 = (double)r0[j] - m, d1 = (double)r1[j] - m;
+            double d2 = (double)r2[j] - m, d3 = (double)r3[j] - m;
+            acc1[j] += (d0 + d1) + (d2 + d3);
+            acc2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+        }
+    }
+    for (; n < N; ++n) {
         const T *restrict row = x + n * stride;
-        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
-            dlk_idx len = DLK_MIN(Lw, P - i0);
-            for (dlk_idx j = 0; j < len; ++j) {
-                double d = (double)row[i0 + j] - mpos[j];
-                acc1[j] += d;
-                acc2[j] += d * d;
-            }
+        for (dlk_idx j = 0; j < P; ++j) {
+            double d = (double)row[j] - mpos[j];
+            acc1[j] += d;
+            acc2[j] += d * d;
         }
     }
 }
@@ -56,20 +71,31 @@ static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk
                                   const double *restrict mpos, double *restrict acc1,
                                   double *restrict acc2, double *restrict acc3,
                                   double *restrict acc4) {
+    dlk_idx n = 0;
     for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = acc3[j] = acc4[j] = 0.0;
-    for (dlk_idx n = 0; n < N; ++n) {
+    for (; n + 2 <= N; n += 2) { /* two rows per accumulator update */
+        const T *restrict x0 = x + n * stride, *restrict x1 = x0 + stride;
+        const T *restrict g0 = dy + n * stride, *restrict g1 = g0 + stride;
+        for (dlk_idx j = 0; j < P; ++j) {
+            double m = mpos[j];
+            double d0 = (double)x0[j] - m, d1 = (double)x1[j] - m;
+            double e0 = (double)g0[j], e1 = (double)g1[j];
+            acc1[j] += d0 + d1;
+            acc2[j] += d0 * d0 + d1 * d1;
+            acc3[j] += e0 + e1;
+            acc4[j] += e0 * d0 + e1 * d1;
+        }
+    }
+    for (; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
-        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
-            dlk_idx len = DLK_MIN(Lw, P - i0);
-            for (dlk_idx j = 0; j < len; ++j) {
-                double d = (double)xr[i0 + j] - mpos[j];
-                double g = (double)gr[i0 + j];
-                acc1[j] += d;
-                acc2[j] += d * d;
-                acc3[j] += g;
-                acc4[j] += g * d;
-            }
+        for (dlk_idx j = 0; j < P; ++j) {
+            double d = (double)xr[j] - mpos[j];
+            double g = (double)gr[j];
+            acc1[j] += d;
+            acc2[j] += d * d;
+            acc3[j] += g;
+            acc4[j] += g * d;
         }
     }
 }
@@ -80,14 +106,20 @@ static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx
                           dlk_idx P, dlk_idx Lw, const T *restrict hi,
                           const T *restrict lo, const T *restrict sc,
                           const T *restrict sh) {
-    for (dlk_idx n = 0; n < N; ++n) {
+    dlk_idx n = 0;
+    for (; n + 2 <= N; n += 2) { /* two rows per load of the coefficients */
+        const T *restrict x0 = x + n * stride, *restrict x1 = x0 + stride;
+        T *restrict y0 = y + n * stride, *restrict y1 = y0 + stride;
+        for (dlk_idx j = 0; j < P; ++j) {
+            T h = hi[j], l = lo[j], c = sc[j], b = sh[j];
+            y0[j] = ((x0[j] - h) - l) * c + b;
+            y1[j] = ((x1[j] - h) - l) * c + b;
+        }
+    }
+    for (; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         T *restrict yr = y + n * stride;
-        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
-            dlk_idx len = DLK_MIN(Lw, P - i0);
-            for (dlk_idx j = 0; j < len; ++j)
-                yr[i0 + j] = ((xr[i0 + j] - hi[j]) - lo[j]) * sc[j] + sh[j];
-        }
+        for (dlk_idx j = 0; j < P; ++j) yr[j] = ((xr[j] - hi[j]) - lo[j]) * sc[j] + sh[j];
     }
 }
 
@@ -97,16 +129,23 @@ static void SUF(bn_apply_grad)(const T *restrict dy, const T *restrict x,
                                dlk_idx Lw, const T *restrict hi, const T *restrict lo,
                                const T *restrict k1, const T *restrict k0,
                                const T *restrict kd) {
-    for (dlk_idx n = 0; n < N; ++n) {
+    dlk_idx n = 0;
+    for (; n + 2 <= N; n += 2) { /* two rows per load of the coefficients */
+        const T *restrict x0 = x + n * stride, *restrict x1 = x0 + stride;
+        const T *restrict g0 = dy + n * stride, *restrict g1 = g0 + stride;
+        T *restrict o0 = gx + n * stride, *restrict o1 = o0 + stride;
+        for (dlk_idx j = 0; j < P; ++j) {
+            T h = hi[j], l = lo[j], a = k1[j], b = k0[j], c = kd[j];
+            o0[j] = g0[j] * a - b - ((x0[j] - h) - l) * c;
+            o1[j] = g1[j] * a - b - ((x1[j] - h) - l) * c;
+        }
+    }
+    for (; n < N; ++n) {
         const T *restrict xr = x + n * stride;
         const T *restrict gr = dy + n * stride;
         T *restrict out = gx + n * stride;
-        for (dlk_idx i0 = 0; i0 < P; i0 += Lw) {
-            dlk_idx len = DLK_MIN(Lw, P - i0);
-            for (dlk_idx j = 0; j < len; ++j)
-                out[i0 + j] = gr[i0 + j] * k1[j] - k0[j]
-                              - ((xr[i0 + j] - hi[j]) - lo[j]) * kd[j];
-        }
+        for (dlk_idx j = 0; j < P; ++j)
+            out[j] = gr[j] * k1[j] - k0[j] - ((xr[j] - hi[j]) - lo[j]) * kd[j];
     }
 }
 
