@@ -2,17 +2,22 @@
  *
  * Work unit: a block of B whole channels. In one sample n a unit's data is the
  * contiguous span x[n, c0:c0+B, :] of P = B*S values, so every pass is a loop
- * over n of a contiguous inner loop over the span. Per-position double
- * accumulators acc[j] (j < P, or j = i mod BN_WIDTH when one channel's span is
- * longer than BN_WIDTH) are summed over n, then each channel's positions are
- * summed in order. This vectorizes across channels when S is 1 ((N, C) input,
- * where one channel is strided) and along S when S is large, with no
- * dependence on the thread count: a channel is always reduced by one thread in
- * the same order.
+ * over the N rows of a contiguous inner loop over the span. A channel is always
+ * reduced by one thread in one fixed order, so results do not depend on the
+ * thread count; B depends only on C and S.
  *
- * B is chosen so a span is a few hundred values (vectorizable) but there are
- * still enough units to share between threads; a unit's data (N*P values) is
- * usually small enough to stay in L2 between the passes over it.
+ * - S >= BN_SPAN (or C == 1): one channel per unit (B == 1). Its sums are kept
+ *   in BN_LANES register lanes (lane t takes the elements j = t mod BN_LANES of
+ *   every row) and the coefficients are scalars: the common conv-net case.
+ * - S small, e.g. (N, C) input where a channel is strided: B channels per unit,
+ *   P = B*S < 2*BN_SPAN <= BN_WIDTH positions accumulated side by side in
+ *   double arrays (position j belongs to channel j / S), i.e. vectorized across
+ *   channels; each channel's positions are then summed in order.
+ *
+ * Passes per unit: training forward = sum, centered sums, normalize; training
+ * backward = sum, centered sums together with sum(dy) and sum(dy * d), grad_x.
+ * A unit's data (N*P values) is usually small enough to stay in L2 between the
+ * passes, so x is read from memory about once per kernel.
  *
  * The dtype-specific bodies live in batch_norm_impl.h, included once for float
  * and once for double.
@@ -22,7 +27,8 @@
 
 #include "batch_norm.h"
 
-/* Longest run of positions accumulated side by side (doubles: 16 KB each). */
+/* Longest run of positions accumulated side by side (doubles: 4 KB each);
+ * multi-channel spans are shorter, single-channel units use register lanes. */
 #define BN_WIDTH 512
 /* Target span length (values) of one unit in one sample when S is small. */
 #define BN_SPAN 256
@@ -56,8 +62,7 @@ static dlk_idx bn_width(dlk_idx B, dlk_idx S) {
     return DLK_MAX(1, DLK_MIN(B * S, BN_WIDTH));
 }
 
-/* Sum of channel k's accumulator positions: [k*S, (k+1)*S) cut to the width
- * (a single channel longer than the width folds into all Lw positions). */
+/* Sum of channel k's accumulator positions [k*S, (k+1)*S), cut to Lw. */
 static double bn_chan_sum(const double *acc, dlk_idx k, dlk_idx S, dlk_idx Lw) {
     dlk_idx lo = k * S, hi = DLK_MIN((k + 1) * S, Lw);
     double s = 0.0;

@@ -18,7 +18,10 @@ static void SUF(bn_prefetch_row_w)(T *row, dlk_idx P) {
     for (dlk_idx i = 0; i < P; i += 64 / (dlk_idx)sizeof(T)) __builtin_prefetch(row + i, 1);
 }
 
-/* acc[j] = sum over n of x (multi-channel units never fold: P <= BN_WIDTH) */
+/* ---- passes over a multi-channel unit (B > 1): rows of P <= BN_WIDTH
+ * positions, accumulators and coefficients per position (Lw == P) ---- */
+
+/* acc[j] = sum over n of x */
 static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
                         dlk_idx Lw, double *restrict acc) {
     dlk_idx n = 0;
