@@ -224,7 +224,7 @@ def test_huge_offset_tiny_spread(dtype, be, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("be", BACKENDS, ids=["dlkern", "reference"])
-@pytest.mark.parametrize("shape", [(1, 5), (1, 3, 4, 4)])
+@pytest.mark.parametrize("shape", [(1, 5), (1, 3, 4, 4), (1, 2, 20, 20)])
 def test_batch_of_one_in_eval(dtype, be, shape):
     x, w, b, rm, rv, g = _data(shape, dtype, seed=6)
     x = (x + 1e4).astype(dtype)
@@ -279,7 +279,7 @@ def test_train_matches_torch(dtype, shape, affine, track):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", TORCH_SHAPES + [(1, 4), (1, 3, 2, 2)])
+@pytest.mark.parametrize("shape", TORCH_SHAPES + [(1, 4), (1, 3, 2, 2), (1, 2, 20, 20)])
 def test_eval_matches_torch(dtype, shape):
     torch = pytest.importorskip("torch")
     x, w, b, rm, rv, g = _data(shape, dtype, seed=8)
@@ -373,7 +373,8 @@ def test_non_contiguous_and_fortran_inputs(dtype, training):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000)])  # >= 32768 values: threaded
+# every shape has >= 32768 values, below which the kernels run on one thread
+@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000)])
 def test_one_and_two_threads_bit_identical(dtype, shape):
     x, w, b, rm, rv, g = _data(shape, dtype, seed=10, offset=3.0)
     results = []
