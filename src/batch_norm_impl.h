@@ -23,9 +23,9 @@ static void SUF(bn_prefetch_row_w)(T *row, dlk_idx P) {
 
 /* acc[j] = sum over n of x */
 static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
-                        dlk_idx Lw, double *restrict acc) {
+                        double *restrict acc) {
     dlk_idx n = 0;
-    for (dlk_idx j = 0; j < Lw; ++j) acc[j] = 0.0;
+    for (dlk_idx j = 0; j < P; ++j) acc[j] = 0.0;
     /* four rows per update of acc: a quarter of the accumulator stores, which
      * bound this loop when rows are short */
     for (; n + 4 <= N; n += 4) {
@@ -42,10 +42,10 @@ static void SUF(bn_sum)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx 
 
 /* acc1[j] = sum of d, acc2[j] = sum of d*d, d = x - mpos[j] in double */
 static void SUF(bn_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk_idx P,
-                             dlk_idx Lw, const double *restrict mpos,
-                             double *restrict acc1, double *restrict acc2) {
+                             const double *restrict mpos, double *restrict acc1,
+                             double *restrict acc2) {
     dlk_idx n = 0;
-    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = 0.0;
+    for (dlk_idx j = 0; j < P; ++j) acc1[j] = acc2[j] = 0.0;
     for (; n + 4 <= N; n += 4) { /* four rows per accumulator update, as in bn_sum */
         const T *restrict r0 = x + n * stride, *restrict r1 = r0 + stride;
         const T *restrict r2 = r1 + stride, *restrict r3 = r2 + stride;
@@ -70,12 +70,11 @@ static void SUF(bn_centered)(const T *restrict x, dlk_idx N, dlk_idx stride, dlk
 /* bn_centered plus, in the same pass (the first touch of dy, prefetched),
  * acc3[j] = sum of dy and acc4[j] = sum of dy * d */
 static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk_idx N,
-                                  dlk_idx stride, dlk_idx P, dlk_idx Lw,
-                                  const double *restrict mpos, double *restrict acc1,
-                                  double *restrict acc2, double *restrict acc3,
-                                  double *restrict acc4) {
+                                  dlk_idx stride, dlk_idx P, const double *restrict mpos,
+                                  double *restrict acc1, double *restrict acc2,
+                                  double *restrict acc3, double *restrict acc4) {
     dlk_idx n = 0;
-    for (dlk_idx j = 0; j < Lw; ++j) acc1[j] = acc2[j] = acc3[j] = acc4[j] = 0.0;
+    for (dlk_idx j = 0; j < P; ++j) acc1[j] = acc2[j] = acc3[j] = acc4[j] = 0.0;
     for (; n + 2 <= N; n += 2) { /* two rows per accumulator update */
         const T *restrict x0 = x + n * stride, *restrict x1 = x0 + stride;
         const T *restrict g0 = dy + n * stride, *restrict g1 = g0 + stride;
@@ -106,9 +105,8 @@ static void SUF(bn_centered_grad)(const T *restrict x, const T *restrict dy, dlk
 /* y = ((x - hi) - lo) * sc + sh: (hi, lo) is the double mean split in two T
  * values, so x - mean keeps T's relative precision however large the mean. */
 static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx stride,
-                          dlk_idx P, dlk_idx Lw, const T *restrict hi,
-                          const T *restrict lo, const T *restrict sc,
-                          const T *restrict sh) {
+                          dlk_idx P, const T *restrict hi, const T *restrict lo,
+                          const T *restrict sc, const T *restrict sh) {
     dlk_idx n = 0;
     for (; n + 2 <= N; n += 2) { /* two rows per load of the coefficients */
         const T *restrict x0 = x + n * stride, *restrict x1 = x0 + stride;
@@ -129,7 +127,7 @@ static void SUF(bn_apply)(const T *restrict x, T *restrict y, dlk_idx N, dlk_idx
 /* Training grad_x = dy * k1 - k0 - ((x - hi) - lo) * kd */
 static void SUF(bn_apply_grad)(const T *restrict dy, const T *restrict x,
                                T *restrict gx, dlk_idx N, dlk_idx stride, dlk_idx P,
-                               dlk_idx Lw, const T *restrict hi, const T *restrict lo,
+                               const T *restrict hi, const T *restrict lo,
                                const T *restrict k1, const T *restrict k0,
                                const T *restrict kd) {
     dlk_idx n = 0;
@@ -396,14 +394,14 @@ static void SUF(bn_batch_stats)(const T *xu, const T *dy, dlk_idx N, dlk_idx str
         else
             SUF(bn1_centered)(xu, N, stride, S, s->mean[0], &sd1, &sq1);
     } else {
-        SUF(bn_sum)(xu, N, stride, P, Lw, s->acc1);
+        SUF(bn_sum)(xu, N, stride, P, s->acc1);
         for (dlk_idx k = 0; k < bc; ++k) s->mean[k] = bn_chan_sum(s->acc1, k, S, Lw) / M;
         SUF(bn_fill_double)(s->mpos, s->mean, bc, S, Lw);
         if (dy)
-            SUF(bn_centered_grad)(xu, dy, N, stride, P, Lw, s->mpos, s->acc1, s->acc2,
-                                  s->acc3, s->acc4);
+            SUF(bn_centered_grad)(xu, dy, N, stride, P, s->mpos, s->acc1, s->acc2, s->acc3,
+                                  s->acc4);
         else
-            SUF(bn_centered)(xu, N, stride, P, Lw, s->mpos, s->acc1, s->acc2);
+            SUF(bn_centered)(xu, N, stride, P, s->mpos, s->acc1, s->acc2);
     }
     for (dlk_idx k = 0; k < bc; ++k) {
         double sd = single ? sd1 : bn_chan_sum(s->acc1, k, S, Lw);
@@ -479,7 +477,7 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
             SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
             SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
-            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c, s->d);
+            SUF(bn_apply)(xu, y + c0 * S, N, stride, P, s->a, s->b, s->c, s->d);
         }
         SUF(bn_scratch_free)(s);
     }
@@ -528,8 +526,7 @@ int SUF(dlk_batch_norm_eval)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
             SUF(bn_fill)(s->b, s->cb, bc, S, Lw);
             SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
             SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
-            SUF(bn_apply)(x + c0 * S, y + c0 * S, N, stride, P, Lw, s->a, s->b, s->c,
-                          s->d);
+            SUF(bn_apply)(x + c0 * S, y + c0 * S, N, stride, P, s->a, s->b, s->c, s->d);
         }
         SUF(bn_scratch_free)(s);
     }
@@ -595,8 +592,7 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
                 SUF(bn_fill)(s->c, s->cc, bc, S, Lw);
                 SUF(bn_fill)(s->d, s->cd, bc, S, Lw);
                 SUF(bn_fill)(s->e, s->ce, bc, S, Lw);
-                SUF(bn_apply_grad)(gu, xu, out, N, stride, P, Lw, s->a, s->b, s->c, s->d,
-                                   s->e);
+                SUF(bn_apply_grad)(gu, xu, out, N, stride, P, s->a, s->b, s->c, s->d, s->e);
             } else {
                 for (dlk_idx k = 0; k < bc; ++k) {
                     dlk_idx c = c0 + k;
