@@ -51,6 +51,7 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
 #endif
     {
         T m[DLK_SOFTMAX_BLOCK_ELEMS];
+        double s[DLK_SOFTMAX_BLOCK_ELEMS];
         dlk_idx cap = br * C;
         T *e = (T *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof(T));
         if (!e) {
@@ -67,7 +68,7 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
             dlk_idx r0 = b * br;
             dlk_idx nr = DLK_MIN(br, rows - r0);
             const T *xb = logits + r0 * C;
-            SFX(rows_shifted_exp)(xb, nr, C, m, e);
+            SFX(rows_shifted_exp)(xb, nr, C, m, e, s);
             for (dlk_idx r = 0; r < nr; r++) {
                 int64_t t = target[r0 + r];
                 if (t == ignore_index) {
@@ -76,7 +77,7 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
                 }
                 const T *xr = xb + r * C;
                 double mr = (double)m[r];
-                double lg = log(SFX(row_sum)(e + r * C, C));
+                double lg = log(s[r]);
                 double wt = weight ? (double)weight[t] : 1.0;
                 double l = (1.0 - eps) * wt * ((mr - (double)xr[t]) + lg);
                 if (eps > 0.0) {
@@ -125,15 +126,16 @@ int SFX(dlk_cross_entropy_backward)(const T *logits, const int64_t *target, cons
 #endif
     for (dlk_idx b = 0; b < nblocks; b++) {
         T m[DLK_SOFTMAX_BLOCK_ELEMS];
+        double sums[DLK_SOFTMAX_BLOCK_ELEMS];
         dlk_idx r0 = b * br;
         dlk_idx nr = DLK_MIN(br, rows - r0);
         T *gb = grad + r0 * C;
         /* the exps go straight into grad, then each row is scaled and corrected */
-        SFX(rows_shifted_exp)(logits + r0 * C, nr, C, m, gb);
+        SFX(rows_shifted_exp)(logits + r0 * C, nr, C, m, gb, sums);
         for (dlk_idx r = 0; r < nr; r++) {
             T *gr = gb + r * C;
             int64_t t = target[r0 + r];
-            double s = SFX(row_sum)(gr, C);
+            double s = sums[r];
             if (t == ignore_index) {
                 /* 0 * softmax: zero, or nan for a non-finite row (PyTorch's behaviour) */
                 T k = (T)(0.0 / s);

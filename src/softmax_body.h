@@ -33,6 +33,7 @@ static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_l
     {
         T *e = NULL;
         T m[DLK_SOFTMAX_BLOCK_ELEMS];
+        double s[DLK_SOFTMAX_BLOCK_ELEMS];
         int ok = 1;
         if (scratch) {
             e = (T *)malloc((size_t)scratch * sizeof(T));
@@ -54,19 +55,19 @@ static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_l
             const T *xb = x + r0 * D;
             T *yb = y + r0 * D;
             if (!is_log) {
-                SFX(rows_shifted_exp)(xb, nr, D, m, yb);
+                SFX(rows_shifted_exp)(xb, nr, D, m, yb, s);
                 for (dlk_idx r = 0; r < nr; r++) {
                     T *yr = yb + r * D;
-                    T inv = (T)(1.0 / SFX(row_sum)(yr, D));
+                    T inv = (T)(1.0 / s[r]);
                     for (dlk_idx d = 0; d < D; d++) yr[d] *= inv;
                 }
             } else {
-                SFX(rows_shifted_exp)(xb, nr, D, m, e);
+                SFX(rows_shifted_exp)(xb, nr, D, m, e, s);
                 for (dlk_idx r = 0; r < nr; r++) {
                     const T *xr = xb + r * D;
                     T *yr = yb + r * D;
                     T mr = m[r];
-                    T lse = (T)log(SFX(row_sum)(e + r * D, D));
+                    T lse = (T)log(s[r]);
                     /* (x - m) - log(sum): never x - (m + log(sum)), which loses log(sum)
                      * when |m| is huge (m = 1e30). */
                     for (dlk_idx d = 0; d < D; d++) yr[d] = (xr[d] - mr) - lse;

@@ -10,5 +10,7 @@
 #define DLK_SOFTMAX_COLS 64
 /* Below this many elements the OpenMP fork costs more than it saves. */
 #define DLK_SOFTMAX_SERIAL_ELEMS 16384
+/* Rows at least this long fuse exp, store and sum in one loop (see softmax_rows.h). */
+#define DLK_SOFTMAX_FUSE_D 64
 
 #endif
