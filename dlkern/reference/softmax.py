@@ -13,7 +13,7 @@ _QUIET = dict(invalid="ignore", over="ignore", divide="ignore", under="ignore")
 
 def _shifted(x, axis):
     # a row's max: nan if the row holds a nan, +inf if it holds +inf (then inf - inf = nan)
-    return x - np.max(x, axis=axis, keepdims=True)
+    return x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
 
 
 def softmax(x, dim=-1):
