@@ -4,7 +4,10 @@ One group per kernel, pass and shape; every benchmarked result is asserted again
 reference. GB/s counts the bytes a single pass must move: forward reads x and writes y;
 the backward of (log_)softmax reads grad_out and y and writes grad_in; cross-entropy's
 forward reads the logits (and targets), its backward reads them again and writes the
-gradient. Two copy groups give the bandwidth ceilings (cache-resident and DRAM)."""
+gradient. Two copy groups give the bandwidth ceilings (cache-resident and DRAM).
+torch's softmax backward is timed at the kernel level (aten._softmax_backward_data, which
+also takes the forward output); its cross-entropy backward goes through autograd (there is
+no fused kernel to call)."""
 import numpy as np
 import pytest
 
