@@ -4,3 +4,4 @@ Every function here has a pure-NumPy twin with the same name and signature in
 dlkern.reference; the two are interchangeable.
 """
 from dlkern.functional.batch_norm import batch_norm, batch_norm_backward
+from dlkern.functional.softmax import *  # noqa: F401,F403
