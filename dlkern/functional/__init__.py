@@ -3,3 +3,6 @@
 Every function here has a pure-NumPy twin with the same name and signature in
 dlkern.reference; the two are interchangeable.
 """
+from dlkern.functional.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+                                       avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                       max_pool2d_backward)

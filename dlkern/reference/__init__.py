@@ -2,3 +2,6 @@
 same errors. Vectorized as a competent NumPy user would write them, so comparing
 the C kernels against them is honest.
 """
+from dlkern.reference.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+                                      avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                      max_pool2d_backward)
