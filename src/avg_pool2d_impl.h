@@ -1,54 +1,67 @@
 /* Template body of avg_pool2d.c: T is the element type, SUF the name suffix. */
 
-/* Divisor of border column j of a row whose row extent is (h_valid, h_padded). */
-static inline dlk_idx DLK_CAT(avg_divisor, SUF)(dlk_idx hv, dlk_idx hp, dlk_idx wv,
-                                                 dlk_idx wp, int cip, dlk_idx override)
+/* Add one zero-padded input row to the window sums of output columns [0, owr),
+ * taps in order (so each window is summed row-major as in PyTorch; the zeros of
+ * the padding do not change a sum). Inlined with constant kw/sw per geometry. */
+static DLK_INLINE void DLK_CAT(avg_taps, SUF)(const T *restrict buf, dlk_idx owr,
+                                              dlk_idx kw, dlk_idx sw, T *restrict o)
 {
-    if (override > 0)
-        return override;
-    return cip ? hp * wp : hv * wv;
+    for (dlk_idx j = 0; j < owr; j++) {
+        T acc = o[j];
+        for (dlk_idx b = 0; b < kw; b++)
+            acc += buf[j * sw + b];
+        o[j] = acc;
+    }
 }
 
-/* One output row: o[j] = window sum / divisor. Interior columns sum tap by tap
- * across all columns (vectorizable, no bounds checks); border columns clip. */
-static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
-                                  dlk_idx oh, dlk_idx ja, dlk_idx jb, int cip,
-                                  dlk_idx override, T *restrict o)
+/* Spread each column's share over its window's columns in the padded row e:
+ * tap-outer, so for a fixed tap the columns hit distinct cells even when windows
+ * overlap (stride < kernel). */
+static DLK_INLINE void DLK_CAT(avg_spread, SUF)(const T *restrict delta, dlk_idx owr,
+                                                dlk_idx kw, dlk_idx sw, T *restrict e)
+{
+    for (dlk_idx b = 0; b < kw; b++)
+        for (dlk_idx j = 0; j < owr; j++)
+            e[j * sw + b] += delta[j];
+}
+
+/* PyTorch's divisor of column j in a row with clipped height hv and padded height
+ * hp; 0 marks an empty window (cannot occur for valid geometry; its output is 0). */
+static inline T DLK_CAT(avg_div, SUF)(const dlk_pool_scratch *g, dlk_idx j, dlk_idx hv,
+                                      dlk_idx hp, int cip, dlk_idx override)
+{
+    if (hv <= 0 || g->wv[j] <= 0)
+        return 0;
+    if (override > 0)
+        return (T)override;
+    return (T)(cip ? hp * g->wp[j] : hv * g->wv[j]);
+}
+
+static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                  const T *restrict xp, dlk_idx oh, int cip,
+                                  dlk_idx override, T *restrict buf, T *restrict o)
 {
     const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
     dlk_idx h0, h1, hp;
     avg_extent(oh * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
-
-    const T div = (T)DLK_CAT(avg_divisor, SUF)(h1 - h0, hp, kw, kw, cip, override);
-    for (dlk_idx j = ja; j < jb; j++)
+    for (dlk_idx j = 0; j < g->owr; j++)
         o[j] = 0;
     for (dlk_idx ih = h0; ih < h1; ih++) {
-        const T *restrict row = xp + ih * W;
-        for (dlk_idx b = 0; b < kw; b++) {
-            const dlk_idx off = b - pw;
-            for (dlk_idx j = ja; j < jb; j++)
-                o[j] += row[j * sw + off];
-        }
+        memcpy(buf + pw, xp + ih * W, (size_t)W * sizeof(T));
+        if (sw == 2 && kw == 2)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
+        else if (sw == 2 && kw == 3)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 2, o);
+        else if (sw == 1 && kw == 3)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 1, o);
+        else if (sw == 1 && kw == 2)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 1, o);
+        else
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, kw, sw, o);
     }
-    for (dlk_idx j = ja; j < jb; j++)
-        o[j] = o[j] / div;
-
     for (dlk_idx j = 0; j < s->ow; j++) {
-        if (j == ja && jb > ja)
-            j = jb;
-        if (j >= s->ow)
-            break;
-        dlk_idx w0, w1, wp;
-        avg_extent(j * sw - pw, kw, W, pw, &w0, &w1, &wp);
-        if (h0 >= h1 || w0 >= w1) {  /* cannot happen for valid geometry; as PyTorch */
-            o[j] = 0;
-            continue;
-        }
-        T sum = 0;
-        for (dlk_idx ih = h0; ih < h1; ih++)
-            for (dlk_idx iw = w0; iw < w1; iw++)
-                sum += xp[ih * W + iw];
-        o[j] = sum / (T)DLK_CAT(avg_divisor, SUF)(h1 - h0, hp, w1 - w0, wp, cip, override);
+        const T d = DLK_CAT(avg_div, SUF)(g, j, h1 - h0, hp, cip, override);
+        o[j] = d != 0 ? o[j] / d : 0;
     }
 }
 
@@ -57,16 +70,33 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                                  int nthreads)
 {
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
-    dlk_idx ja, jb;
-    dlk_pool_interior(s->w, s->ow, s->kw, s->sw, s->pw, 1, &ja, &jb);
+    dlk_pool_scratch g;
+    int failed = 0;
+    if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
+        return DLK_ENOMEM;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
-    for (dlk_idx p = 0; p < s->planes; p++)
-        for (dlk_idx i = 0; i < s->oh; i++)
-            DLK_CAT(avg_row, SUF)(s, x + p * hw, i, ja, jb, count_include_pad,
-                                  divisor_override, out + p * ohw + i * s->ow);
-    return DLK_OK;
+    {
+        /* calloc: the padding columns of the row buffer stay zero */
+        T *buf = calloc((size_t)(g.len + g.owr), sizeof(T));
+        failed = !buf;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx p = 0; p < s->planes; p++) {
+            if (!buf)
+                continue;
+            for (dlk_idx i = 0; i < s->oh; i++) {
+                DLK_CAT(avg_row, SUF)(s, &g, x + p * hw, i, count_include_pad,
+                                      divisor_override, buf, buf + g.len);
+                memcpy(out + p * ohw + i * s->ow, buf + g.len, (size_t)s->ow * sizeof(T));
+            }
+        }
+        free(buf);
+    }
+    dlk_pool_scratch_free(&g);
+    return failed ? DLK_ENOMEM : DLK_OK;
 }
 
 int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *grad_out,
@@ -75,61 +105,52 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
 {
     const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
-    dlk_idx ja, jb;
+    dlk_pool_scratch g;
     int failed = 0;
-    dlk_pool_interior(s->w, s->ow, s->kw, s->sw, s->pw, 1, &ja, &jb);
+    if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
+        return DLK_ENOMEM;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        T *delta = malloc((size_t)s->ow * sizeof(T));  /* grad_out / divisor, one row */
-        if (!delta)
-            failed = 1;
+        /* e: one padded input row of gradient; delta: grad_out / divisor, zero past ow */
+        T *e = calloc((size_t)(g.len + g.owr), sizeof(T));
+        failed = !e;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (dlk_idx p = 0; p < s->planes; p++) {
-            if (!delta)
+            if (!e)
                 continue;
             T *restrict gx = grad_x + p * hw;
+            T *restrict delta = e + g.len;
             memset(gx, 0, (size_t)hw * sizeof(T));
             for (dlk_idx i = 0; i < s->oh; i++) {
-                const T *restrict g = grad_out + p * ohw + i * s->ow;
+                const T *restrict gp = grad_out + p * ohw + i * s->ow;
                 dlk_idx h0, h1, hp;
                 avg_extent(i * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
-                const T div = (T)DLK_CAT(avg_divisor, SUF)(h1 - h0, hp, kw, kw,
-                                                           count_include_pad, divisor_override);
-                for (dlk_idx j = ja; j < jb; j++)
-                    delta[j] = g[j] / div;
-                /* tap-outer: for a fixed tap the columns hit distinct cells, so
-                 * overlapping windows (stride < kernel) still vectorize */
+                for (dlk_idx j = 0; j < s->ow; j++) {
+                    const T d = DLK_CAT(avg_div, SUF)(&g, j, h1 - h0, hp, count_include_pad,
+                                                      divisor_override);
+                    delta[j] = d != 0 ? gp[j] / d : 0;
+                }
+                memset(e, 0, (size_t)g.len * sizeof(T));
+                if (sw == 2 && kw == 2)
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, 2, 2, e);
+                else if (sw == 2 && kw == 3)
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, 3, 2, e);
+                else
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, kw, sw, e);
                 for (dlk_idx ih = h0; ih < h1; ih++) {
                     T *restrict row = gx + ih * W;
-                    for (dlk_idx b = 0; b < kw; b++) {
-                        const dlk_idx off = b - pw;
-                        for (dlk_idx j = ja; j < jb; j++)
-                            row[j * sw + off] += delta[j];
-                    }
-                }
-                for (dlk_idx j = 0; j < s->ow; j++) {
-                    if (j == ja && jb > ja)
-                        j = jb;
-                    if (j >= s->ow)
-                        break;
-                    dlk_idx w0, w1, wp;
-                    avg_extent(j * sw - pw, kw, W, pw, &w0, &w1, &wp);
-                    if (h0 >= h1 || w0 >= w1)
-                        continue;
-                    const T d = g[j] / (T)DLK_CAT(avg_divisor, SUF)(
-                                           h1 - h0, hp, w1 - w0, wp, count_include_pad,
-                                           divisor_override);
-                    for (dlk_idx ih = h0; ih < h1; ih++)
-                        for (dlk_idx iw = w0; iw < w1; iw++)
-                            gx[ih * W + iw] += d;
+                    const T *restrict er = e + pw;
+                    for (dlk_idx iw = 0; iw < W; iw++)
+                        row[iw] += er[iw];
                 }
             }
         }
-        free(delta);
+        free(e);
     }
+    dlk_pool_scratch_free(&g);
     return failed ? DLK_ENOMEM : DLK_OK;
 }
