@@ -14,6 +14,14 @@ static DLK_INLINE void DLK_CAT(avg_taps, SUF)(const T *restrict buf, dlk_idx owr
     }
 }
 
+/* Stride 2, kw = 3: the row split into even/odd columns (see max_taps_s2). */
+static DLK_INLINE void DLK_CAT(avg_taps_s2k3, SUF)(const T *restrict ev, const T *restrict od,
+                                                   dlk_idx owr, T *restrict o)
+{
+    for (dlk_idx j = 0; j < owr; j++)
+        o[j] = ((o[j] + ev[j]) + od[j]) + ev[j + 1];
+}
+
 /* Spread each column's share over its window's columns in the padded row e:
  * tap-outer, so for a fixed tap the columns hit distinct cells even when windows
  * overlap (stride < kernel). */
@@ -48,11 +56,17 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         o[j] = 0;
     for (dlk_idx ih = h0; ih < h1; ih++) {
         memcpy(buf + pw, xp + ih * W, (size_t)W * sizeof(T));
-        if (sw == 2 && kw == 2)
+        if (sw == 2 && kw == 2) {
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
-        else if (sw == 2 && kw == 3)
-            DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 2, o);
-        else if (sw == 1 && kw == 3)
+        } else if (sw == 2 && kw == 3) {
+            T *restrict ev = o + g->owr;
+            T *restrict od = ev + g->half;
+            for (dlk_idx t = 0; t < g->half; t++) {
+                ev[t] = buf[2 * t];
+                od[t] = buf[2 * t + 1];
+            }
+            DLK_CAT(avg_taps_s2k3, SUF)(ev, od, g->owr, o);
+        } else if (sw == 1 && kw == 3)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 1, o);
         else if (sw == 1 && kw == 2)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 1, o);
@@ -79,7 +93,7 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
 #endif
     {
         /* calloc: the padding columns of the row buffer stay zero */
-        T *buf = calloc((size_t)(g.len + g.owr), sizeof(T));
+        T *buf = calloc((size_t)(g.len + g.owr + 2 * g.half), sizeof(T));
         failed = !buf;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
