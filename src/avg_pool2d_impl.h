@@ -33,50 +33,82 @@ static DLK_INLINE void DLK_CAT(avg_spread, SUF)(const T *restrict delta, dlk_idx
             e[j * sw + b] += delta[j];
 }
 
-/* PyTorch's divisor of column j in a row with clipped height hv and padded height
- * hp; 0 marks an empty window (cannot occur for valid geometry; its output is 0). */
-static inline T DLK_CAT(avg_div, SUF)(const dlk_pool_scratch *g, dlk_idx j, dlk_idx hv,
-                                      dlk_idx hp, int cip, dlk_idx override)
+/* o[j] = v[j] / divisor for j < ow, with PyTorch's divisor for a row of clipped
+ * height hv and padded height hp: override, else (hp * padded width) with
+ * count_include_pad, else (hv * clipped width). Branch-free per column. Valid
+ * geometry never has an empty window; PyTorch's 0 for one is kept anyway. v may
+ * be o (no restrict: in place is elementwise). */
+static void DLK_CAT(avg_divide, SUF)(const dlk_pool_scratch *g, dlk_idx ow, dlk_idx hv,
+                                     dlk_idx hp, int cip, dlk_idx override,
+                                     const T *v, T *o)
 {
-    if (hv <= 0 || g->wv[j] <= 0)
-        return 0;
-    if (override > 0)
-        return (T)override;
-    return (T)(cip ? hp * g->wp[j] : hv * g->wv[j]);
+    if (hv <= 0) {
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = 0;
+    } else if (override > 0) {
+        const T d = (T)override;
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = v[j] / d;
+    } else {
+        const dlk_idx *restrict wf = cip ? g->wp : g->wv;
+        const dlk_idx hf = cip ? hp : hv;
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = v[j] / (T)(hf * wf[j]);
+    }
+}
+
+/* Prepared rows as in max_pool2d.c (AVGP_* modes), with zero padding. */
+static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
+{
+    if (s->sw == 2 && s->kw == 3)
+        return AVGP_SPLIT;
+    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w)
+        return AVGP_DIRECT;
+    return AVGP_PADDED;
+}
+
+static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                   int mode, const T *restrict xp, T *restrict plane,
+                                   T *restrict tmp)
+{
+    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        T *restrict r = plane + ih * len;
+        if (mode == AVGP_SPLIT) {
+            memcpy(tmp + pw, xp + ih * W, (size_t)W * sizeof(T));
+            for (dlk_idx t = 0; t < half; t++) {
+                r[t] = tmp[2 * t];
+                r[half + t] = tmp[2 * t + 1];
+            }
+        } else {
+            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
+        }
+    }
 }
 
 static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                  const T *restrict xp, dlk_idx oh, int cip,
-                                  dlk_idx override, T *restrict buf, T *restrict o)
+                                  int mode, const T *restrict rows, dlk_idx rstride,
+                                  dlk_idx oh, int cip, dlk_idx override, T *restrict o)
 {
-    const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
+    const dlk_idx sw = s->sw, kw = s->kw;
     dlk_idx h0, h1, hp;
     avg_extent(oh * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
     for (dlk_idx j = 0; j < g->owr; j++)
         o[j] = 0;
     for (dlk_idx ih = h0; ih < h1; ih++) {
-        memcpy(buf + pw, xp + ih * W, (size_t)W * sizeof(T));
-        if (sw == 2 && kw == 2) {
+        const T *restrict buf = rows + ih * rstride;
+        if (mode == AVGP_SPLIT)
+            DLK_CAT(avg_taps_s2k3, SUF)(buf, buf + g->half, g->owr, o);
+        else if (sw == 2 && kw == 2)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
-        } else if (sw == 2 && kw == 3) {
-            T *restrict ev = o + g->owr;
-            T *restrict od = ev + g->half;
-            for (dlk_idx t = 0; t < g->half; t++) {
-                ev[t] = buf[2 * t];
-                od[t] = buf[2 * t + 1];
-            }
-            DLK_CAT(avg_taps_s2k3, SUF)(ev, od, g->owr, o);
-        } else if (sw == 1 && kw == 3)
+        else if (sw == 1 && kw == 3)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 1, o);
         else if (sw == 1 && kw == 2)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 1, o);
         else
             DLK_CAT(avg_taps, SUF)(buf, g->owr, kw, sw, o);
     }
-    for (dlk_idx j = 0; j < s->ow; j++) {
-        const T d = DLK_CAT(avg_div, SUF)(g, j, h1 - h0, hp, cip, override);
-        o[j] = d != 0 ? o[j] / d : 0;
-    }
+    DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
 }
 
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
@@ -88,26 +120,40 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     int failed = 0;
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
+    const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
+    const int in_place = g.owr == s->ow;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        /* calloc: the padding columns of the row buffer stay zero */
-        T *buf = calloc((size_t)(g.len + g.owr + 2 * g.half), sizeof(T));
-        failed = !buf;
+        /* prepared plane (H rows of g.len), a padded row, one output row; calloc
+         * so the padding columns are zero and stay so */
+        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(s->h * g.len);
+        T *plane = calloc(nplane + (size_t)(g.len + g.owr), sizeof(T));
+        failed = !plane;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (dlk_idx p = 0; p < s->planes; p++) {
-            if (!buf)
+            if (!plane)
                 continue;
+            T *tmp = plane + nplane, *o = tmp + g.len;
+            const T *rows = x + p * hw;
+            dlk_idx rstride = s->w;
+            if (mode != AVGP_DIRECT) {
+                DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane, tmp);
+                rows = plane;
+                rstride = g.len;
+            }
             for (dlk_idx i = 0; i < s->oh; i++) {
-                DLK_CAT(avg_row, SUF)(s, &g, x + p * hw, i, count_include_pad,
-                                      divisor_override, buf, buf + g.len);
-                memcpy(out + p * ohw + i * s->ow, buf + g.len, (size_t)s->ow * sizeof(T));
+                T *orow = out + p * ohw + i * s->ow;
+                DLK_CAT(avg_row, SUF)(s, &g, mode, rows, rstride, i, count_include_pad,
+                                      divisor_override, in_place ? orow : o);
+                if (!in_place)
+                    memcpy(orow, o, (size_t)s->ow * sizeof(T));
             }
         }
-        free(buf);
+        free(plane);
     }
     dlk_pool_scratch_free(&g);
     return failed ? DLK_ENOMEM : DLK_OK;
@@ -143,11 +189,8 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;
                 dlk_idx h0, h1, hp;
                 avg_extent(i * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
-                for (dlk_idx j = 0; j < s->ow; j++) {
-                    const T d = DLK_CAT(avg_div, SUF)(&g, j, h1 - h0, hp, count_include_pad,
-                                                      divisor_override);
-                    delta[j] = d != 0 ? gp[j] / d : 0;
-                }
+                DLK_CAT(avg_divide, SUF)(&g, s->ow, h1 - h0, hp, count_include_pad,
+                                         divisor_override, gp, delta);
                 memset(e, 0, (size_t)g.len * sizeof(T));
                 if (sw == 2 && kw == 2)
                     DLK_CAT(avg_spread, SUF)(delta, g.owr, 2, 2, e);
