@@ -33,7 +33,8 @@ typedef struct {
 /* max_pool2d forward. indices (nullable): int64 flat index into the H*W plane of
  * the maximum, as PyTorch returns it. Padding is -inf; the first maximum in
  * row-major window order wins; a NaN in the window is the maximum (the last NaN
- * wins, as in PyTorch). Returns DLK_OK. */
+ * wins, as in PyTorch). Uses one padded copy of a plane per thread as scratch
+ * (none when no padding is needed): returns DLK_ENOMEM if it cannot be allocated. */
 int dlk_max_pool2d_f32(const dlk_pool2d_shape *s, const float *x, float *out,
                        int64_t *indices, int nthreads);
 int dlk_max_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,
@@ -48,7 +49,7 @@ void dlk_max_pool2d_backward_indices_f64(const dlk_pool2d_shape *s, const double
                                          const int64_t *indices, double *grad_x, int nthreads);
 
 /* max_pool2d backward recomputing the argmax from x (same ties as the forward).
- * Allocates one output row of scratch per thread: returns DLK_ENOMEM on failure. */
+ * Same scratch as the forward: returns DLK_ENOMEM if it cannot be allocated. */
 int dlk_max_pool2d_backward_f32(const dlk_pool2d_shape *s, const float *grad_out,
                                 const float *x, float *grad_x, int nthreads);
 int dlk_max_pool2d_backward_f64(const dlk_pool2d_shape *s, const double *grad_out,
@@ -57,8 +58,8 @@ int dlk_max_pool2d_backward_f64(const dlk_pool2d_shape *s, const double *grad_ou
 /* avg_pool2d forward and backward. divisor_override <= 0 means none. The divisor
  * is PyTorch's: with count_include_pad, the window clipped to the padded extent
  * [-p, H + p) (so cells that only ceil_mode added are not counted); without it,
- * the window clipped to the input. Backward allocates a row of scratch per thread
- * (DLK_ENOMEM on failure). */
+ * the window clipped to the input. Forward uses a zero-padded copy of a plane per
+ * thread, backward a row (DLK_ENOMEM if the scratch cannot be allocated). */
 int dlk_avg_pool2d_f32(const dlk_pool2d_shape *s, const float *x, float *out,
                        int count_include_pad, dlk_idx divisor_override, int nthreads);
 int dlk_avg_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,
