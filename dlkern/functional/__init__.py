@@ -5,3 +5,6 @@ dlkern.reference; the two are interchangeable.
 """
 from dlkern.functional.batch_norm import batch_norm, batch_norm_backward
 from dlkern.functional.softmax import *  # noqa: F401,F403
+from dlkern.functional.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+                                       avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                       max_pool2d_backward)

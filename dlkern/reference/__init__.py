@@ -4,3 +4,6 @@ the C kernels against them is honest.
 """
 from dlkern.reference.batch_norm import batch_norm, batch_norm_backward
 from dlkern.reference.softmax import *  # noqa: F401,F403
+from dlkern.reference.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+                                      avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                      max_pool2d_backward)
