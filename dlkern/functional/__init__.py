@@ -3,3 +3,5 @@
 Every function here has a pure-NumPy twin with the same name and signature in
 dlkern.reference; the two are interchangeable.
 """
+from dlkern.functional.activations import *  # noqa: F401,F403
+from dlkern.functional.dropout import *  # noqa: F401,F403

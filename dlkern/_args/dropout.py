@@ -1,0 +1,40 @@
+"""Argument parsing and the random draw for dropout, shared by both backends."""
+import numbers
+
+import numpy as np
+
+from dlkern import _checks
+from dlkern.random import as_rng
+
+
+def probability(fn, p):
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{fn}: p must be a real number, got {p!r}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{fn}: dropout probability has to be between 0 and 1, got {p}")
+    return p
+
+
+def uniforms(fn, rng, x):
+    """Uniforms in [0, 1) in x's dtype, one per element; an element is kept when its
+    uniform is >= p. Both backends draw here, so a seed gives the same mask."""
+    return as_rng(rng, fn).random(x.shape, dtype=x.dtype)
+
+
+def scale(p):
+    """1/(1-p): kept elements are scaled so the expectation is unchanged."""
+    return 1.0 / (1.0 - p)
+
+
+def mask(fn, mask, grad_out):
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{fn}: mask must be a NumPy array, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{fn}: mask must be a boolean array, got dtype {mask.dtype}")
+    _checks.shape_equals(fn, "mask", mask, grad_out.shape, "the shape of grad_out")
+    return _checks.contiguous(mask)
+
+
+def array(fn, name, x):
+    return _checks.contiguous(_checks.float_array(fn, name, x))
