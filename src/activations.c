@@ -221,8 +221,10 @@ int SUF(dlk_act_backward)(int op, const T *restrict g, const T *restrict xy, T *
     case DLK_ACT_ELU:
         DLK_ACT_ELEMENTWISE(n, i,
             const T v = xy[i];
-            const T e = SUF(dlk_exp_neg)(v <= (T)0 ? v : (T)0);
-            gx[i] = v <= (T)0 ? g[i] * ta * e : g[i];);
+            /* NaN takes the exp branch and propagates (torch's vectorized path does;
+             * its scalar tail returns g, so torch itself is position-dependent). */
+            const T e = SUF(dlk_exp_neg)(v > (T)0 ? (T)0 : v);
+            gx[i] = v > (T)0 ? g[i] : g[i] * ta * e;);
         return DLK_OK;
     case DLK_ACT_SIGMOID:
         DLK_ACT_ELEMENTWISE(n, i, gx[i] = g[i] * ((T)1 - xy[i]) * xy[i];);

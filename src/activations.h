@@ -23,7 +23,7 @@
 enum {
     DLK_ACT_RELU = 0,       /* y = x < 0 ? 0 : x (NaN passes)   dy = x <= 0 ? 0 : g   */
     DLK_ACT_LEAKY_RELU = 1, /* a = negative_slope: y = x > 0 ? x : a*x; dy = x > 0 ? g : a*g */
-    DLK_ACT_ELU = 2,        /* a = alpha: y = x > 0 ? x : a*expm1(x); dy = x <= 0 ? g*a*exp(x) : g */
+    DLK_ACT_ELU = 2,        /* a = alpha: y = x > 0 ? x : a*expm1(x); dy = x > 0 ? g : g*a*exp(x) */
     DLK_ACT_SIGMOID = 3,    /* backward takes the forward OUTPUT y: dy = g*(1-y)*y */
     DLK_ACT_TANH = 4,       /* backward takes the forward OUTPUT y: dy = g*(1-y*y) */
     DLK_ACT_SOFTPLUS = 5    /* a = beta, b = threshold: y = beta*x > b ? x : log1p(exp(beta*x))/beta;

@@ -7,6 +7,11 @@ from dlkern import _checks
 from dlkern.random import as_rng
 
 
+def _contiguous(x):
+    # not _checks.contiguous: np.ascontiguousarray turns a 0-D array into shape (1,)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
 def real(fn, name, value):
     """value as a Python float; TypeError unless it is a real number (bools rejected)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -16,7 +21,7 @@ def real(fn, name, value):
 
 def unary(fn, x):
     """x checked (float32/float64 ndarray) and made C-contiguous."""
-    return _checks.contiguous(_checks.float_array(fn, "x", x))
+    return _contiguous(_checks.float_array(fn, "x", x))
 
 
 def grad_pair(fn, grad_out, x, x_name="x"):
@@ -25,7 +30,7 @@ def grad_pair(fn, grad_out, x, x_name="x"):
     x = _checks.float_array(fn, x_name, x)
     _checks.same_dtype(fn, x_name, x, grad_out=grad_out)
     _checks.shape_equals(fn, "grad_out", grad_out, x.shape, f"the shape of {x_name}")
-    return _checks.contiguous(grad_out), _checks.contiguous(x)
+    return _contiguous(grad_out), _contiguous(x)
 
 
 def softplus_params(fn, beta, threshold):
@@ -65,7 +70,7 @@ def rrelu_noise(fn, noise, x, training):
     noise = _checks.float_array(fn, "noise", noise)
     _checks.same_dtype(fn, "x", x, noise=noise)
     _checks.shape_equals(fn, "noise", noise, x.shape, "the shape of x")
-    return _checks.contiguous(noise)
+    return _contiguous(noise)
 
 
 def prelu_layout(fn, x, weight):
@@ -88,4 +93,4 @@ def prelu_layout(fn, x, weight):
     else:
         n, c = x.shape[0], channels
         s = int(np.prod(x.shape[2:], dtype=np.int64))
-    return (_checks.contiguous(x), _checks.contiguous(weight.reshape(-1)), n, c, s)
+    return (_contiguous(x), _contiguous(weight.reshape(-1)), n, c, s)

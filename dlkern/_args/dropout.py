@@ -7,6 +7,11 @@ from dlkern import _checks
 from dlkern.random import as_rng
 
 
+def _contiguous(x):
+    # not _checks.contiguous: np.ascontiguousarray turns a 0-D array into shape (1,)
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
 def probability(fn, p):
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"{fn}: p must be a real number, got {p!r}")
@@ -33,8 +38,8 @@ def mask(fn, mask, grad_out):
     if mask.dtype != np.bool_:
         raise TypeError(f"{fn}: mask must be a boolean array, got dtype {mask.dtype}")
     _checks.shape_equals(fn, "mask", mask, grad_out.shape, "the shape of grad_out")
-    return _checks.contiguous(mask)
+    return _contiguous(mask)
 
 
 def array(fn, name, x):
-    return _checks.contiguous(_checks.float_array(fn, name, x))
+    return _contiguous(_checks.float_array(fn, name, x))

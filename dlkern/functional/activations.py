@@ -21,7 +21,9 @@ Zen 4; figures from bench/bench_activations.py, see the branch report):
 sigmoid_backward and tanh_backward take the forward OUTPUT (as torch's own backward
 functions do), not the input. Gradients at exactly 0 and at NaN follow torch's
 autograd: relu'(0) = 0, leaky_relu'(0) = prelu'(0) = rrelu'(0) = the slope,
-elu'(0) = alpha; a NaN input gives relu'/elu' = grad_out and leaky/prelu' = slope*grad.
+elu'(0) = alpha; a NaN input gives relu' = grad_out, leaky/prelu' = slope*grad_out and
+elu' = NaN (torch's vectorized loop gives NaN, its scalar tail grad_out: position-dependent;
+NaN propagation is the consistent choice).
 
 Deviation from torch, on purpose: softplus is computed as max(bx,0) + log1p(exp(-|bx|)),
 so with a large threshold (e.g. threshold=200, x=100 in float32) it returns x where torch

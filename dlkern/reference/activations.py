@@ -5,6 +5,8 @@ Gradients at exactly 0 and at NaN follow torch's autograd: relu'(0) = 0,
 leaky_relu'(0) = prelu'(0) = the slope, elu'(0) = alpha. sigmoid_backward and
 tanh_backward take the forward OUTPUT (as torch's own backward functions do).
 """
+import functools
+
 import numpy as np
 
 from dlkern._args import activations as _args
@@ -14,26 +16,41 @@ __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "prelu"
            "sigmoid_backward", "tanh", "tanh_backward", "softplus", "softplus_backward"]
 
 
+def _arrays(fn):
+    """NumPy ufuncs turn 0-D arrays into scalars; return ndarrays as functional does."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(None if o is None else np.asarray(o) for o in out)
+        return np.asarray(out)
+    return wrapper
+
+
 def _zero(x):
     return x.dtype.type(0)
 
 
+@_arrays
 def relu(x):
     x = _args.unary("relu", x)
     return np.maximum(x, _zero(x))  # np.maximum propagates NaN, as torch does
 
 
+@_arrays
 def relu_backward(grad_out, x):
     grad_out, x = _args.grad_pair("relu_backward", grad_out, x)
     return np.where(x <= 0, _zero(x), grad_out)
 
 
+@_arrays
 def leaky_relu(x, negative_slope=0.01):
     x = _args.unary("leaky_relu", x)
     slope = _args.real("leaky_relu", "negative_slope", negative_slope)
     return np.where(x > 0, x, x * x.dtype.type(slope))
 
 
+@_arrays
 def leaky_relu_backward(grad_out, x, negative_slope=0.01):
     grad_out, x = _args.grad_pair("leaky_relu_backward", grad_out, x)
     slope = _args.real("leaky_relu_backward", "negative_slope", negative_slope)
@@ -45,6 +62,7 @@ def _channel_view(w, x, n, c, s):
     return w.reshape(1, c, 1), x.reshape(n, c, s)
 
 
+@_arrays
 def prelu(x, weight):
     shape = np.shape(x)
     x, w, n, c, s = _args.prelu_layout("prelu", x, weight)
@@ -52,6 +70,7 @@ def prelu(x, weight):
     return np.where(x3 > 0, x3, wb * x3).reshape(shape)
 
 
+@_arrays
 def prelu_backward(grad_out, x, weight):
     fn = "prelu_backward"
     weight_shape = np.shape(weight)
@@ -65,6 +84,7 @@ def prelu_backward(grad_out, x, weight):
     return grad_x, grad_w.reshape(weight_shape)
 
 
+@_arrays
 def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None, return_noise=False):
     """Randomized leaky relu. In training each element with x <= 0 gets a slope drawn
     uniformly in [lower, upper] (from rng: a Generator, an int seed, or None for
@@ -82,6 +102,7 @@ def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None, return_nois
     return (out, noise) if return_noise else out
 
 
+@_arrays
 def rrelu_backward(grad_out, x, lower=1.0 / 8, upper=1.0 / 3, training=False, noise=None):
     fn = "rrelu_backward"
     grad_out, x = _args.grad_pair(fn, grad_out, x)
@@ -92,55 +113,65 @@ def rrelu_backward(grad_out, x, lower=1.0 / 8, upper=1.0 / 3, training=False, no
     return grad_out * noise
 
 
+@_arrays
 def elu(x, alpha=1.0):
     x = _args.unary("elu", x)
     alpha = x.dtype.type(_args.real("elu", "alpha", alpha))
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * alpha)
 
 
+@_arrays
 def elu_backward(grad_out, x, alpha=1.0):
     grad_out, x = _args.grad_pair("elu_backward", grad_out, x)
     alpha = x.dtype.type(_args.real("elu_backward", "alpha", alpha))
-    return np.where(x <= 0, grad_out * alpha * np.exp(np.minimum(x, 0)), grad_out)
+    return np.where(x > 0, grad_out, grad_out * alpha * np.exp(np.minimum(x, 0)))
 
 
+@_arrays
 def sigmoid(x):
     x = _args.unary("sigmoid", x)
     e = np.exp(-np.abs(x))  # never overflows
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+@_arrays
 def sigmoid_backward(grad_out, output):
     """Gradient of sigmoid from its OUTPUT y = sigmoid(x): grad_out * (1 - y) * y."""
     grad_out, y = _args.grad_pair("sigmoid_backward", grad_out, output, "output")
     return grad_out * (1 - y) * y
 
 
+@_arrays
 def tanh(x):
     x = _args.unary("tanh", x)
     return np.tanh(x)
 
 
+@_arrays
 def tanh_backward(grad_out, output):
     """Gradient of tanh from its OUTPUT y = tanh(x): grad_out * (1 - y*y)."""
     grad_out, y = _args.grad_pair("tanh_backward", grad_out, output, "output")
     return grad_out * (1 - y * y)
 
 
+@_arrays
 def softplus(x, beta=1.0, threshold=20.0):
     """log1p(exp(beta*x))/beta, or x where beta*x > threshold (torch's rule). Computed
     as max(bx, 0) + log1p(exp(-|bx|)), which never overflows."""
     x = _args.unary("softplus", x)
     beta, threshold = _args.softplus_params("softplus", beta, threshold)
-    bx = x * x.dtype.type(beta)
+    with np.errstate(over="ignore"):  # bx = +-inf is handled by the threshold test
+        bx = x * x.dtype.type(beta)
     soft = (np.maximum(bx, 0) + np.log1p(np.exp(-np.abs(bx)))) / x.dtype.type(beta)
     return np.where(bx > x.dtype.type(threshold), x, soft)
 
 
+@_arrays
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0):
     grad_out, x = _args.grad_pair("softplus_backward", grad_out, x)
     beta, threshold = _args.softplus_params("softplus_backward", beta, threshold)
-    bx = x * x.dtype.type(beta)
+    with np.errstate(over="ignore"):
+        bx = x * x.dtype.type(beta)
     e = np.exp(-np.abs(bx))
     sig = np.where(bx >= 0, 1 / (1 + e), e / (1 + e))
     return np.where(bx > x.dtype.type(threshold), grad_out, grad_out * sig)
