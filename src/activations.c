@@ -33,11 +33,13 @@
 
 /* Elements per parallel block: fixed, so which elements the vector body or the
  * scalar tail of a block handles never depends on the thread count; large enough
- * (64 KB of float32) that OpenMP's per-block overhead is negligible. */
+ * (64 KB of float32) that OpenMP's per-block overhead is negligible. Blocks are
+ * handed out dynamically: on a shared, oversubscribed machine a descheduled thread
+ * then delays only the block it holds, not a static half of the array. */
 #define DLK_ACT_BLOCK 16384
 
 #ifdef _OPENMP
-#define DLK_ACT_OMP_FOR _Pragma("omp parallel for num_threads(nthreads) schedule(static) if(nb_ > 1)")
+#define DLK_ACT_OMP_FOR _Pragma("omp parallel for num_threads(nthreads) schedule(dynamic, 1) if(nb_ > 1)")
 #define DLK_ACT_OMP_SIMD _Pragma("omp simd")
 #else
 #define DLK_ACT_OMP_FOR
