@@ -3,6 +3,7 @@
 # releases the GIL and calls the kernel for the array's dtype.
 import numpy as np
 cimport numpy as cnp
+from libc.stdint cimport uint32_t
 from dlkern._common cimport dlk_idx, DLK_OK, DLK_ENOMEM
 
 cnp.import_array()
@@ -35,10 +36,11 @@ cdef extern from "activations.h":
                              dlk_idx n, int nthreads) nogil
     void dlk_rrelu_train_f64(const double *x, const double *slope, double *y, double *noise,
                              dlk_idx n, int nthreads) nogil
-    void dlk_dropout_f32(const float *x, const float *u, float p, float scale, float *y,
-                         unsigned char *mask, dlk_idx n, int nthreads) nogil
-    void dlk_dropout_f64(const double *x, const double *u, double p, double scale, double *y,
-                         unsigned char *mask, dlk_idx n, int nthreads) nogil
+    void dlk_dropout_f32(const float *x, const uint32_t *bits, uint32_t threshold, float scale,
+                         float *y, unsigned char *mask, dlk_idx n, int nthreads) nogil
+    void dlk_dropout_f64(const double *x, const uint32_t *bits, uint32_t threshold,
+                         double scale, double *y, unsigned char *mask, dlk_idx n,
+                         int nthreads) nogil
     void dlk_dropout_backward_f32(const float *g, const unsigned char *mask, float scale,
                                   float *gx, dlk_idx n, int nthreads) nogil
     void dlk_dropout_backward_f64(const double *g, const unsigned char *mask, double scale,
@@ -148,21 +150,21 @@ def rrelu_train(cnp.ndarray x, cnp.ndarray slope, int nthreads):
     return y, noise
 
 
-def dropout(cnp.ndarray x, cnp.ndarray u, double p, double scale, int nthreads):
+def dropout(cnp.ndarray x, cnp.ndarray bits, uint32_t threshold, double scale, int nthreads):
     cdef cnp.ndarray y = np.empty_like(x)
     cdef cnp.ndarray mask = np.empty_like(x, dtype=np.bool_)
     cdef dlk_idx n = x.size
     cdef bint f32 = x.dtype == np.float32
     cdef void *p_mask = cnp.PyArray_DATA(mask)
-    cdef void *p_u = cnp.PyArray_DATA(u)
+    cdef void *p_bits = cnp.PyArray_DATA(bits)
     cdef void *p_x = cnp.PyArray_DATA(x)
     cdef void *p_y = cnp.PyArray_DATA(y)
     with nogil:
         if f32:
-            dlk_dropout_f32(<float *>p_x, <float *>p_u, <float>p, <float>scale,
+            dlk_dropout_f32(<float *>p_x, <uint32_t *>p_bits, threshold, <float>scale,
                             <float *>p_y, <unsigned char *>p_mask, n, nthreads)
         else:
-            dlk_dropout_f64(<double *>p_x, <double *>p_u, p, scale,
+            dlk_dropout_f64(<double *>p_x, <uint32_t *>p_bits, threshold, scale,
                             <double *>p_y, <unsigned char *>p_mask, n, nthreads)
     return y, mask
 

@@ -299,10 +299,11 @@ void SUF(dlk_rrelu_train)(const T *restrict x, const T *restrict slope, T *restr
         noise[i] = neg ? slope[i] : (T)1;);
 }
 
-void SUF(dlk_dropout)(const T *restrict x, const T *restrict u, T p, T scale, T *restrict y,
-                      unsigned char *restrict mask, dlk_idx n, int nthreads) {
+void SUF(dlk_dropout)(const T *restrict x, const uint32_t *restrict bits, uint32_t threshold,
+                      T scale, T *restrict y, unsigned char *restrict mask, dlk_idx n,
+                      int nthreads) {
     DLK_ACT_ELEMENTWISE(n, i,
-        const int keep = u[i] >= p;
+        const int keep = bits[i] >= threshold;
         y[i] = keep ? x[i] * scale : (T)0;
         mask[i] = (unsigned char)keep;);
 }

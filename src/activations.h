@@ -16,6 +16,8 @@
 #ifndef DLK_ACTIVATIONS_H
 #define DLK_ACTIVATIONS_H
 
+#include <stdint.h>
+
 #include "dlk_common.h"
 
 /* Elementwise ops selected by dlk_act_forward / dlk_act_backward. a and b are the
@@ -62,12 +64,13 @@ void dlk_rrelu_train_f32(const float *x, const float *slope, float *y, float *no
 void dlk_rrelu_train_f64(const double *x, const double *slope, double *y, double *noise,
                          dlk_idx n, int nthreads);
 
-/* Inverted dropout from uniforms u in [0, 1) drawn by NumPy: keep = u >= p,
+/* Inverted dropout from uniform 32-bit integers drawn by NumPy (the raw output of its
+ * bit generator): keep = bits >= threshold (threshold = round(p * 2^32)),
  * y = keep ? x*scale : 0, mask = keep (0/1 bytes, NumPy bool). */
-void dlk_dropout_f32(const float *x, const float *u, float p, float scale, float *y,
-                     unsigned char *mask, dlk_idx n, int nthreads);
-void dlk_dropout_f64(const double *x, const double *u, double p, double scale, double *y,
-                     unsigned char *mask, dlk_idx n, int nthreads);
+void dlk_dropout_f32(const float *x, const uint32_t *bits, uint32_t threshold, float scale,
+                     float *y, unsigned char *mask, dlk_idx n, int nthreads);
+void dlk_dropout_f64(const double *x, const uint32_t *bits, uint32_t threshold, double scale,
+                     double *y, unsigned char *mask, dlk_idx n, int nthreads);
 /* gx = mask ? g*scale : 0 */
 void dlk_dropout_backward_f32(const float *g, const unsigned char *mask, float scale, float *gx,
                               dlk_idx n, int nthreads);

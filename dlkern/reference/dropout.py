@@ -1,5 +1,5 @@
 """Inverted dropout in NumPy: same signature, semantics, errors and mask as
-dlkern.functional.dropout (both draw the uniforms through dlkern._args.dropout)."""
+dlkern.functional.dropout (both draw the random bits through dlkern._args.dropout)."""
 import numpy as np
 
 from dlkern._args import dropout as _args
@@ -21,7 +21,7 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     if p == 1.0:
         out, mask = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
     else:
-        mask = _args.uniforms("dropout", rng, x) >= x.dtype.type(p)
+        mask = _args.random_bits("dropout", rng, x) >= np.uint32(_args.threshold(p))
         out = np.where(mask, x * x.dtype.type(_args.scale(p)), x.dtype.type(0))
     return (out, mask) if return_mask else out
 
