@@ -10,7 +10,7 @@
  * exp(-|x|), expm1(x <= 0) or log1p(e) with e in [0, 1]), so nothing can overflow:
  *   exp:   x = k*ln2 + r, |r| <= ln2/2 (Cody-Waite split, round-to-nearest k by the
  *          1.5*2^mantissa trick); exp(r) by Taylor to degree 7 (float) / 13 (double),
- *          truncation < 0.1 ulp; 2^k built from its exponent bits. Results below the
+ *          truncation < 0.1 ulp; 2^k built from the rounding trick's bits. Results below the
  *          smallest normal number flush to 0 (x < -87.34 float, -708.40 double), as torch's
  *          float32 sigmoid does: building subnormals exactly (2^(k/2) * 2^(k-k/2))
  *          cost 25% of sigmoid's time, measured, for values below 1e-38.
@@ -63,15 +63,22 @@
         }                                                                          \
     } while (0)
 
-static inline float dlk_pow2_f32(int32_t k) {  /* 2^k for normal exponents */
-    uint32_t bits = (uint32_t)(k + 127) << 23;
+/* 2^k from t = x*log2(e) + 1.5*2^mantissa_bits, whose low mantissa bits hold the rounded
+ * k (two's complement): no float->int conversion, and a NaN t just yields garbage bits
+ * that the NaN already in the polynomial overrides. Valid for normal exponents. */
+static inline float dlk_pow2_f32(float t) {
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4B400000u + 127u) << 23;
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
 }
 
-static inline double dlk_pow2_f64(int64_t k) {
-    uint64_t bits = (uint64_t)(k + 1023) << 52;
+static inline double dlk_pow2_f64(double t) {
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000ull + 1023u) << 52;
     double f;
     memcpy(&f, &bits, sizeof f);
     return f;
@@ -132,27 +139,27 @@ static inline double dlk_pow2_f64(int64_t k) {
 #define I DLK_ACT_I
 #define SUF DLK_ACT_SUF
 
-/* exp(x) for x <= 0 (NaN passes through). */
+/* exp(x) for x <= 0. NaN passes through: the clamp and the flush test are false for
+ * NaN, and r, hence p and the result, are NaN. */
 static inline T SUF(dlk_exp_neg)(T x) {
-    T xc = x < DLK_ACT_EXP_LO ? DLK_ACT_EXP_LO : x;
-    xc = x == x ? xc : (T)0; /* keep NaN away from the float->int conversion */
-    const T kf = (xc * (T)1.44269504088896340736 + DLK_ACT_ROUND_MAGIC) - DLK_ACT_ROUND_MAGIC;
+    const T xc = x < DLK_ACT_EXP_LO ? DLK_ACT_EXP_LO : x;
+    const T t = xc * (T)1.44269504088896340736 + DLK_ACT_ROUND_MAGIC;
+    const T kf = t - DLK_ACT_ROUND_MAGIC; /* round-to-nearest k, exactly */
     const T r = (xc - kf * DLK_ACT_LN2_HI) - kf * DLK_ACT_LN2_LO;
     const T p = DLK_ACT_EXPM1_POLY(r);
-    const T res = ((T)1 + p) * DLK_ACT_POW2((I)kf);
-    return x < DLK_ACT_EXP_LO ? (T)0 : (x == x ? res : x);
+    const T res = ((T)1 + p) * DLK_ACT_POW2(t);
+    return x < DLK_ACT_EXP_LO ? (T)0 : res;
 }
 
 /* expm1(x) for x <= 0 (NaN passes through); below -60 the result is -1 in both dtypes. */
 static inline T SUF(dlk_expm1_neg)(T x) {
-    T xc = x < (T)-60 ? (T)-60 : x;
-    xc = x == x ? xc : (T)0;
-    const T kf = (xc * (T)1.44269504088896340736 + DLK_ACT_ROUND_MAGIC) - DLK_ACT_ROUND_MAGIC;
+    const T xc = x < (T)-60 ? (T)-60 : x;
+    const T t = xc * (T)1.44269504088896340736 + DLK_ACT_ROUND_MAGIC;
+    const T kf = t - DLK_ACT_ROUND_MAGIC;
     const T r = (xc - kf * DLK_ACT_LN2_HI) - kf * DLK_ACT_LN2_LO;
     const T p = DLK_ACT_EXPM1_POLY(r);
-    const T s = DLK_ACT_POW2((I)kf);
-    const T res = s * p + (s - (T)1);
-    return x == x ? res : x;
+    const T s = DLK_ACT_POW2(t);
+    return s * p + (s - (T)1);
 }
 
 /* log1p(e) for e in [0, 1] (NaN passes through). */
