@@ -8,3 +8,5 @@ from dlkern.functional.softmax import *  # noqa: F401,F403
 from dlkern.functional.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
                                        avg_pool2d, avg_pool2d_backward, max_pool2d,
                                        max_pool2d_backward)
+from dlkern.functional.activations import *  # noqa: F401,F403
+from dlkern.functional.dropout import *  # noqa: F401,F403

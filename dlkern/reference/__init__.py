@@ -7,3 +7,5 @@ from dlkern.reference.softmax import *  # noqa: F401,F403
 from dlkern.reference.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
                                       avg_pool2d, avg_pool2d_backward, max_pool2d,
                                       max_pool2d_backward)
+from dlkern.reference.activations import *  # noqa: F401,F403
+from dlkern.reference.dropout import *  # noqa: F401,F403
