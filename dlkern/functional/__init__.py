@@ -3,3 +3,4 @@
 Every function here has a pure-NumPy twin with the same name and signature in
 dlkern.reference; the two are interchangeable.
 """
+from dlkern.functional.conv2d import conv2d, conv2d_backward

@@ -2,3 +2,4 @@
 same errors. Vectorized as a competent NumPy user would write them, so comparing
 the C kernels against them is honest.
 """
+from dlkern.reference.conv2d import conv2d, conv2d_backward
