@@ -12,10 +12,10 @@ cdef extern from "conv2d.h":
     ctypedef struct dlk_conv2d_geom:
         dlk_idx N, C, H, W, OC, KH, KW, OH, OW, groups
         dlk_idx stride_h, stride_w, pad_h, pad_w, dil_h, dil_w
-    void dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
+    int dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
                                        const float *w, const float *b, float *y,
                                        int nthreads) nogil
-    void dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
+    int dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
                                        const double *w, const double *b, double *y,
                                        int nthreads) nogil
     void dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *gy,
@@ -74,7 +74,7 @@ def forward(cnp.ndarray x, cnp.ndarray weight, object bias, int OH, int OW,
                                                        <float *>y.data, max_col_bytes,
                                                        nthreads)
             else:
-                dlk_conv2d_direct_forward_f32(&g, <float *>x.data, <float *>weight.data,
+                status = dlk_conv2d_direct_forward_f32(&g, <float *>x.data, <float *>weight.data,
                                               <float *>b, <float *>y.data, nthreads)
     else:
         with nogil:
@@ -84,10 +84,10 @@ def forward(cnp.ndarray x, cnp.ndarray weight, object bias, int OH, int OW,
                                                        <double *>y.data, max_col_bytes,
                                                        nthreads)
             else:
-                dlk_conv2d_direct_forward_f64(&g, <double *>x.data, <double *>weight.data,
+                status = dlk_conv2d_direct_forward_f64(&g, <double *>x.data, <double *>weight.data,
                                               <double *>b, <double *>y.data, nthreads)
     if status != DLK_OK:
-        raise MemoryError("conv2d: could not allocate the im2col buffer")
+        raise MemoryError("conv2d: could not allocate a work buffer")
     return y
 
 

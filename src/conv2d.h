@@ -50,11 +50,11 @@ static inline void dlk_conv2d_valid_range(dlk_idx n_out, dlk_idx n_in, dlk_idx s
     *hi = h;
 }
 
-/* Direct algorithm. bias may be NULL. Allocates nothing. */
-void dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
+/* Direct algorithm. bias may be NULL. Forward returns DLK_OK or DLK_ENOMEM. */
+int dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
                                    const float *weight, const float *bias, float *y,
                                    int nthreads);
-void dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
+int dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
                                    const double *weight, const double *bias, double *y,
                                    int nthreads);
 /* grad_x (N,C,H,W), grad_weight (OC,C/groups,KH,KW), grad_bias (OC) are overwritten. */

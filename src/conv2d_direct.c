@@ -1,18 +1,29 @@
 /* Direct conv2d (see conv2d.h for layout and semantics).
  *
- * Forward: one OpenMP task per output plane (n, oc); for each input channel of
- * its group and each tap (kh, kw), the valid output rectangle gets a scaled,
- * shifted input plane added (an axpy over output width, SIMD over ow). No
- * padded copy of x is made: the valid range of each tap is computed instead,
- * so border reads never leave the input.
+ * Forward: one OpenMP task per (sample, group); its input planes are copied
+ * into a zero-padded per-thread buffer, then output tiles of up to 8 channels x
+ * 16 columns accumulate in registers over every (input channel, tap): each
+ * input vector loaded feeds up to 8 FMAs. If the padded planes of a group
+ * exceed DLK_DIRECT_PAD_BYTES, a plane-axpy forward without copies runs
+ * instead (valid ranges computed per tap, so border reads never leave x).
  * Backward: grad_x one task per input plane (n, c) (scatter-add, owned plane),
  * grad_weight one task per (oc, c) (dot products over n, oh, ow in fixed order),
  * grad_bias one task per oc.
- * Complexity O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; no
- * allocation. Matches dlkern/reference/conv2d.py.
+ * Complexity O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward;
+ * forward allocates one padded buffer per thread (DLK_ENOMEM on failure). Matches dlkern/reference/conv2d.py.
  */
 #include "conv2d.h"
+#include <stdlib.h>
+#include <string.h>
+
 #include "conv2d_template.h"
+
+/* Per-thread budget for the zero-padded input planes of one (sample, group) in
+ * the register-blocked forward; beyond it the unpadded plane-axpy forward runs
+ * instead (slower, but allocates nothing). */
+#ifndef DLK_DIRECT_PAD_BYTES
+#define DLK_DIRECT_PAD_BYTES ((size_t)4 << 20)
+#endif
 
 #define T float
 #define SUF f32

@@ -41,13 +41,80 @@ static inline T FN(dot_row)(const T *restrict a, const T *restrict b, dlk_idx lo
     return s;
 }
 
-void FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
-                                   const T *bias, T *y, int nthreads) {
+/* Forward on one (sample, group) from its zero-padded input planes xpad
+ * (Cg planes of Hp x Wp, padding already applied, so no bounds checks): for
+ * each output row and each DLK_VW-wide block of output columns, OCB output
+ * channels accumulate in vector registers over every (input channel, tap);
+ * each input vector loaded feeds OCB FMAs. OCB and SW are compile-time
+ * constants at every call site (always inlined), so the channel loop unrolls
+ * into independent accumulators. GCC/clang vector extensions make the register
+ * blocking explicit (auto-vectorization vectorized the wrong loop here). */
+typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
+
+static inline __attribute__((always_inline)) void FN(direct_tile)(
+    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
+    const T *bias, T *y, const int OCB, const dlk_idx SW) {
+    const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx OH = g->OH, OW = g->OW, OHW = OH * OW;
+    const dlk_idx sh = g->stride_h, dh = g->dil_h, dw = g->dil_w;
+    for (dlk_idx oh = 0; oh < OH; oh++) {
+        for (dlk_idx ow0 = 0; ow0 < OW; ow0 += DLK_VW) {
+            FN(vec) acc[8];
+            for (int o = 0; o < OCB; o++) {
+                const FN(vec) zero = {0};
+                acc[o] = zero + (bias ? bias[o] : (T)0);
+            }
+            for (dlk_idx ic = 0; ic < Cg; ic++) {
+                for (dlk_idx kh = 0; kh < KH; kh++) {
+                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0 * SW;
+                    const T *wk = w + ic * KK + kh * KW;
+                    for (dlk_idx kw = 0; kw < KW; kw++) {
+                        const T *xs = prow + kw * dw;
+                        FN(vec) xv;
+                        if (SW == 1) {
+                            memcpy(&xv, xs, sizeof xv);
+                        } else {
+                            T tmp[DLK_VW];
+                            for (int j = 0; j < DLK_VW; j++) tmp[j] = xs[j * SW];
+                            memcpy(&xv, tmp, sizeof xv);
+                        }
+                        for (int o = 0; o < OCB; o++) acc[o] += wk[o * Cg * KK + kw] * xv;
+                    }
+                }
+            }
+            const dlk_idx nv = DLK_MIN(DLK_VW, OW - ow0);
+            for (int o = 0; o < OCB; o++) {
+                T *yr = y + o * OHW + oh * OW + ow0;
+                if (nv == DLK_VW) {
+                    memcpy(yr, &acc[o], sizeof acc[o]);
+                } else {
+                    T tmp[DLK_VW];
+                    memcpy(tmp, &acc[o], sizeof tmp);
+                    for (dlk_idx j = 0; j < nv; j++) yr[j] = tmp[j];
+                }
+            }
+        }
+    }
+}
+
+/* Padded plane geometry for direct_tile: rows and columns that the tiles
+ * touch, including the slack of the last (partial) column block. */
+static void FN(direct_padded_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wp) {
+    const dlk_idx blocks = (g->OW + DLK_VW - 1) / DLK_VW;
+    *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
+    *Wp = DLK_MAX(g->W + g->pad_w,
+                  (blocks * DLK_VW - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1);
+}
+
+/* Forward without a padded copy: one task per output plane; for each (input
+ * channel, tap), the valid output rectangle gets a scaled, shifted input plane
+ * added. Used when the padded planes of a group would not fit the per-thread
+ * budget (DLK_DIRECT_PAD_BYTES). */
+static void FN(direct_forward_planes)(const dlk_conv2d_geom *g, const T *x, const T *weight,
+                                      const T *bias, T *y, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, OW = g->OW;
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
     const dlk_idx HW = g->H * g->W, OHW = g->OH * OW, KK = KH * KW;
-    /* One task per output plane (n, oc): the plane stays in L1 while every
-     * (input channel, tap) pair adds a shifted, scaled input plane into it. */
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (dlk_idx t = 0; t < g->N * OC; t++) {
         const dlk_idx n = t / OC, oc = t % OC, grp = oc / OCg;
@@ -68,8 +135,7 @@ void FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T
                     const T wv = wp[kh * KW + kw];
                     for (dlk_idx oh = oh0; oh < oh1; oh++) {
                         /* xr + ow * stride_w is the input column of output ow; only
-                         * [ow0, ow1) is dereferenced, so xr itself may point
-                         * before the row (never read). */
+                         * [ow0, ow1) is dereferenced. */
                         const T *xr = xp + (oh * g->stride_h + off_h) * g->W + off_w;
                         FN(axpy_row)(yp + oh * OW, xr, wv, ow0, ow1, g->stride_w);
                     }
@@ -77,6 +143,63 @@ void FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T
             }
         }
     }
+}
+
+int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
+                                  const T *bias, T *y, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, H = g->H, W = g->W;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, OHW = g->OH * g->OW;
+    const dlk_idx KK = g->KH * g->KW;
+    dlk_idx Hp, Wp;
+    FN(direct_padded_dims)(g, &Hp, &Wp);
+    const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
+    if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
+        FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
+        return DLK_OK;
+    }
+    int failed = 0;
+    /* One task per (sample, group): its input planes are copied once into a
+     * zero-padded per-thread buffer, then every output channel of the group is
+     * computed from it in blocks of up to 8 channels. */
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        T *xpad = (T *)malloc(pad_bytes);
+        if (!xpad) failed = 1;
+#pragma omp for schedule(static)
+        for (dlk_idx t = 0; t < g->N * g->groups; t++) {
+            if (!xpad) continue;
+            const dlk_idx n = t / g->groups, grp = t % g->groups;
+            for (dlk_idx i = 0; i < Cg * Hp * Wp; i++) xpad[i] = 0;
+            for (dlk_idx ic = 0; ic < Cg; ic++) {
+                const T *xp = x + (n * C + grp * Cg + ic) * H * W;
+                for (dlk_idx ih = 0; ih < H; ih++) {
+                    T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp + g->pad_w;
+                    const T *restrict src = xp + ih * W;
+                    for (dlk_idx iw = 0; iw < W; iw++) dst[iw] = src[iw];
+                }
+            }
+            for (dlk_idx ocl = 0; ocl < OCg;) {
+                const dlk_idx oc = grp * OCg + ocl;
+                const T *w = weight + oc * Cg * KK;
+                const T *b = bias ? bias + oc : NULL;
+                T *yp = y + (n * OC + oc) * OHW;
+                const dlk_idx left = OCg - ocl;
+                if (g->stride_w == 1) {
+                    if (left >= 8) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 8, 1); ocl += 8; }
+                    else if (left >= 4) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 4, 1); ocl += 4; }
+                    else if (left >= 2) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 2, 1); ocl += 2; }
+                    else { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 1, 1); ocl += 1; }
+                } else {
+                    const dlk_idx sw = g->stride_w;
+                    if (left >= 8) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 8, sw); ocl += 8; }
+                    else if (left >= 4) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 4, sw); ocl += 4; }
+                    else { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 1, sw); ocl += 1; }
+                }
+            }
+        }
+        free(xpad);
+    }
+    return failed ? DLK_ENOMEM : DLK_OK;
 }
 
 void FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,

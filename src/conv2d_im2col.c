@@ -1,8 +1,8 @@
 /* im2col + GEMM conv2d (see conv2d.h for layout and semantics).
  *
  * Forward, per chunk of samples and per group: the column matrix
- * col (K = C/groups*KH*KW rows, chunk*OH*OW columns) is filled in parallel
- * (OpenMP), then the BLAS computes y_n,g = W_g @ col_n for each sample, straight
+ * col (K = C/groups*KH*KW rows, chunk*OH*OW columns) is filled (on the calling
+ * thread, see FILL_THREADS), then the BLAS computes y_n,g = W_g @ col_n for each sample, straight
  * into the NCHW output. BLAS threads itself and is never called inside an
  * OpenMP region. A 1x1 stride-1 unpadded convolution skips im2col: x already is
  * the column matrix.
@@ -20,6 +20,16 @@
 
 #include "conv2d.h"
 #include "conv2d_template.h"
+
+/* The column fill, col2im and bias passes run on the calling thread only.
+ * Measured on the 2-core target: alternating OpenMP regions with multithreaded
+ * BLAS calls costs far more than the parallel fill saves, because each pool's
+ * idle workers keep spinning on the cores the other pool needs (ResNet 3x3
+ * forward: ~38 GFLOP/s with a 2-thread fill vs ~150 with a serial fill into a
+ * cache-sized chunk). The BLAS still uses every thread for the GEMMs, which
+ * carry almost all the work; nthreads reaches the BLAS through
+ * dlkern.set_num_threads (threadpoolctl). */
+#define FILL_THREADS 1
 
 #define T float
 #define SUF f32

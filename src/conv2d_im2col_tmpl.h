@@ -106,7 +106,7 @@ int FN(dlk_conv2d_im2col_forward)(const dlk_blas *blas, const dlk_conv2d_geom *g
         for (dlk_idx n0 = 0; n0 < g->N; n0 += nb) {
             const dlk_idx nbc = DLK_MIN(nb, g->N - n0);
             for (dlk_idx grp = 0; grp < g->groups; grp++) {
-                FN(im2col_fill)(g, x, n0, nbc, grp, col, nthreads);
+                FN(im2col_fill)(g, x, n0, nbc, grp, col, FILL_THREADS);
                 /* One GEMM per sample writes straight into y (NCHW), so the
                  * output is never copied; N = OH*OW per call. */
                 for (dlk_idx nl = 0; nl < nbc; nl++)
@@ -118,7 +118,7 @@ int FN(dlk_conv2d_im2col_forward)(const dlk_blas *blas, const dlk_conv2d_geom *g
         }
         free(col);
     }
-    if (bias) FN(dlk_conv2d_add_bias)(g, bias, y, nthreads);
+    if (bias) FN(dlk_conv2d_add_bias)(g, bias, y, FILL_THREADS);
     return DLK_OK;
 }
 
@@ -128,7 +128,7 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
                                    int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, Cg = C / g->groups, OCg = OC / g->groups;
     const dlk_idx K = Cg * g->KH * g->KW, OHW = g->OH * g->OW, HW = g->H * g->W;
-    FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
+    FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, FILL_THREADS);
     /* grad_weight accumulates over samples with beta = 1 after the first, in
      * sample order; start from zero so an empty batch gives zeros. */
     for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
@@ -159,7 +159,7 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
         for (dlk_idx grp = 0; grp < g->groups; grp++) {
             const T *wg = weight + grp * OCg * K;
             T *gwg = grad_weight + grp * OCg * K;
-            FN(im2col_fill)(g, x, n0, nbc, grp, col, nthreads);
+            FN(im2col_fill)(g, x, n0, nbc, grp, col, FILL_THREADS);
             for (dlk_idx nl = 0; nl < nbc; nl++)
                 DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)K, (int)OHW, 1,
                                        grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
@@ -168,7 +168,7 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
                 DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)K, (int)OHW, (int)OCg, 1, wg, (int)K,
                                        grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
                                        (int)OHW, 0, col + nl * OHW, ld);
-            FN(col2im_add)(g, col, n0, nbc, grp, grad_x, nthreads);
+            FN(col2im_add)(g, col, n0, nbc, grp, grad_x, FILL_THREADS);
         }
     }
     free(col);

@@ -10,4 +10,6 @@
  * inner loop into one SIMD register without -ffast-math, and the summation order
  * is fixed by the code, not by threads. */
 #define DLK_LANES 16
+/* Output columns per register tile of the direct forward. */
+#define DLK_VW 16
 #endif
