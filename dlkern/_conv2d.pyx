@@ -18,10 +18,10 @@ cdef extern from "conv2d.h":
     int dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
                                        const double *w, const double *b, double *y,
                                        int nthreads) nogil
-    void dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *gy,
+    int dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *gy,
                                         const float *x, const float *w, float *gx,
                                         float *gw, float *gb, int nthreads) nogil
-    void dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *gy,
+    int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *gy,
                                         const double *x, const double *w, double *gx,
                                         double *gw, double *gb, int nthreads) nogil
     int dlk_conv2d_im2col_forward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
@@ -111,7 +111,7 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
                     <float *>gx.data, <float *>gw.data, <float *>gb.data, max_col_bytes,
                     nthreads)
             else:
-                dlk_conv2d_direct_backward_f32(
+                status = dlk_conv2d_direct_backward_f32(
                     &g, <float *>grad_out.data, <float *>x.data, <float *>weight.data,
                     <float *>gx.data, <float *>gw.data, <float *>gb.data, nthreads)
     else:
@@ -122,9 +122,9 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
                     <double *>weight.data, <double *>gx.data, <double *>gw.data,
                     <double *>gb.data, max_col_bytes, nthreads)
             else:
-                dlk_conv2d_direct_backward_f64(
+                status = dlk_conv2d_direct_backward_f64(
                     &g, <double *>grad_out.data, <double *>x.data, <double *>weight.data,
                     <double *>gx.data, <double *>gw.data, <double *>gb.data, nthreads)
     if status != DLK_OK:
-        raise MemoryError("conv2d: could not allocate the im2col buffer")
+        raise MemoryError("conv2d: could not allocate a work buffer")
     return gx, gw, gb

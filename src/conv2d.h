@@ -57,11 +57,12 @@ int dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
 int dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
                                    const double *weight, const double *bias, double *y,
                                    int nthreads);
-/* grad_x (N,C,H,W), grad_weight (OC,C/groups,KH,KW), grad_bias (OC) are overwritten. */
-void dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *grad_out,
+/* grad_x (N,C,H,W), grad_weight (OC,C/groups,KH,KW), grad_bias (OC) are
+ * overwritten. Returns DLK_OK or DLK_ENOMEM. */
+int dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *grad_out,
                                     const float *x, const float *weight, float *grad_x,
                                     float *grad_weight, float *grad_bias, int nthreads);
-void dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *grad_out,
+int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *grad_out,
                                     const double *x, const double *weight, double *grad_x,
                                     double *grad_weight, double *grad_bias, int nthreads);
 

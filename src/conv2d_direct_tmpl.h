@@ -23,10 +23,12 @@ static inline void FN(scatter_row)(T *restrict xr, const T *restrict yr, T wv, d
     }
 }
 
-/* sum over ow in [lo, hi) of a[ow] * b[ow * sw], DLK_LANES partial sums. */
-static inline T FN(dot_row)(const T *restrict a, const T *restrict b, dlk_idx lo, dlk_idx hi,
-                            dlk_idx sw) {
-    T acc[DLK_LANES] = {0};
+/* acc[j] += a[ow] * b[ow * sw] over ow in [lo, hi), lane j = (ow - lo) % DLK_LANES:
+ * partial sums stay in a SIMD register across rows and are reduced once per
+ * tap, in a fixed order. */
+static inline void FN(dot_row_lanes)(T *restrict acc, const T *restrict a,
+                                     const T *restrict b, dlk_idx lo, dlk_idx hi,
+                                     dlk_idx sw) {
     dlk_idx o = lo;
     if (sw == 1) {
         for (; o + DLK_LANES <= hi; o += DLK_LANES)
@@ -35,10 +37,7 @@ static inline T FN(dot_row)(const T *restrict a, const T *restrict b, dlk_idx lo
         for (; o + DLK_LANES <= hi; o += DLK_LANES)
             for (int j = 0; j < DLK_LANES; j++) acc[j] += a[o + j] * b[(o + j) * sw];
     }
-    T s = 0;
-    for (int j = 0; j < DLK_LANES; j++) s += acc[j];
-    for (; o < hi; o++) s += a[o] * b[o * sw];
-    return s;
+    for (int j = 0; o < hi; o++, j++) acc[j] += a[o] * b[o * sw];
 }
 
 /* Forward on one (sample, group) from its zero-padded input planes xpad
@@ -202,71 +201,167 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
-void FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
+/* For stride 1, grad_x is a forward convolution of grad_out (padded by
+ * (KH-1)*dil_h - pad_h on top, and so on) with the spatially flipped kernel, input
+ * and output channels swapped within each group: run the register-blocked
+ * forward on it. Returns -1 when that does not apply (stride > 1, or padding
+ * larger than the dilated kernel reach), DLK_OK or DLK_ENOMEM otherwise. */
+static int FN(direct_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_out,
+                                        const T *weight, T *grad_x, int nthreads) {
+    const dlk_idx KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx Cg = g->C / g->groups, OCg = g->OC / g->groups;
+    dlk_conv2d_geom t = *g;
+    if (g->stride_h != 1 || g->stride_w != 1) return -1;
+    t.pad_h = (KH - 1) * g->dil_h - g->pad_h;
+    t.pad_w = (KW - 1) * g->dil_w - g->pad_w;
+    if (t.pad_h < 0 || t.pad_w < 0) return -1;
+    t.C = g->OC; t.H = g->OH; t.W = g->OW;
+    t.OC = g->C; t.OH = g->H; t.OW = g->W;
+    T *wt = (T *)malloc((size_t)(g->C * OCg * KK) * sizeof(T));
+    if (!wt) return DLK_ENOMEM;
+    for (dlk_idx c = 0; c < g->C; c++) {
+        const dlk_idx grp = c / Cg, cl = c % Cg;
+        for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+            const T *src = weight + ((grp * OCg + ocl) * Cg + cl) * KK;
+            T *dst = wt + (c * OCg + ocl) * KK;
+            for (dlk_idx k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+        }
+    }
+    const int status = FN(dlk_conv2d_direct_forward)(&t, grad_out, wt, NULL, grad_x, nthreads);
+    free(wt);
+    return status;
+}
+
+/* grad_weight[oc, c, kh, kw] = sum over n, oh, ow of grad_out[n, oc, oh, ow] *
+ * xpad[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. The samples are split into
+ * DLK_GW_CHUNKS fixed chunks (independent of the thread count); task (chunk,
+ * input channel) builds each sample's zero-padded x plane once, then for every
+ * output channel of the group and every tap accumulates one vector register over
+ * the output plane (grad_out rows copied with a zeroed tail so partial column
+ * blocks need no masks). Partial sums per chunk are added in chunk order, so
+ * the result is the same for any thread count. */
+#define DLK_GW_CHUNKS 8
+static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
+                                  T *grad_weight, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
+    const dlk_idx OH = g->OH, OW = g->OW, H = g->H, W = g->W;
+    const dlk_idx OWr = (OW + DLK_VW - 1) / DLK_VW * DLK_VW;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx P = DLK_MAX(1, DLK_MIN(g->N, DLK_GW_CHUNKS));
+    const dlk_idx per = (g->N + P - 1) / P, total = OC * Cg * KK;
+    dlk_idx Hp, Wp;
+    FN(direct_padded_dims)(g, &Hp, &Wp);
+    T *part = (T *)calloc((size_t)(P * total), sizeof(T));
+    if (!part) return DLK_ENOMEM;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        T *xpad = (T *)malloc((size_t)(Hp * Wp + OH * OWr) * sizeof(T));
+        if (!xpad) failed = 1;
+        T *gyp = xpad ? xpad + Hp * Wp : NULL;
+#pragma omp for schedule(static)
+        for (dlk_idx t = 0; t < P * C; t++) {
+            if (!xpad) continue;
+            const dlk_idx p = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
+            T *pw = part + p * total;
+            for (dlk_idx n = p * per; n < DLK_MIN(g->N, (p + 1) * per); n++) {
+                const T *xp = x + (n * C + c) * H * W;
+                for (dlk_idx i = 0; i < Hp * Wp; i++) xpad[i] = 0;
+                for (dlk_idx ih = 0; ih < H; ih++)
+                    memcpy(xpad + (ih + g->pad_h) * Wp + g->pad_w, xp + ih * W, W * sizeof(T));
+                for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+                    const dlk_idx oc = grp * OCg + ocl;
+                    const T *gsrc = grad_out + (n * OC + oc) * OH * OW;
+                    for (dlk_idx oh = 0; oh < OH; oh++) {
+                        memcpy(gyp + oh * OWr, gsrc + oh * OW, OW * sizeof(T));
+                        for (dlk_idx j = OW; j < OWr; j++) gyp[oh * OWr + j] = 0;
+                    }
+                    T *gwp = pw + (oc * Cg + icl) * KK;
+                    for (dlk_idx kh = 0; kh < KH; kh++)
+                        for (dlk_idx kw = 0; kw < KW; kw++) {
+                            FN(vec) acc = {0};
+                            for (dlk_idx oh = 0; oh < OH; oh++) {
+                                const T *xr = xpad + (oh * sh + kh * dh) * Wp + kw * dw;
+                                const T *gr = gyp + oh * OWr;
+                                for (dlk_idx ow0 = 0; ow0 < OWr; ow0 += DLK_VW) {
+                                    FN(vec) gv, xv;
+                                    memcpy(&gv, gr + ow0, sizeof gv);
+                                    if (sw == 1) {
+                                        memcpy(&xv, xr + ow0, sizeof xv);
+                                    } else {
+                                        T tmp[DLK_VW];
+                                        for (int j = 0; j < DLK_VW; j++) tmp[j] = xr[(ow0 + j) * sw];
+                                        memcpy(&xv, tmp, sizeof xv);
+                                    }
+                                    acc += gv * xv;
+                                }
+                            }
+                            T lanes[DLK_VW], s = 0;
+                            memcpy(lanes, &acc, sizeof lanes);
+                            for (int j = 0; j < DLK_VW; j++) s += lanes[j];
+                            gwp[kh * KW + kw] += s;
+                        }
+                }
+            }
+        }
+        free(xpad);
+    }
+    if (!failed) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (dlk_idx i = 0; i < total; i++) {
+            T s = 0;
+            for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
+            grad_weight[i] = s;
+        }
+    }
+    free(part);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                     const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
                                     int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, OW = g->OW, W = g->W;
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
     const dlk_idx HW = g->H * W, OHW = g->OH * OW, KK = KH * KW;
 
-    /* grad_x: one task per input plane (n, c), which gathers from every output
-     * channel of its group in a fixed order: race-free and thread-count
-     * independent. */
+    /* grad_x: as a forward convolution when the stride is 1; otherwise one task
+     * per input plane (n, c), which scatters from every output channel of its
+     * group in a fixed order: race-free and thread-count independent. */
+    const int status = FN(direct_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads);
+    if (status == DLK_ENOMEM) return status;
+    if (status != DLK_OK) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (dlk_idx t = 0; t < g->N * C; t++) {
-        const dlk_idx n = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
-        T *restrict gxp = grad_x + t * HW;
-        for (dlk_idx i = 0; i < HW; i++) gxp[i] = 0;
-        for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
-            const dlk_idx oc = grp * OCg + ocl;
-            const T *gyp = grad_out + (n * OC + oc) * OHW;
-            const T *wp = weight + (oc * Cg + icl) * KK;
-            for (dlk_idx kh = 0; kh < KH; kh++) {
-                const dlk_idx off_h = kh * g->dil_h - g->pad_h;
-                dlk_idx oh0, oh1;
-                dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
-                for (dlk_idx kw = 0; kw < KW; kw++) {
-                    const dlk_idx off_w = kw * g->dil_w - g->pad_w;
-                    dlk_idx ow0, ow1;
-                    dlk_conv2d_valid_range(OW, W, g->stride_w, off_w, &ow0, &ow1);
-                    const T wv = wp[kh * KW + kw];
-                    for (dlk_idx oh = oh0; oh < oh1; oh++) {
-                        T *xr = gxp + (oh * g->stride_h + off_h) * W + off_w;
-                        FN(scatter_row)(xr, gyp + oh * OW, wv, ow0, ow1, g->stride_w);
+        for (dlk_idx t = 0; t < g->N * C; t++) {
+            const dlk_idx n = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
+            T *restrict gxp = grad_x + t * HW;
+            for (dlk_idx i = 0; i < HW; i++) gxp[i] = 0;
+            for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+                const dlk_idx oc = grp * OCg + ocl;
+                const T *gyp = grad_out + (n * OC + oc) * OHW;
+                const T *wp = weight + (oc * Cg + icl) * KK;
+                for (dlk_idx kh = 0; kh < KH; kh++) {
+                    const dlk_idx off_h = kh * g->dil_h - g->pad_h;
+                    dlk_idx oh0, oh1;
+                    dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
+                    for (dlk_idx kw = 0; kw < KW; kw++) {
+                        const dlk_idx off_w = kw * g->dil_w - g->pad_w;
+                        dlk_idx ow0, ow1;
+                        dlk_conv2d_valid_range(OW, W, g->stride_w, off_w, &ow0, &ow1);
+                        const T wv = wp[kh * KW + kw];
+                        for (dlk_idx oh = oh0; oh < oh1; oh++) {
+                            T *xr = gxp + (oh * g->stride_h + off_h) * W + off_w;
+                            FN(scatter_row)(xr, gyp + oh * OW, wv, ow0, ow1, g->stride_w);
+                        }
                     }
                 }
             }
         }
     }
 
-    /* grad_weight: one task per (oc, input channel of the group); each of its KK
-     * taps is a reduction over samples and output pixels in a fixed order. */
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (dlk_idx t = 0; t < OC * Cg; t++) {
-        const dlk_idx oc = t / Cg, icl = t % Cg, grp = oc / OCg;
-        T *restrict gwp = grad_weight + t * KK;
-        for (dlk_idx k = 0; k < KK; k++) gwp[k] = 0;
-        for (dlk_idx n = 0; n < g->N; n++) {
-            const T *gyp = grad_out + (n * OC + oc) * OHW;
-            const T *xp = x + (n * C + grp * Cg + icl) * HW;
-            for (dlk_idx kh = 0; kh < KH; kh++) {
-                const dlk_idx off_h = kh * g->dil_h - g->pad_h;
-                dlk_idx oh0, oh1;
-                dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
-                for (dlk_idx kw = 0; kw < KW; kw++) {
-                    const dlk_idx off_w = kw * g->dil_w - g->pad_w;
-                    dlk_idx ow0, ow1;
-                    dlk_conv2d_valid_range(OW, W, g->stride_w, off_w, &ow0, &ow1);
-                    T s = 0;
-                    for (dlk_idx oh = oh0; oh < oh1; oh++) {
-                        const T *xr = xp + (oh * g->stride_h + off_h) * W + off_w;
-                        s += FN(dot_row)(gyp + oh * OW, xr, ow0, ow1, g->stride_w);
-                    }
-                    gwp[kh * KW + kw] += s;
-                }
-            }
-        }
-    }
-
+    const int gw_status = FN(direct_grad_weight)(g, grad_out, x, grad_weight, nthreads);
+    if (gw_status != DLK_OK) return gw_status;
     FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
+    return DLK_OK;
 }
