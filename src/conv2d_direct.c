@@ -25,6 +25,11 @@
 #define DLK_DIRECT_PAD_BYTES ((size_t)4 << 20)
 #endif
 
+/* Vectors of DLK_VW columns per register tile of the blocked forward: two (8
+ * channels x 2 vectors = 16 accumulators, 10 loads per 16 FMAs) when the row
+ * is wide enough to fill them, else one (narrow rows would waste lanes). */
+static int direct_tile_cols(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW / 2 ? 2 : 1; }
+
 #define T float
 #define SUF f32
 #include "conv2d_direct_tmpl.h"

@@ -52,46 +52,64 @@ typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 
 static inline __attribute__((always_inline)) void FN(direct_tile)(
     const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
-    const T *bias, T *y, const int OCB, const dlk_idx SW) {
+    const T *bias, T *y, const int OCB, const dlk_idx SW, const int NV, const int R,
+    dlk_idx oh_begin, dlk_idx oh_end) {
     const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
-    const dlk_idx OH = g->OH, OW = g->OW, OHW = OH * OW;
+    const dlk_idx OW = g->OW, OHW = g->OH * OW;
     const dlk_idx sh = g->stride_h, dh = g->dil_h, dw = g->dil_w;
-    for (dlk_idx oh = 0; oh < OH; oh++) {
-        for (dlk_idx ow0 = 0; ow0 < OW; ow0 += DLK_VW) {
-            FN(vec) acc[8];
-            for (int o = 0; o < OCB; o++) {
-                const FN(vec) zero = {0};
-                acc[o] = zero + (bias ? bias[o] : (T)0);
-            }
+    /* R output rows at a time (R > 1 only for few channels, e.g. depthwise):
+     * one weight broadcast then feeds R * NV FMAs. */
+    for (dlk_idx oh = oh_begin; oh + R <= oh_end; oh += R) {
+        for (dlk_idx ow0 = 0; ow0 < OW; ow0 += NV * DLK_VW) {
+            FN(vec) acc[4][8][2];
+            for (int r = 0; r < R; r++)
+                for (int o = 0; o < OCB; o++) {
+                    const FN(vec) zero = {0};
+                    for (int v = 0; v < NV; v++) acc[r][o][v] = zero + (bias ? bias[o] : (T)0);
+                }
             for (dlk_idx ic = 0; ic < Cg; ic++) {
                 for (dlk_idx kh = 0; kh < KH; kh++) {
                     const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0 * SW;
                     const T *wk = w + ic * KK + kh * KW;
                     for (dlk_idx kw = 0; kw < KW; kw++) {
-                        const T *xs = prow + kw * dw;
-                        FN(vec) xv;
-                        if (SW == 1) {
-                            memcpy(&xv, xs, sizeof xv);
-                        } else {
-                            T tmp[DLK_VW];
-                            for (int j = 0; j < DLK_VW; j++) tmp[j] = xs[j * SW];
-                            memcpy(&xv, tmp, sizeof xv);
+                        FN(vec) xv[4][2];
+                        for (int r = 0; r < R; r++) {
+                            const T *xs = prow + r * sh * Wp + kw * dw;
+                            for (int v = 0; v < NV; v++) {
+                                if (SW == 1) {
+                                    memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
+                                } else {
+                                    T tmp[DLK_VW];
+                                    for (int j = 0; j < DLK_VW; j++)
+                                        tmp[j] = xs[(v * DLK_VW + j) * SW];
+                                    memcpy(&xv[r][v], tmp, sizeof xv[r][v]);
+                                }
+                            }
                         }
-                        for (int o = 0; o < OCB; o++) acc[o] += wk[o * Cg * KK + kw] * xv;
+                        for (int o = 0; o < OCB; o++) {
+                            const T wv = wk[o * Cg * KK + kw];
+                            for (int r = 0; r < R; r++)
+                                for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
+                        }
                     }
                 }
             }
-            const dlk_idx nv = DLK_MIN(DLK_VW, OW - ow0);
-            for (int o = 0; o < OCB; o++) {
-                T *yr = y + o * OHW + oh * OW + ow0;
-                if (nv == DLK_VW) {
-                    memcpy(yr, &acc[o], sizeof acc[o]);
-                } else {
-                    T tmp[DLK_VW];
-                    memcpy(tmp, &acc[o], sizeof tmp);
-                    for (dlk_idx j = 0; j < nv; j++) yr[j] = tmp[j];
+            for (int r = 0; r < R; r++)
+                for (int v = 0; v < NV; v++) {
+                    const dlk_idx c0 = ow0 + v * DLK_VW;
+                    const dlk_idx nv = DLK_MIN(DLK_VW, OW - c0);
+                    if (nv <= 0) break;
+                    for (int o = 0; o < OCB; o++) {
+                        T *yr = y + o * OHW + (oh + r) * OW + c0;
+                        if (nv == DLK_VW) {
+                            memcpy(yr, &acc[r][o][v], sizeof acc[r][o][v]);
+                        } else {
+                            T tmp[DLK_VW];
+                            memcpy(tmp, &acc[r][o][v], sizeof tmp);
+                            for (dlk_idx j = 0; j < nv; j++) yr[j] = tmp[j];
+                        }
+                    }
                 }
-            }
         }
     }
 }
@@ -99,7 +117,8 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
 /* Padded plane geometry for direct_tile: rows and columns that the tiles
  * touch, including the slack of the last (partial) column block. */
 static void FN(direct_padded_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wp) {
-    const dlk_idx blocks = (g->OW + DLK_VW - 1) / DLK_VW;
+    /* column tiles are 2*DLK_VW wide (see direct_tile_cols) */
+    const dlk_idx blocks = 2 * ((g->OW + 2 * DLK_VW - 1) / (2 * DLK_VW));
     *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
     *Wp = DLK_MAX(g->W + g->pad_w,
                   (blocks * DLK_VW - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1);
@@ -148,7 +167,7 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                                   const T *bias, T *y, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, H = g->H, W = g->W;
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, OHW = g->OH * g->OW;
-    const dlk_idx KK = g->KH * g->KW;
+    const dlk_idx KK = g->KH * g->KW, OH = g->OH;
     dlk_idx Hp, Wp;
     FN(direct_padded_dims)(g, &Hp, &Wp);
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
@@ -183,17 +202,40 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                 const T *b = bias ? bias + oc : NULL;
                 T *yp = y + (n * OC + oc) * OHW;
                 const dlk_idx left = OCg - ocl;
+                const int wide = direct_tile_cols(g->OW) == 2;
+                /* constant arguments so each call inlines into its own unrolled,
+                 * register-allocated loop nest */
+#define DLK_TILE(OCB, SW)                                                        \
+    do {                                                                         \
+        if (wide) FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 1, 0, OH); \
+        else FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 1, 0, OH);   \
+        ocl += OCB;                                                              \
+    } while (0)
+#define DLK_TILE_ROWS(OCB, SW)                                                   \
+    do {                                                                         \
+        const dlk_idx main_rows = OH - OH % 4;                                   \
+        if (wide) {                                                              \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 4, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 1, main_rows, OH); \
+        } else {                                                                 \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 4, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 1, main_rows, OH); \
+        }                                                                        \
+        ocl += OCB;                                                              \
+    } while (0)
                 if (g->stride_w == 1) {
-                    if (left >= 8) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 8, 1); ocl += 8; }
-                    else if (left >= 4) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 4, 1); ocl += 4; }
-                    else if (left >= 2) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 2, 1); ocl += 2; }
-                    else { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 1, 1); ocl += 1; }
+                    if (left >= 8) DLK_TILE(8, 1);
+                    else if (left >= 4) DLK_TILE(4, 1);
+                    else if (left >= 2) DLK_TILE_ROWS(2, 1);
+                    else DLK_TILE_ROWS(1, 1);
                 } else {
                     const dlk_idx sw = g->stride_w;
-                    if (left >= 8) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 8, sw); ocl += 8; }
-                    else if (left >= 4) { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 4, sw); ocl += 4; }
-                    else { FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, 1, sw); ocl += 1; }
+                    if (left >= 8) DLK_TILE(8, sw);
+                    else if (left >= 4) DLK_TILE(4, sw);
+                    else DLK_TILE_ROWS(1, sw);
                 }
+#undef DLK_TILE
+#undef DLK_TILE_ROWS
             }
         }
         free(xpad);
