@@ -37,6 +37,9 @@ CASES = [
     ((2, 3, 5, 5), (4, 3, 4, 4), 2, 3, 2, 1),                 # kernel bigger than input, padded
     ((2, 3, 7, 6), (4, 3, 2, 4), 1, "same", (2, 1), 1),       # "same", asymmetric padding
     ((2, 3, 7, 6), (4, 3, 3, 2), 2, "valid", 1, 1),           # "valid"
+    ((2, 3, 5, 5), (4, 3, 2, 2), 1, 2, 1, 1),                 # padding beyond the kernel reach
+    ((2, 16, 6, 40), (16, 16, 3, 3), 1, 1, 1, 1),             # 8-channel tiles, wide rows
+    ((1, 9, 5, 33), (9, 3, 2, 3), (1, 3), (1, 2), (2, 1), 3),   # stride-3 tiles, 2+1 channels
 ]
 
 
@@ -232,12 +235,34 @@ def test_auto_choice_documented_rule():
     choose = conv_module._choose_algo
     from dlkern._args.conv2d import parse
 
-    def pick(xs, ws, groups=1):
+    def pick(xs, ws, groups=1, stride=1, padding=1, backward=False):
         return choose(parse("conv2d", np.zeros(xs, np.float32), np.zeros(ws, np.float32),
-                            None, 1, 1, 1, groups, "auto"))
-    assert pick((1, 64, 8, 8), (64, 1, 3, 3), groups=64) == "direct"
-    assert pick((1, 3, 8, 8), (32, 3, 3, 3)) == "direct"
-    assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"
+                            None, stride, padding, 1, groups, "auto"), backward=backward)
+    for backward in (False, True):
+        assert pick((1, 64, 32, 32), (64, 1, 3, 3), groups=64, backward=backward) == "direct"
+        assert pick((1, 3, 32, 32), (32, 3, 3, 3), backward=backward) == "direct"
+        assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2, backward=backward) == "im2col"
+        assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0,
+                    backward=backward) == "im2col"
+    assert pick((1, 64, 32, 32), (64, 64, 3, 3)) == "direct"
+    assert pick((1, 64, 32, 32), (64, 64, 3, 3), backward=True) == "im2col"
+    assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"  # narrow rows waste lanes
+    x = np.zeros((1, 64, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="algo must be one of"):
+        F.conv2d(x, np.zeros((64, 64, 3, 3), np.float32), algo="Direct")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_large_planes_fallback(dtype):
+    # one padded plane above the direct forward's 4 MiB per-thread budget: the
+    # plane-axpy forward (and the scatter grad_x it implies for stride 1) runs.
+    x, w, b, kw = _data(((1, 1, 1030, 1030), (2, 1, 3, 2), 1, 1, 1, 1), dtype)
+    y_ref = R.conv2d(x, w, b, **kw)
+    assert_close(F.conv2d(x, w, b, algo="direct", **kw), y_ref)
+    gy = np.random.default_rng(8).standard_normal(y_ref.shape).astype(dtype)
+    for got, exp in zip(F.conv2d_backward(gy, x, w, algo="direct", **kw),
+                        R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp)
 
 
 def test_empty_batch():
