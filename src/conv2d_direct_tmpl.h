@@ -44,19 +44,22 @@ static inline void FN(dot_row_lanes)(T *restrict acc, const T *restrict a,
  * (Cg planes of Hp x Wp, padding already applied, so no bounds checks): for
  * each output row and each DLK_VW-wide block of output columns, OCB output
  * channels accumulate in vector registers over every (input channel, tap);
- * each input vector loaded feeds OCB FMAs. OCB and SW are compile-time
- * constants at every call site (always inlined), so the channel loop unrolls
- * into independent accumulators. GCC/clang vector extensions make the register
+ * each input vector loaded feeds OCB FMAs. OCB, NV (vectors per row tile) and
+ * R (rows per tile) are compile-time constants at every call site (always
+ * inlined), so the loops unroll into independent accumulators. Rows of xpad
+ * are split by column phase (direct_phase_dims), so every load is contiguous,
+ * whatever the stride. GCC/clang vector extensions make the register
  * blocking explicit (auto-vectorization vectorized the wrong loop here). */
 typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 
 static inline __attribute__((always_inline)) void FN(direct_tile)(
     const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
-    const T *bias, T *y, const int OCB, const dlk_idx SW, const int NV, const int R,
-    dlk_idx oh_begin, dlk_idx oh_end) {
+    const T *bias, T *y, const int OCB, const int NV, const int R, dlk_idx oh_begin,
+    dlk_idx oh_end) {
     const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
     const dlk_idx OW = g->OW, OHW = g->OH * OW;
-    const dlk_idx sh = g->stride_h, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx Wq = Wp / sw; /* Wp = sw phases of Wq columns, see direct_padded_dims */
     /* R output rows at a time (R > 1 only for few channels, e.g. depthwise):
      * one weight broadcast then feeds R * NV FMAs. */
     for (dlk_idx oh = oh_begin; oh + R <= oh_end; oh += R) {
@@ -69,22 +72,15 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                 }
             for (dlk_idx ic = 0; ic < Cg; ic++) {
                 for (dlk_idx kh = 0; kh < KH; kh++) {
-                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0 * SW;
+                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0;
                     const T *wk = w + ic * KK + kh * KW;
                     for (dlk_idx kw = 0; kw < KW; kw++) {
                         FN(vec) xv[4][2];
                         for (int r = 0; r < R; r++) {
-                            const T *xs = prow + r * sh * Wp + kw * dw;
-                            for (int v = 0; v < NV; v++) {
-                                if (SW == 1) {
-                                    memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
-                                } else {
-                                    T tmp[DLK_VW];
-                                    for (int j = 0; j < DLK_VW; j++)
-                                        tmp[j] = xs[(v * DLK_VW + j) * SW];
-                                    memcpy(&xv[r][v], tmp, sizeof xv[r][v]);
-                                }
-                            }
+                            const dlk_idx q = kw * dw;
+                            const T *xs = prow + r * sh * Wp + (q % sw) * Wq + q / sw;
+                            for (int v = 0; v < NV; v++)
+                                memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
                         }
                         for (int o = 0; o < OCB; o++) {
                             const T wv = wk[o * Cg * KK + kw];
@@ -122,6 +118,19 @@ static void FN(direct_padded_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_id
     *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
     *Wp = DLK_MAX(g->W + g->pad_w,
                   (blocks * DLK_VW - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1);
+}
+
+/* Padded planes of the blocked forward: Hp rows; each row holds its padded
+ * columns split by phase modulo stride_w (sw segments of Wq: column q at
+ * (q % sw) * Wq + q / sw), so that output columns ow*sw + q are contiguous for
+ * every tap and strided convolutions load whole vectors too. */
+static void FN(direct_phase_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wrow) {
+    const dlk_idx sw = g->stride_w;
+    const dlk_idx blocks = 2 * ((g->OW + 2 * DLK_VW - 1) / (2 * DLK_VW));
+    const dlk_idx Wq = DLK_MAX((g->W + g->pad_w + sw - 1) / sw,
+                               blocks * DLK_VW + (g->KW - 1) * g->dil_w / sw);
+    *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
+    *Wrow = sw * Wq;
 }
 
 /* Forward without a padded copy: one task per output plane; for each (input
@@ -169,7 +178,8 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, OHW = g->OH * g->OW;
     const dlk_idx KK = g->KH * g->KW, OH = g->OH;
     dlk_idx Hp, Wp;
-    FN(direct_padded_dims)(g, &Hp, &Wp);
+    FN(direct_phase_dims)(g, &Hp, &Wp);
+    const dlk_idx sw = g->stride_w, Wq = Wp / sw;
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
     if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
@@ -191,9 +201,16 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
             for (dlk_idx ic = 0; ic < Cg; ic++) {
                 const T *xp = x + (n * C + grp * Cg + ic) * H * W;
                 for (dlk_idx ih = 0; ih < H; ih++) {
-                    T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp + g->pad_w;
+                    T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp;
                     const T *restrict src = xp + ih * W;
-                    for (dlk_idx iw = 0; iw < W; iw++) dst[iw] = src[iw];
+                    if (sw == 1) {
+                        memcpy(dst + g->pad_w, src, W * sizeof(T));
+                    } else {
+                        for (dlk_idx iw = 0; iw < W; iw++) {
+                            const dlk_idx q = iw + g->pad_w;
+                            dst[(q % sw) * Wq + q / sw] = src[iw];
+                        }
+                    }
                 }
             }
             for (dlk_idx ocl = 0; ocl < OCg;) {
@@ -205,35 +222,28 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                 const int wide = direct_tile_cols(g->OW) == 2;
                 /* constant arguments so each call inlines into its own unrolled,
                  * register-allocated loop nest */
-#define DLK_TILE(OCB, SW)                                                        \
+#define DLK_TILE(OCB)                                                            \
     do {                                                                         \
-        if (wide) FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 1, 0, OH); \
-        else FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 1, 0, OH);   \
+        if (wide) FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);  \
+        else FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, 0, OH);       \
         ocl += OCB;                                                              \
     } while (0)
-#define DLK_TILE_ROWS(OCB, SW)                                                   \
+#define DLK_TILE_ROWS(OCB)                                                       \
     do {                                                                         \
         const dlk_idx main_rows = OH - OH % 4;                                   \
         if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 4, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 2, 1, main_rows, OH); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 4, 0, main_rows);  \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, main_rows, OH); \
         } else {                                                                 \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 4, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, SW, 1, 1, main_rows, OH); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 4, 0, main_rows);  \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
         }                                                                        \
         ocl += OCB;                                                              \
     } while (0)
-                if (g->stride_w == 1) {
-                    if (left >= 8) DLK_TILE(8, 1);
-                    else if (left >= 4) DLK_TILE(4, 1);
-                    else if (left >= 2) DLK_TILE_ROWS(2, 1);
-                    else DLK_TILE_ROWS(1, 1);
-                } else {
-                    const dlk_idx sw = g->stride_w;
-                    if (left >= 8) DLK_TILE(8, sw);
-                    else if (left >= 4) DLK_TILE(4, sw);
-                    else DLK_TILE_ROWS(1, sw);
-                }
+                if (left >= 8) DLK_TILE(8);
+                else if (left >= 4) DLK_TILE(4);
+                else if (left >= 2) DLK_TILE_ROWS(2);
+                else DLK_TILE_ROWS(1);
 #undef DLK_TILE
 #undef DLK_TILE_ROWS
             }

@@ -27,7 +27,7 @@ def _choose_algo(a, backward=False):
     oc, cg, kh, kw = a.weight.shape
     if cg * kh * kw <= 32 or oc // a.groups <= 4:
         return "direct"
-    if not backward and a.stride[1] == 1 and kh * kw > 1 and a.out_hw[1] >= 16:
+    if not backward and kh * kw > 1 and a.out_hw[1] >= 16:
         return "direct"
     return "im2col"
 
@@ -49,16 +49,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     - "direct" when the reduction per output pixel is short (C/groups*kH*kW <=
       32: depthwise, first layers on 1-3 channels) or there are at most 4 output
       channels per group (a GEMM that thin does not pay for the column copy);
-    - forward only, "direct" also for a kH*kW > 1 kernel with horizontal stride 1
-      and output width >= 16: the register-blocked direct forward (AVX-512
-      vectors over 16-32 output columns x 8 channels) runs faster than
-      im2col + the BLAS GEMM, whose fill is serial;
+    - forward only, "direct" also for any kH*kW > 1 kernel with output width
+      >= 16: the register-blocked direct forward (SIMD vectors over 16-32
+      output columns x 8 channels, column phases split so strided loads stay
+      contiguous) runs faster than im2col + the BLAS GEMM, whose fill is serial;
     - "im2col" otherwise (strided and 1x1 forward, backward of wide layers).
 
     Measured single-thread CPU time, float32 (bench/bench_conv2d.py shapes), in
-    GFLOP/s direct vs im2col: forward LeNet 51 vs 20, CIFAR 150 vs 63, ResNet
-    3x3 187 vs 90, strided 3x3 53 vs 91, 1x1 88 vs 116, depthwise 43 vs 4;
-    forward+backward ResNet 75 vs 92, strided 10 vs 91, 1x1 21 vs 111.
+    GFLOP/s direct vs im2col: forward LeNet 63 vs 20, CIFAR 149 vs 59, ResNet
+    3x3 188 vs 88, strided 3x3 91 vs 88, 1x1 71 vs 110, depthwise 40 vs 4;
+    forward+backward LeNet 42 vs 21, CIFAR 59 vs 43, ResNet 81 vs 93, strided
+    10 vs 87, 1x1 19 vs 101, depthwise 29 vs 4. On 2 threads direct scales
+    with the cores while im2col's fill stays serial, which favours direct more.
     """
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
