@@ -20,10 +20,10 @@ cdef extern from "conv2d.h":
                                        int nthreads) nogil
     int dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *gy,
                                         const float *x, const float *w, float *gx,
-                                        float *gw, float *gb, int nthreads) nogil
+                                        float *gw, float *gb, int parts, int nthreads) nogil
     int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *gy,
                                         const double *x, const double *w, double *gx,
-                                        double *gw, double *gb, int nthreads) nogil
+                                        double *gw, double *gb, int parts, int nthreads) nogil
     int dlk_conv2d_im2col_forward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                       const float *x, const float *w, const float *b,
                                       float *y, size_t max_col_bytes, int nthreads) nogil
@@ -32,11 +32,11 @@ cdef extern from "conv2d.h":
                                       double *y, size_t max_col_bytes, int nthreads) nogil
     int dlk_conv2d_im2col_backward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                        const float *gy, const float *x, const float *w,
-                                       float *gx, float *gw, float *gb,
+                                       float *gx, float *gw, float *gb, int parts,
                                        size_t max_col_bytes, int nthreads) nogil
     int dlk_conv2d_im2col_backward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                        const double *gy, const double *x, const double *w,
-                                       double *gx, double *gw, double *gb,
+                                       double *gx, double *gw, double *gb, int parts,
                                        size_t max_col_bytes, int nthreads) nogil
 
 
@@ -93,8 +93,11 @@ def forward(cnp.ndarray x, cnp.ndarray weight, object bias, int OH, int OW,
 
 def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stride,
              tuple pad, tuple dil, int groups, bint im2col, size_t max_col_bytes,
-             int nthreads):
-    """(grad_x, grad_weight, grad_bias) of conv2d; inputs C-contiguous, one dtype."""
+             int nthreads, int parts=3):
+    """(grad_x, grad_weight, grad_bias) of conv2d; inputs C-contiguous, one dtype.
+
+    parts: 1 = grad_x only, 2 = grad_weight and grad_bias only, 3 = all; the
+    arrays not computed are returned as None."""
     cdef dlk_conv2d_geom g = _geom((<object>x).shape, (<object>weight).shape,
                                    grad_out.shape[2], grad_out.shape[3], stride, pad, dil,
                                    groups)
@@ -108,23 +111,24 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
             if im2col:
                 status = dlk_conv2d_im2col_backward_f32(
                     &blas, &g, <float *>grad_out.data, <float *>x.data, <float *>weight.data,
-                    <float *>gx.data, <float *>gw.data, <float *>gb.data, max_col_bytes,
-                    nthreads)
+                    <float *>gx.data, <float *>gw.data, <float *>gb.data, parts,
+                    max_col_bytes, nthreads)
             else:
                 status = dlk_conv2d_direct_backward_f32(
                     &g, <float *>grad_out.data, <float *>x.data, <float *>weight.data,
-                    <float *>gx.data, <float *>gw.data, <float *>gb.data, nthreads)
+                    <float *>gx.data, <float *>gw.data, <float *>gb.data, parts, nthreads)
     else:
         with nogil:
             if im2col:
                 status = dlk_conv2d_im2col_backward_f64(
                     &blas, &g, <double *>grad_out.data, <double *>x.data,
                     <double *>weight.data, <double *>gx.data, <double *>gw.data,
-                    <double *>gb.data, max_col_bytes, nthreads)
+                    <double *>gb.data, parts, max_col_bytes, nthreads)
             else:
                 status = dlk_conv2d_direct_backward_f64(
                     &g, <double *>grad_out.data, <double *>x.data, <double *>weight.data,
-                    <double *>gx.data, <double *>gw.data, <double *>gb.data, nthreads)
+                    <double *>gx.data, <double *>gw.data, <double *>gb.data, parts, nthreads)
     if status != DLK_OK:
         raise MemoryError("conv2d: could not allocate a work buffer")
-    return gx, gw, gb
+    return (gx if parts & 1 else None, gw if parts & 2 else None,
+            gb if parts & 2 else None)

@@ -50,6 +50,11 @@ static inline void dlk_conv2d_valid_range(dlk_idx n_out, dlk_idx n_in, dlk_idx s
     *hi = h;
 }
 
+/* Which gradients a backward call computes (bitmask): grad_x, and grad_weight
+ * with grad_bias. Arrays not requested are left untouched, so a caller can take
+ * each gradient from the algorithm that is fastest for it. */
+enum { DLK_CONV2D_GRAD_X = 1, DLK_CONV2D_GRAD_W = 2, DLK_CONV2D_GRAD_ALL = 3 };
+
 /* Direct algorithm. bias may be NULL. Forward returns DLK_OK or DLK_ENOMEM. */
 int dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,
                                    const float *weight, const float *bias, float *y,
@@ -61,10 +66,12 @@ int dlk_conv2d_direct_forward_f64(const dlk_conv2d_geom *g, const double *x,
  * overwritten. Returns DLK_OK or DLK_ENOMEM. */
 int dlk_conv2d_direct_backward_f32(const dlk_conv2d_geom *g, const float *grad_out,
                                     const float *x, const float *weight, float *grad_x,
-                                    float *grad_weight, float *grad_bias, int nthreads);
+                                    float *grad_weight, float *grad_bias, int parts,
+                                    int nthreads);
 int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *grad_out,
                                     const double *x, const double *weight, double *grad_x,
-                                    double *grad_weight, double *grad_bias, int nthreads);
+                                    double *grad_weight, double *grad_bias, int parts,
+                                    int nthreads);
 
 /* im2col + GEMM. The column buffer holds at most max_col_bytes (at least one
  * sample of one group, whatever the limit). Return DLK_OK or DLK_ENOMEM. */
@@ -77,11 +84,13 @@ int dlk_conv2d_im2col_forward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g
 int dlk_conv2d_im2col_backward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                    const float *grad_out, const float *x,
                                    const float *weight, float *grad_x, float *grad_weight,
-                                   float *grad_bias, size_t max_col_bytes, int nthreads);
+                                   float *grad_bias, int parts, size_t max_col_bytes,
+                                   int nthreads);
 int dlk_conv2d_im2col_backward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                    const double *grad_out, const double *x,
                                    const double *weight, double *grad_x, double *grad_weight,
-                                   double *grad_bias, size_t max_col_bytes, int nthreads);
+                                   double *grad_bias, int parts, size_t max_col_bytes,
+                                   int nthreads);
 
 /* Shared by both algorithms (conv2d_bias.c): y[n, oc, :, :] += bias[oc], and
  * grad_bias[oc] = sum over n, oh, ow of grad_out, in a fixed order. */

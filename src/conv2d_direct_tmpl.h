@@ -373,7 +373,7 @@ static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
 
 int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                     const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
-                                    int nthreads) {
+                                    int parts, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, OW = g->OW, W = g->W;
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
     const dlk_idx HW = g->H * W, OHW = g->OH * OW, KK = KH * KW;
@@ -381,7 +381,9 @@ int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, 
     /* grad_x: as a forward convolution when the stride is 1; otherwise one task
      * per input plane (n, c), which scatters from every output channel of its
      * group in a fixed order: race-free and thread-count independent. */
-    const int status = FN(direct_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads);
+    const int status = (parts & DLK_CONV2D_GRAD_X)
+                           ? FN(direct_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads)
+                           : DLK_OK;
     if (status == DLK_ENOMEM) return status;
     if (status != DLK_OK) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
@@ -412,6 +414,7 @@ int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, 
         }
     }
 
+    if (!(parts & DLK_CONV2D_GRAD_W)) return DLK_OK;
     const int gw_status = FN(direct_grad_weight)(g, grad_out, x, grad_weight, nthreads);
     if (gw_status != DLK_OK) return gw_status;
     FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);

@@ -124,24 +124,30 @@ int FN(dlk_conv2d_im2col_forward)(const dlk_blas *blas, const dlk_conv2d_geom *g
 
 int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *g,
                                    const T *grad_out, const T *x, const T *weight, T *grad_x,
-                                   T *grad_weight, T *grad_bias, size_t max_col_bytes,
-                                   int nthreads) {
+                                   T *grad_weight, T *grad_bias, int parts,
+                                   size_t max_col_bytes, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, Cg = C / g->groups, OCg = OC / g->groups;
     const dlk_idx K = Cg * g->KH * g->KW, OHW = g->OH * g->OW, HW = g->H * g->W;
-    FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, FILL_THREADS);
-    /* grad_weight accumulates over samples with beta = 1 after the first, in
-     * sample order; start from zero so an empty batch gives zeros. */
-    for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
+    const int want_x = parts & DLK_CONV2D_GRAD_X, want_w = parts & DLK_CONV2D_GRAD_W;
+    if (want_w) {
+        FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, FILL_THREADS);
+        /* grad_weight accumulates over samples with beta = 1, in sample order;
+         * start from zero so an empty batch gives zeros. */
+        for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
+    }
+    if (!want_x && !want_w) return DLK_OK;
     if (FN(is_pointwise)(g)) {
         for (dlk_idx n = 0; n < g->N; n++)
             for (dlk_idx grp = 0; grp < g->groups; grp++) {
                 const T *gy = grad_out + (n * OC + grp * OCg) * OHW;
                 const T *xg = x + (n * C + grp * Cg) * HW;
                 /* grad_w_g += gy_g @ x_g^T ; grad_x_g = w_g^T @ gy_g */
-                DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)Cg, (int)OHW, 1, gy,
-                                       (int)OHW, xg, (int)HW, 1,
-                                       grad_weight + grp * OCg * Cg, (int)Cg);
-                DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)Cg, (int)OHW, (int)OCg, 1,
+                if (want_w)
+                    DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)Cg, (int)OHW, 1, gy,
+                                           (int)OHW, xg, (int)HW, 1,
+                                           grad_weight + grp * OCg * Cg, (int)Cg);
+                if (want_x)
+                    DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)Cg, (int)OHW, (int)OCg, 1,
                                        weight + grp * OCg * Cg, (int)Cg, gy, (int)OHW, 0,
                                        grad_x + (n * C + grp * Cg) * HW, (int)HW);
             }
@@ -159,11 +165,14 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
         for (dlk_idx grp = 0; grp < g->groups; grp++) {
             const T *wg = weight + grp * OCg * K;
             T *gwg = grad_weight + grp * OCg * K;
-            FN(im2col_fill)(g, x, n0, nbc, grp, col, FILL_THREADS);
-            for (dlk_idx nl = 0; nl < nbc; nl++)
-                DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)K, (int)OHW, 1,
-                                       grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
-                                       (int)OHW, col + nl * OHW, ld, 1, gwg, (int)K);
+            if (want_w) {
+                FN(im2col_fill)(g, x, n0, nbc, grp, col, FILL_THREADS);
+                for (dlk_idx nl = 0; nl < nbc; nl++)
+                    DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)K, (int)OHW, 1,
+                                           grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
+                                           (int)OHW, col + nl * OHW, ld, 1, gwg, (int)K);
+            }
+            if (!want_x) continue;
             for (dlk_idx nl = 0; nl < nbc; nl++)
                 DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)K, (int)OHW, (int)OCg, 1, wg, (int)K,
                                        grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,

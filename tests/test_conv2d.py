@@ -248,6 +248,23 @@ def test_auto_choice_documented_rule():
     assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2, backward=True) == "im2col"
     assert pick((1, 64, 32, 32), (64, 64, 3, 3), backward=True) == "im2col"
     assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"  # narrow rows waste lanes
+    plan = conv_module._backward_plan(parse(
+        "conv2d", np.zeros((1, 64, 32, 32), np.float32), np.zeros((64, 64, 3, 3), np.float32),
+        None, 1, 1, 1, 1, "auto"))
+    assert plan == [("direct", 1), ("im2col", 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_auto_split_backward_matches_reference(dtype):
+    # wide enough for auto to take grad_x from direct and grad_weight from im2col
+    x, w, b, kw = _data(((2, 12, 9, 17), (10, 12, 3, 2), 1, (1, 0), (2, 1), 1), dtype)
+    from dlkern._args.conv2d import parse
+    assert conv_module._backward_plan(parse("conv2d", x, w, None, algo="auto", **kw)) == [
+        ("direct", 1), ("im2col", 2)]
+    y = R.conv2d(x, w, **kw)
+    gy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+    for got, exp in zip(F.conv2d_backward(gy, x, w, **kw), R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp)
     x = np.zeros((1, 64, 8, 8), np.float32)
     with pytest.raises(ValueError, match="algo must be one of"):
         F.conv2d(x, np.zeros((64, 64, 3, 3), np.float32), algo="Direct")

@@ -32,6 +32,21 @@ def _choose_algo(a, backward=False):
     return "im2col"
 
 
+def _backward_plan(a):
+    """[(algo, parts)]: which algorithm computes which gradients (parts bitmask:
+    1 = grad_x, 2 = grad_weight and grad_bias); see conv2d's docstring."""
+    algo = _choose_algo(a, backward=True)
+    oc, cg, kh, kw = a.weight.shape
+    top, _, left, _ = a.padding
+    (dh, dw) = a.dilation
+    if (a.algo == "auto" and algo == "im2col" and a.stride == (1, 1) and kh * kw > 1
+            and a.x.shape[3] >= 16 and top <= (kh - 1) * dh and left <= (kw - 1) * dw):
+        # grad_x is then a stride-1 forward convolution of grad_out with the
+        # flipped kernel: the blocked direct forward beats GEMM + col2im there.
+        return [("direct", 1), ("im2col", 2)]
+    return [(algo, 3)]
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
     """2-D cross-correlation over NCHW input, as torch.nn.functional.conv2d.
 
@@ -53,7 +68,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
       >= 16: the register-blocked direct forward (SIMD vectors over 16-32
       output columns x 8 channels, column phases split so strided loads stay
       contiguous) runs faster than im2col + the BLAS GEMM, whose fill is serial;
-    - "im2col" otherwise (strided and 1x1 forward, backward of wide layers).
+    - "im2col" otherwise (1x1 forward, backward of wide layers), except that
+      for a stride-1 backward with kH*kW > 1, input width >= 16 and padding
+      within the dilated kernel's reach, grad_x (a stride-1 convolution of
+      grad_out with the flipped kernel) comes from the direct algorithm and
+      grad_weight, grad_bias from im2col.
 
     Measured single-thread CPU time, float32 (bench/bench_conv2d.py shapes), in
     GFLOP/s direct vs im2col: forward LeNet 63 vs 20, CIFAR 149 vs 59, ResNet
@@ -79,7 +98,11 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     """
     a = parse("conv2d_backward", x, weight, None, stride, padding, dilation, groups, algo,
               grad_out=grad_out, backward=True)
-    return _conv2d.backward(contiguous(a.grad_out), contiguous(a.x), contiguous(a.weight),
-                            a.stride, (a.padding[0], a.padding[2]), a.dilation, a.groups,
-                            _choose_algo(a, backward=True) == "im2col", IM2COL_MAX_BYTES,
-                            get_num_threads())
+    gy, x, w = contiguous(a.grad_out), contiguous(a.x), contiguous(a.weight)
+    grads = [None, None, None]
+    for algo, parts in _backward_plan(a):
+        got = _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]), a.dilation,
+                               a.groups, algo == "im2col", IM2COL_MAX_BYTES,
+                               get_num_threads(), parts)
+        grads = [g if g is not None else old for g, old in zip(got, grads)]
+    return tuple(grads)
