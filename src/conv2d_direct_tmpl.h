@@ -224,8 +224,13 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                  * register-allocated loop nest */
 #define DLK_TILE(OCB)                                                            \
     do {                                                                         \
-        if (wide) FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);  \
-        else FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, 0, OH);       \
+        if (wide) {                                                              \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);        \
+        } else { /* narrow rows: two rows per tile keep 2*OCB accumulators */    \
+            const dlk_idx main_rows = OH - OH % 2;                               \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 2, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        }                                                                        \
         ocl += OCB;                                                              \
     } while (0)
 #define DLK_TILE_ROWS(OCB)                                                       \

@@ -27,7 +27,7 @@ def _choose_algo(a, backward=False):
     oc, cg, kh, kw = a.weight.shape
     if cg * kh * kw <= 32 or oc // a.groups <= 4:
         return "direct"
-    if not backward and kh * kw > 1 and a.out_hw[1] >= 16:
+    if not backward and a.out_hw[1] >= 16:
         return "direct"
     return "im2col"
 
@@ -64,22 +64,23 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     - "direct" when the reduction per output pixel is short (C/groups*kH*kW <=
       32: depthwise, first layers on 1-3 channels) or there are at most 4 output
       channels per group (a GEMM that thin does not pay for the column copy);
-    - forward only, "direct" also for any kH*kW > 1 kernel with output width
-      >= 16: the register-blocked direct forward (SIMD vectors over 16-32
+    - forward only, "direct" also whenever the output width is >= 16: the
+      register-blocked direct forward (SIMD vectors over 16-32
       output columns x 8 channels, column phases split so strided loads stay
       contiguous) runs faster than im2col + the BLAS GEMM, whose fill is serial;
-    - "im2col" otherwise (1x1 forward, backward of wide layers), except that
+    - "im2col" otherwise (narrow forward, backward of wide layers), except that
       for a stride-1 backward with kH*kW > 1, input width >= 16 and padding
       within the dilated kernel's reach, grad_x (a stride-1 convolution of
       grad_out with the flipped kernel) comes from the direct algorithm and
       grad_weight, grad_bias from im2col.
 
     Measured single-thread CPU time, float32 (bench/bench_conv2d.py shapes), in
-    GFLOP/s direct vs im2col: forward LeNet 63 vs 20, CIFAR 149 vs 59, ResNet
-    3x3 188 vs 88, strided 3x3 91 vs 88, 1x1 71 vs 110, depthwise 40 vs 4;
+    GFLOP/s direct vs im2col: forward LeNet 65 vs 20, CIFAR 149 vs 59, ResNet
+    3x3 188 vs 88, strided 3x3 108 vs 84, 1x1 127 vs 104, depthwise 40 vs 4;
     forward+backward LeNet 42 vs 21, CIFAR 59 vs 43, ResNet 81 vs 93, strided
     10 vs 87, 1x1 19 vs 101, depthwise 29 vs 4. On 2 threads direct scales
     with the cores while im2col's fill stays serial, which favours direct more.
+    With the split backward, auto's forward+backward on ResNet 3x3 reaches 127.
     """
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
