@@ -8,10 +8,14 @@
  * (padding="same" with an even effective kernel) needs nothing special here.
  *
  * Two algorithms with identical semantics (reference: dlkern/reference/conv2d.py):
- *   direct  (conv2d_direct.c)  loops in C, vectorized over output width; best when
- *           C/groups * KH * KW or OC/groups is small (depthwise, first layers).
+ *   direct  (conv2d_direct.c)  C loops; the forward copies each (sample, group)
+ *           into zero-padded planes and accumulates register tiles of up to 8
+ *           output channels x 32 columns, SIMD over output columns. Backward:
+ *           grad_x as a stride-1 forward of grad_out with the flipped kernel
+ *           (scatter-add otherwise), grad_weight vectorized dot products.
  *   im2col  (conv2d_im2col.c)  column matrix + BLAS GEMM, in chunks of samples
- *           whose column buffer stays below max_col_bytes; best for wide layers.
+ *           whose column buffer stays below max_col_bytes.
+ * dlkern.functional.conv2d's algo="auto" documents which one runs when.
  * Both cost O(N * OC * OH * OW * C/groups * KH * KW) multiply-adds forward and
  * twice that backward.
  *
