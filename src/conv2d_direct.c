@@ -22,7 +22,7 @@
  * the register-blocked forward; beyond it the unpadded plane-axpy forward runs
  * instead (slower, but allocates nothing). */
 #ifndef DLK_DIRECT_PAD_BYTES
-#define DLK_DIRECT_PAD_BYTES ((size_t)4 << 20)
+#define DLK_DIRECT_PAD_BYTES ((size_t)16 << 20)
 #endif
 
 /* Vectors of DLK_VW columns per register tile of the blocked forward: two (8

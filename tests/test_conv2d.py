@@ -248,6 +248,7 @@ def test_auto_choice_documented_rule():
     assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2, backward=True) == "im2col"
     assert pick((1, 64, 32, 32), (64, 64, 3, 3), backward=True) == "im2col"
     assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"  # narrow rows waste lanes
+    assert pick((1, 128, 224, 224), (64, 128, 3, 3)) == "im2col"  # padded planes > 16 MiB
     plan = conv_module._backward_plan(parse(
         "conv2d", np.zeros((1, 64, 32, 32), np.float32), np.zeros((64, 64, 3, 3), np.float32),
         None, 1, 1, 1, 1, "auto"))
@@ -272,9 +273,12 @@ def test_auto_split_backward_matches_reference(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_direct_large_planes_fallback(dtype):
-    # one padded plane above the direct forward's 4 MiB per-thread budget: the
-    # plane-axpy forward (and the scatter grad_x it implies for stride 1) runs.
-    x, w, b, kw = _data(((1, 1, 1030, 1030), (2, 1, 3, 2), 1, 1, 1, 1), dtype)
+    # padded planes above the direct forward's 16 MiB per-thread budget: the
+    # plane-axpy forward runs (also for grad_x, a stride-1 forward of grad_out).
+    x, w, b, kw = _data(((1, 4, 1030, 1030), (4, 4, 3, 2), 1, 1, 1, 1), dtype)
+    from dlkern._args.conv2d import parse
+    a = parse("conv2d", x, w, b, algo="auto", **kw)
+    assert conv_module._direct_pad_bytes(a) > conv_module._DIRECT_PAD_BYTES
     y_ref = R.conv2d(x, w, b, **kw)
     assert_close(F.conv2d(x, w, b, algo="direct", **kw), y_ref)
     gy = np.random.default_rng(8).standard_normal(y_ref.shape).astype(dtype)

@@ -20,6 +20,33 @@ __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 IM2COL_MAX_BYTES = 4 * 2**20
 
 
+#: Mirrors DLK_DIRECT_PAD_BYTES in src/conv2d_direct.c: the blocked direct
+#: forward copies one (sample, group) into zero-padded planes of at most this
+#: size per thread, else it runs a slower copy-free loop.
+_DIRECT_PAD_BYTES = 16 * 2**20
+
+
+def _pad_bytes(cg, h, w, oh, ow, kh, kw, sh, sw, dh, dw, top, left, itemsize):
+    blocks = 2 * -(-ow // 32)
+    wq = max(-(-(w + left) // sw), blocks * 16 + (kw - 1) * dw // sw)
+    hp = max(h + top, (oh - 1) * sh + (kh - 1) * dh + 1)
+    return cg * hp * sw * wq * itemsize
+
+
+def _direct_pad_bytes(a, grad_x=False):
+    """Size of the direct forward's padded planes (direct_phase_dims in C); with
+    grad_x, of the stride-1 forward that computes grad_x from grad_out."""
+    n, c, h, w = a.x.shape
+    oc, cg, kh, kw = a.weight.shape
+    (sh, sw), (dh, dw), (oh, ow) = a.stride, a.dilation, a.out_hw
+    top, _, left, _ = a.padding
+    size = a.x.dtype.itemsize
+    if grad_x:
+        return _pad_bytes(oc // a.groups, oh, ow, h, w, kh, kw, 1, 1, dh, dw,
+                          (kh - 1) * dh - top, (kw - 1) * dw - left, size)
+    return _pad_bytes(cg, h, w, oh, ow, kh, kw, sh, sw, dh, dw, top, left, size)
+
+
 def _choose_algo(a, backward=False):
     """The "auto" rule; see conv2d's docstring."""
     if a.algo != "auto":
@@ -27,7 +54,7 @@ def _choose_algo(a, backward=False):
     oc, cg, kh, kw = a.weight.shape
     if cg * kh * kw <= 32 or oc // a.groups <= 4:
         return "direct"
-    if not backward and a.out_hw[1] >= 16:
+    if not backward and a.out_hw[1] >= 16 and _direct_pad_bytes(a) <= _DIRECT_PAD_BYTES:
         return "direct"
     return "im2col"
 
@@ -40,7 +67,8 @@ def _backward_plan(a):
     top, _, left, _ = a.padding
     (dh, dw) = a.dilation
     if (a.algo == "auto" and algo == "im2col" and a.stride == (1, 1) and kh * kw > 1
-            and a.x.shape[3] >= 16 and top <= (kh - 1) * dh and left <= (kw - 1) * dw):
+            and a.x.shape[3] >= 16 and top <= (kh - 1) * dh and left <= (kw - 1) * dw
+            and _direct_pad_bytes(a, grad_x=True) <= _DIRECT_PAD_BYTES):
         # grad_x is then a stride-1 forward convolution of grad_out with the
         # flipped kernel: the blocked direct forward beats GEMM + col2im there.
         return [("direct", 1), ("im2col", 2)]
@@ -64,8 +92,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     - "direct" when the reduction per output pixel is short (C/groups*kH*kW <=
       32: depthwise, first layers on 1-3 channels) or there are at most 4 output
       channels per group (a GEMM that thin does not pay for the column copy);
-    - forward only, "direct" also whenever the output width is >= 16: the
-      register-blocked direct forward (SIMD vectors over 16-32
+    - forward only, "direct" also whenever the output width is >= 16 and one
+      sample's zero-padded group planes fit in 16 MiB: the register-blocked
+      direct forward (SIMD vectors over 16-32
       output columns x 8 channels, column phases split so strided loads stay
       contiguous) runs faster than im2col + the BLAS GEMM, whose fill is serial;
     - "im2col" otherwise (narrow forward, backward of wide layers), except that
