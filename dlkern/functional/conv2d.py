@@ -94,22 +94,22 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
       channels per group (a GEMM that thin does not pay for the column copy);
     - forward only, "direct" also whenever the output width is >= 16 and one
       sample's zero-padded group planes fit in 16 MiB: the register-blocked
-      direct forward (SIMD vectors over 16-32
-      output columns x 8 channels, column phases split so strided loads stay
-      contiguous) runs faster than im2col + the BLAS GEMM, whose fill is serial;
+      direct forward (SIMD vectors over 16-32 output columns x 8 channels,
+      column phases split so strided loads stay contiguous) runs faster than
+      im2col + the BLAS GEMM, whose column fill is serial;
     - "im2col" otherwise (narrow forward, backward of wide layers), except that
       for a stride-1 backward with kH*kW > 1, input width >= 16 and padding
       within the dilated kernel's reach, grad_x (a stride-1 convolution of
       grad_out with the flipped kernel) comes from the direct algorithm and
       grad_weight, grad_bias from im2col.
 
-    Measured single-thread CPU time, float32 (bench/bench_conv2d.py shapes), in
-    GFLOP/s direct vs im2col: forward LeNet 65 vs 20, CIFAR 149 vs 59, ResNet
-    3x3 188 vs 88, strided 3x3 108 vs 84, 1x1 127 vs 104, depthwise 40 vs 4;
-    forward+backward LeNet 42 vs 21, CIFAR 59 vs 43, ResNet 81 vs 93, strided
-    10 vs 87, 1x1 19 vs 101, depthwise 29 vs 4. On 2 threads direct scales
-    with the cores while im2col's fill stays serial, which favours direct more.
-    With the split backward, auto's forward+backward on ResNet 3x3 reaches 127.
+    Why, measured on this project's machine (bench/bench_conv2d.py shapes,
+    float32, one thread, best-of-12 CPU time, GFLOP/s direct vs im2col):
+    forward LeNet 62 vs 19, CIFAR 144 vs 49, ResNet 3x3 175 vs 81, strided 3x3
+    103 vs 79, 1x1 109 vs 102, depthwise 32 vs 3; forward+backward LeNet 40 vs
+    19, CIFAR 52 vs 36, ResNet 74 vs 84 (auto, split backward: 124), strided 10
+    vs 82, 1x1 17 vs 93, depthwise 24 vs 3. On 2 threads the direct kernels
+    scale with the cores while im2col's fill stays serial.
     """
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
