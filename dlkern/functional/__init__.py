@@ -10,3 +10,4 @@ from dlkern.functional.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_
                                        max_pool2d_backward)
 from dlkern.functional.activations import *  # noqa: F401,F403
 from dlkern.functional.dropout import *  # noqa: F401,F403
+from dlkern.functional.conv2d import conv2d, conv2d_backward

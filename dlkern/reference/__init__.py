@@ -9,3 +9,4 @@ from dlkern.reference.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_b
                                       max_pool2d_backward)
 from dlkern.reference.activations import *  # noqa: F401,F403
 from dlkern.reference.dropout import *  # noqa: F401,F403
+from dlkern.reference.conv2d import conv2d, conv2d_backward
