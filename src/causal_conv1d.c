@@ -1,0 +1,161 @@
+/* Dilated causal conv1d over BLAS GEMM: see causal_conv1d.h for layouts and math.
+ *
+ * No padded copy and no im2col: tap j of the weight, repacked as a contiguous
+ * (C_out, C_in) matrix W_j, multiplies x[n] read from column 0 with row stride L and
+ * writes out[n] from column s_j = (k-1-j)*dilation on:
+ *   out[n][:, s_j:]      += W_j   @ x[n][:, :L-s_j]
+ *   grad_W_j             += g[n][:, s_j:] @ x[n][:, :L-s_j]^T
+ *   grad_x[n][:, :L-s_j] += W_j^T @ g[n][:, s_j:]
+ * Taps with s_j >= L see only the zero padding and are skipped. The tap with s = 0
+ * covers every column, so it goes first with beta = 0 and nothing needs zeroing.
+ * Per-sample GEMMs (M = C_out or C_in, N ~ L, K = C_in or C_out, or K ~ L for
+ * grad_W) keep each sample's x and grad_out rows hot in L2 across the k taps.
+ *
+ * float and double come from one body: this file includes itself twice with T,
+ * SUFFIX and GEMM defined.
+ */
+#ifndef DLK_CC1D_BODY
+#include <stdlib.h>
+#include <string.h>
+
+#include "causal_conv1d.h"
+
+#define DLK_CC1D_BODY
+#define DLK_CAT_(a, b) a##_##b
+#define DLK_CAT(a, b) DLK_CAT_(a, b)
+#define SFX(name) DLK_CAT(name, SUFFIX)
+
+#define T float
+#define SUFFIX f32
+#define GEMM dlk_gemm_f32
+#include "causal_conv1d.c"
+#undef T
+#undef SUFFIX
+#undef GEMM
+
+#define T double
+#define SUFFIX f64
+#define GEMM dlk_gemm_f64
+#include "causal_conv1d.c"
+#undef T
+#undef SUFFIX
+#undef GEMM
+
+#else /* DLK_CC1D_BODY: the templated body */
+
+/* wt[j][o][c] = w[o][c][j]: each tap as a contiguous row-major (C_out, C_in) matrix,
+ * as BLAS needs unit column stride. Tiny (the weight), so serial. */
+static void SFX(cc1d_pack_taps)(const T *w, T *wt, dlk_idx C_out, dlk_idx C_in, dlk_idx k) {
+    for (dlk_idx o = 0; o < C_out; o++)
+        for (dlk_idx c = 0; c < C_in; c++)
+            for (dlk_idx j = 0; j < k; j++)
+                wt[(j * C_out + o) * C_in + c] = w[(o * C_in + c) * k + j];
+}
+
+static void SFX(cc1d_unpack_taps)(const T *wt, T *w, dlk_idx C_out, dlk_idx C_in, dlk_idx k) {
+    for (dlk_idx o = 0; o < C_out; o++)
+        for (dlk_idx c = 0; c < C_in; c++)
+            for (dlk_idx j = 0; j < k; j++)
+                w[(o * C_in + c) * k + j] = wt[(j * C_out + o) * C_in + c];
+}
+
+/* malloc that never returns NULL for a zero size (so NULL always means ENOMEM). */
+static T *SFX(cc1d_alloc)(dlk_idx count) {
+    return (T *)malloc((size_t)(count > 0 ? count : 1) * sizeof(T));
+}
+
+int SFX(dlk_causal_conv1d_forward)(const dlk_blas *blas, const T *x, const T *weight,
+                                   const T *bias, T *out, dlk_idx N, dlk_idx C_in, dlk_idx L,
+                                   dlk_idx C_out, dlk_idx k, dlk_idx dilation, int nthreads) {
+    if (N <= 0 || C_out <= 0 || L <= 0) return DLK_OK;
+    /* A shift of L or more reads only padding; clamping keeps (k-1-j)*dilation small. */
+    if (dilation > L) dilation = L;
+    T *wt = SFX(cc1d_alloc)(k * C_out * C_in);
+    if (!wt) return DLK_ENOMEM;
+    SFX(cc1d_pack_taps)(weight, wt, C_out, C_in, k);
+
+    for (dlk_idx n = 0; n < N; n++) {
+        const T *xn = x + n * C_in * L;
+        T *on = out + n * C_out * L;
+        if (bias) {
+            /* Filled just before this sample's GEMMs, so the rows are still in cache. */
+            for (dlk_idx o = 0; o < C_out; o++) {
+                T b = bias[o];
+                T *row = on + o * L;
+                for (dlk_idx t = 0; t < L; t++) row[t] = b;
+            }
+        }
+        for (dlk_idx j = k - 1; j >= 0; j--) {
+            dlk_idx s = (k - 1 - j) * dilation;
+            if (s >= L) break; /* shifts grow as j falls */
+            T beta = (bias || j != k - 1) ? 1 : 0;
+            GEMM(blas, 0, 0, (int)C_out, (int)(L - s), (int)C_in, 1, wt + j * C_out * C_in,
+                 (int)C_in, xn, (int)L, beta, on + s, (int)L);
+        }
+    }
+    free(wt);
+    return DLK_OK;
+}
+
+int SFX(dlk_causal_conv1d_backward)(const dlk_blas *blas, const T *grad_out, const T *x,
+                                    const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
+                                    dlk_idx N, dlk_idx C_in, dlk_idx L, dlk_idx C_out,
+                                    dlk_idx k, dlk_idx dilation, int nthreads) {
+    /* grad_bias: one channel per iteration, summed over (n, t) in a fixed order in
+     * double, so the result does not depend on the thread count. */
+    dlk_idx o;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+    for (o = 0; o < C_out; o++) {
+        double acc = 0;
+        for (dlk_idx n = 0; n < N; n++) {
+            const T *row = grad_out + (n * C_out + o) * L;
+            for (dlk_idx t = 0; t < L; t++) acc += row[t];
+        }
+        grad_bias[o] = (T)acc;
+    }
+
+    dlk_idx wsize = k * C_out * C_in;
+    if (N <= 0 || L <= 0) {
+        for (dlk_idx i = 0; i < wsize; i++) grad_weight[i] = 0;
+        return DLK_OK; /* grad_x is empty */
+    }
+    if (dilation > L) dilation = L;
+    T *wt = SFX(cc1d_alloc)(wsize);
+    T *gwt = SFX(cc1d_alloc)(wsize);
+    if (!wt || !gwt) {
+        free(wt);
+        free(gwt);
+        return DLK_ENOMEM;
+    }
+    SFX(cc1d_pack_taps)(weight, wt, C_out, C_in, k);
+    memset(gwt, 0, (size_t)wsize * sizeof(T));
+
+    /* Sample by sample (n ascending: a fixed accumulation order for grad_W), both
+     * gradients while this sample's grad_out and x rows are in cache. */
+    for (dlk_idx n = 0; n < N; n++) {
+        const T *gn = grad_out + n * C_out * L;
+        const T *xn = x + n * C_in * L;
+        T *gxn = grad_x + n * C_in * L;
+        for (dlk_idx j = k - 1; j >= 0; j--) {
+            dlk_idx s = (k - 1 - j) * dilation;
+            if (s >= L) break;
+            GEMM(blas, 0, 1, (int)C_out, (int)C_in, (int)(L - s), 1, gn + s, (int)L, xn,
+                 (int)L, 1, gwt + j * C_out * C_in, (int)C_in);
+        }
+        for (dlk_idx j = k - 1; j >= 0; j--) {
+            dlk_idx s = (k - 1 - j) * dilation;
+            if (s >= L) break;
+            T beta = (j != k - 1) ? 1 : 0;
+            GEMM(blas, 1, 0, (int)C_in, (int)(L - s), (int)C_out, 1, wt + j * C_out * C_in,
+                 (int)C_in, gn + s, (int)L, beta, gxn, (int)L);
+        }
+    }
+    SFX(cc1d_unpack_taps)(gwt, grad_weight, C_out, C_in, k);
+    free(wt);
+    free(gwt);
+    return DLK_OK;
+}
+
+#endif /* DLK_CC1D_BODY */
