@@ -28,6 +28,7 @@ def causal_conv1d(x, weight, bias=None, dilation=1):
     c_out, _, k = weight.shape
     if length == 0:
         return np.zeros((n, c_out, 0), dtype=x.dtype)
+    dilation = min(dilation, length)  # shifts >= L read only padding: same result, bounded pad
     win = _dilated_windows(x, k, dilation, (k - 1) * dilation, 0)
     out = np.tensordot(win, weight, axes=([1, 3], [1, 2]))  # (N, L, C_out)
     if bias is not None:
@@ -44,6 +45,7 @@ def causal_conv1d_backward(grad_out, x, weight, dilation=1):
     grad_bias = grad_out.sum(axis=(0, 2))
     if length == 0:
         return (np.zeros_like(x), np.zeros_like(weight), grad_bias)
+    dilation = min(dilation, length)  # shifts >= L read only padding: same result, bounded pad
     pad = (k - 1) * dilation
     win = _dilated_windows(x, k, dilation, pad, 0)
     grad_weight = np.tensordot(grad_out, win, axes=([0, 2], [0, 2]))  # (C_out, C_in, k)
