@@ -1,6 +1,9 @@
 # Thin binding of src/causal_conv1d.c: receives validated arrays (dlkern/_args),
-# makes them contiguous, allocates outputs, releases the GIL and calls C.
+# makes them contiguous, allocates outputs, releases the GIL and calls C with BLAS
+# limited to one thread (the kernel spreads its one-thread GEMMs over OpenMP threads;
+# see src/causal_conv1d.h for why: bit-identical results for any thread count).
 import numpy as np
+from threadpoolctl import ThreadpoolController
 cimport numpy as cnp
 from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
@@ -28,6 +31,15 @@ cdef extern from "causal_conv1d.h":
                                        dlk_idx dilation, int nthreads) nogil
 
 cdef Py_ssize_t INT_LIMIT = 2**31 - 1
+_controller = None
+
+
+def _one_blas_thread():
+    """Context manager: BLAS runs single-threaded inside (about 10 us to enter+exit)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()  # scans the loaded libraries once
+    return _controller.limit(limits=1, user_api="blas")
 
 
 cdef void _check_int_dims(str fn, tuple dims) except *:
@@ -52,6 +64,7 @@ def forward(x, weight, bias, Py_ssize_t dilation, int nthreads):
         bp = (<cnp.ndarray>bias).data
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
+    blas_limit = _one_blas_thread()
     if x.dtype == np.float32:
         with nogil:
             status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
@@ -62,6 +75,7 @@ def forward(x, weight, bias, Py_ssize_t dilation, int nthreads):
             status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
                                                    <double *>bp, <double *>oa.data, N, C_in, L,
                                                    C_out, k, dilation, nthreads)
+    blas_limit.restore_original_limits()
     if status != DLK_OK:
         raise MemoryError("causal_conv1d: out of memory")
     return out
@@ -81,6 +95,7 @@ def backward(grad_out, x, weight, Py_ssize_t dilation, int nthreads):
     cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
+    blas_limit = _one_blas_thread()
     if x.dtype == np.float32:
         with nogil:
             status = dlk_causal_conv1d_backward_f32(
@@ -93,6 +108,7 @@ def backward(grad_out, x, weight, Py_ssize_t dilation, int nthreads):
                 &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
                 <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
                 N, C_in, L, C_out, k, dilation, nthreads)
+    blas_limit.restore_original_limits()
     if status != DLK_OK:
         raise MemoryError("causal_conv1d_backward: out of memory")
     return grad_x, grad_weight, grad_bias

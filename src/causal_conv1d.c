@@ -21,6 +21,9 @@
 #include "causal_conv1d.h"
 
 #define DLK_CC1D_BODY
+/* Sample chunks of the grad_W reduction (a constant: results must not depend on the
+ * thread count); 8 keeps 2-8 threads busy at a few small partial sums' cost. */
+#define DLK_CC1D_GRADW_CHUNKS 8
 #define DLK_CAT_(a, b) a##_##b
 #define DLK_CAT(a, b) DLK_CAT_(a, b)
 #define SFX(name) DLK_CAT(name, SUFFIX)
@@ -74,7 +77,11 @@ int SFX(dlk_causal_conv1d_forward)(const dlk_blas *blas, const T *x, const T *we
     if (!wt) return DLK_ENOMEM;
     SFX(cc1d_pack_taps)(weight, wt, C_out, C_in, k);
 
-    for (dlk_idx n = 0; n < N; n++) {
+    dlk_idx n;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#endif
+    for (n = 0; n < N; n++) {
         const T *xn = x + n * C_in * L;
         T *on = out + n * C_out * L;
         if (bias) {
@@ -122,39 +129,51 @@ int SFX(dlk_causal_conv1d_backward)(const dlk_blas *blas, const T *grad_out, con
         return DLK_OK; /* grad_x is empty */
     }
     if (dilation > L) dilation = L;
+    /* grad_W sums over samples: a fixed number of sample chunks, each with its own
+     * partial sum, added in chunk order afterwards, so the sum does not depend on
+     * how many threads ran the chunks. */
+    dlk_idx nchunks = DLK_MIN(N, DLK_CC1D_GRADW_CHUNKS);
     T *wt = SFX(cc1d_alloc)(wsize);
-    T *gwt = SFX(cc1d_alloc)(wsize);
-    if (!wt || !gwt) {
+    T *partial = SFX(cc1d_alloc)(nchunks * wsize);
+    if (!wt || !partial) {
         free(wt);
-        free(gwt);
+        free(partial);
         return DLK_ENOMEM;
     }
     SFX(cc1d_pack_taps)(weight, wt, C_out, C_in, k);
-    memset(gwt, 0, (size_t)wsize * sizeof(T));
 
-    /* Sample by sample (n ascending: a fixed accumulation order for grad_W), both
-     * gradients while this sample's grad_out and x rows are in cache. */
-    for (dlk_idx n = 0; n < N; n++) {
-        const T *gn = grad_out + n * C_out * L;
-        const T *xn = x + n * C_in * L;
-        T *gxn = grad_x + n * C_in * L;
-        for (dlk_idx j = k - 1; j >= 0; j--) {
-            dlk_idx s = (k - 1 - j) * dilation;
-            if (s >= L) break;
-            GEMM(blas, 0, 1, (int)C_out, (int)C_in, (int)(L - s), 1, gn + s, (int)L, xn,
-                 (int)L, 1, gwt + j * C_out * C_in, (int)C_in);
-        }
-        for (dlk_idx j = k - 1; j >= 0; j--) {
-            dlk_idx s = (k - 1 - j) * dilation;
-            if (s >= L) break;
-            T beta = (j != k - 1) ? 1 : 0;
-            GEMM(blas, 1, 0, (int)C_in, (int)(L - s), (int)C_out, 1, wt + j * C_out * C_in,
-                 (int)C_in, gn + s, (int)L, beta, gxn, (int)L);
+    dlk_idx c;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#endif
+    for (c = 0; c < nchunks; c++) {
+        T *gwt = partial + c * wsize;
+        for (dlk_idx i = 0; i < wsize; i++) gwt[i] = 0;
+        /* Both gradients of a sample while its grad_out and x rows are in cache. */
+        for (dlk_idx n = N * c / nchunks; n < N * (c + 1) / nchunks; n++) {
+            const T *gn = grad_out + n * C_out * L;
+            const T *xn = x + n * C_in * L;
+            T *gxn = grad_x + n * C_in * L;
+            for (dlk_idx j = k - 1; j >= 0; j--) {
+                dlk_idx s = (k - 1 - j) * dilation;
+                if (s >= L) break;
+                GEMM(blas, 0, 1, (int)C_out, (int)C_in, (int)(L - s), 1, gn + s, (int)L, xn,
+                     (int)L, 1, gwt + j * C_out * C_in, (int)C_in);
+            }
+            for (dlk_idx j = k - 1; j >= 0; j--) {
+                dlk_idx s = (k - 1 - j) * dilation;
+                if (s >= L) break;
+                T beta = (j != k - 1) ? 1 : 0;
+                GEMM(blas, 1, 0, (int)C_in, (int)(L - s), (int)C_out, 1,
+                     wt + j * C_out * C_in, (int)C_in, gn + s, (int)L, beta, gxn, (int)L);
+            }
         }
     }
-    SFX(cc1d_unpack_taps)(gwt, grad_weight, C_out, C_in, k);
+    for (c = 1; c < nchunks; c++) /* chunk order: fixed */
+        for (dlk_idx i = 0; i < wsize; i++) partial[i] += partial[c * wsize + i];
+    SFX(cc1d_unpack_taps)(partial, grad_weight, C_out, C_in, k);
     free(wt);
-    free(gwt);
+    free(partial);
     return DLK_OK;
 }
 

@@ -7,9 +7,14 @@
  * dlkern/reference/causal_conv1d.py. Cost: 2*N*C_out*C_in*k*L flops per pass
  * (forward; grad_x and grad_weight each cost the same), in N*k GEMMs per pass.
  *
- * Every GEMM runs outside OpenMP regions (BLAS has its own pool); reductions run in
- * a fixed order, so results are bit-identical for any nthreads. Return DLK_OK or
- * DLK_ENOMEM. All dimensions (N, C_in, C_out, L, k) must fit in int.
+ * Threads: samples (and, for grad_weight, a fixed number of sample chunks) are spread
+ * over nthreads OpenMP threads, each calling BLAS on its own samples. The CALLER MUST
+ * LIMIT BLAS TO ONE THREAD for the call (the binding does, with threadpoolctl):
+ * OpenBLAS's GEMM rounds differently depending on how its own threads split the
+ * matrix, so a threaded BLAS would make results depend on the thread count; with
+ * one-thread GEMMs of fixed shapes and fixed-order reductions the results are
+ * bit-identical for any nthreads, and the two pools never oversubscribe the cores.
+ * Return DLK_OK or DLK_ENOMEM. All dimensions (N, C_in, C_out, L, k) must fit in int.
  */
 #ifndef DLK_CAUSAL_CONV1D_H
 #define DLK_CAUSAL_CONV1D_H

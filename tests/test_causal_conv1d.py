@@ -189,7 +189,9 @@ def test_non_contiguous_and_fortran_inputs(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_and_two_threads_bit_identical(dtype):
-    x, w, b, g, d = make((5, 16, 300, 24, 3, 4), dtype, seed=9)
+    # GEMMs this size round differently under a 1- and a 2-thread OpenBLAS (measured),
+    # so this fails unless the kernel keeps BLAS single-threaded per call.
+    x, w, b, g, d = make((4, 64, 1024, 64, 3, 4), dtype, seed=9)
     results = []
     try:
         for n in (1, 2):
