@@ -12,8 +12,8 @@ cnp.import_array()
 
 cdef extern from "linear.h":
     int dlk_linear_forward_f32(const dlk_blas *blas, const float *x, const float *weight,
-                               const float *bias, float *out, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
-                               int nthreads) nogil
+                               const float *bias, float *out, dlk_idx M, dlk_idx n_in,
+                               dlk_idx n_out, int nthreads) nogil
     int dlk_linear_forward_f64(const dlk_blas *blas, const double *x, const double *weight,
                                const double *bias, double *out, dlk_idx M, dlk_idx n_in,
                                dlk_idx n_out, int nthreads) nogil
@@ -75,7 +75,8 @@ def forward(x, weight, bias, int nthreads):
     else:
         with nogil:
             status = dlk_linear_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
-                                            <double *>bp, <double *>oa.data, M, n_in, n_out, nthreads)
+                                            <double *>bp, <double *>oa.data, M, n_in, n_out,
+                                            nthreads)
     limit.restore_original_limits()
     if status != DLK_OK:
         raise MemoryError("linear: out of memory")
@@ -83,7 +84,7 @@ def forward(x, weight, bias, int nthreads):
 
 
 def backward(grad_out, x, weight, int nthreads):
-    """grad_out (*, n_out), x (*, n_in), weight (n_out, n_in) -> (grad_x, grad_weight, grad_bias)."""
+    """grad_out (*, O), x (*, I), weight (O, I) -> (grad_x, grad_weight, grad_bias)."""
     cdef dlk_idx M = _rows(x.shape[:-1]), n_in = weight.shape[1], n_out = weight.shape[0]
     _check_int_dims("linear_backward", (M, n_in, n_out))
     x2 = np.ascontiguousarray(x.reshape(M, n_in))

@@ -1,7 +1,7 @@
 /* linear over BLAS GEMM: see linear.h for layouts, math and the threading contract.
  *
- *   forward     out    (M, n_out) = x (M, n_in) @ weight^T        (+ bias, prefilled, beta = 1)
- *   backward    grad_x (M, n_in) = grad_out (M, n_out) @ weight (n_out, n_in)
+ *   forward     out    (M, n_out)    = x (M, n_in) @ weight^T  (+ bias: prefilled, beta 1)
+ *   backward    grad_x (M, n_in)     = grad_out (M, n_out) @ weight (n_out, n_in)
  *               grad_w (n_out, n_in) = grad_out^T (n_out, M) @ x (M, n_in)
  *               grad_b (n_out)    = column sums of grad_out
  * Every GEMM output is cut into fixed DLK_LIN_TILE_M x DLK_LIN_TILE_N tiles; a tile
@@ -82,18 +82,18 @@ static void SFX(lin_tiled_gemm)(const dlk_blas *blas, int ta, int tb, dlk_idx M,
 
 int SFX(dlk_linear_forward)(const dlk_blas *blas, const T *x, const T *weight, const T *bias,
                             T *out, dlk_idx M, dlk_idx n_in, dlk_idx n_out, int nthreads) {
-    SFX(lin_tiled_gemm)(blas, 0, 1, M, n_out, n_in, x, n_in, weight, n_in, bias, bias ? 1 : 0, out, n_out,
-                        nthreads);
+    SFX(lin_tiled_gemm)(blas, 0, 1, M, n_out, n_in, x, n_in, weight, n_in, bias, bias ? 1 : 0,
+                        out, n_out, nthreads);
     return DLK_OK;
 }
 
 int SFX(dlk_linear_backward)(const dlk_blas *blas, const T *grad_out, const T *x,
                              const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
                              dlk_idx M, dlk_idx n_in, dlk_idx n_out, int nthreads) {
-    SFX(lin_tiled_gemm)(blas, 0, 0, M, n_in, n_out, grad_out, n_out, weight, n_in, NULL, 0, grad_x, n_in,
-                        nthreads);
-    SFX(lin_tiled_gemm)(blas, 1, 0, n_out, n_in, M, grad_out, n_out, x, n_in, NULL, 0, grad_weight, n_in,
-                        nthreads);
+    SFX(lin_tiled_gemm)(blas, 0, 0, M, n_in, n_out, grad_out, n_out, weight, n_in, NULL, 0,
+                        grad_x, n_in, nthreads);
+    SFX(lin_tiled_gemm)(blas, 1, 0, n_out, n_in, M, grad_out, n_out, x, n_in, NULL, 0,
+                        grad_weight, n_in, nthreads);
     dlk_idx blocks = (n_out + DLK_LIN_BIAS_COLS - 1) / DLK_LIN_BIAS_COLS, blk;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nthreads) schedule(static)

@@ -1,6 +1,7 @@
 /* linear (fully connected) forward and backward over BLAS GEMM.
  *
- * Layout (C-contiguous): x (M, n_in), weight (n_out, n_in), bias (n_out,), out / grad_out (M, n_out);
+ * Layout (C-contiguous): x (M, n_in), weight (n_out, n_in), bias (n_out,),
+ * out / grad_out (M, n_out);
  * M is the product of x's leading dimensions. out = x @ weight^T + bias, as
  * torch.nn.functional.linear and dlkern/reference/linear.py. Cost: 2*M*n_in*n_out flops per
  * GEMM (one forward, two backward).
@@ -29,9 +30,11 @@ int dlk_linear_forward_f64(const dlk_blas *blas, const double *x, const double *
 /* grad_x (M, n_in), grad_weight (n_out, n_in), grad_bias (n_out,): all written. */
 int dlk_linear_backward_f32(const dlk_blas *blas, const float *grad_out, const float *x,
                             const float *weight, float *grad_x, float *grad_weight,
-                            float *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out, int nthreads);
+                            float *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
+                            int nthreads);
 int dlk_linear_backward_f64(const dlk_blas *blas, const double *grad_out, const double *x,
                             const double *weight, double *grad_x, double *grad_weight,
-                            double *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out, int nthreads);
+                            double *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
+                            int nthreads);
 
 #endif

@@ -66,7 +66,8 @@ def test_backward_c_matches_reference(case, dtype):
     x, w, _, g, d = make(case, dtype)
     got = F.causal_conv1d_backward(g, x, w, dilation=d)
     want = R.causal_conv1d_backward(g, x, w, dilation=d)
-    for name, a, e, like in zip(("grad_x", "grad_weight", "grad_bias"), got, want, (x, w, w[:, 0, 0])):
+    likes = (x, w, w[:, 0, 0])
+    for name, a, e, like in zip(("grad_x", "grad_weight", "grad_bias"), got, want, likes):
         assert a.dtype == dtype and a.shape == like.shape, name
         assert_close(a, e, dtype=dtype, err_msg=name)
 
