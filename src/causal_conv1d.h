@@ -7,8 +7,8 @@
  * dlkern/reference/causal_conv1d.py. Cost: 2*N*C_out*C_in*k*L flops per pass
  * (forward; grad_x and grad_weight each cost the same), in N*k GEMMs per pass.
  *
- * Threads: samples (and, for grad_weight, a fixed number of sample chunks) are spread
- * over nthreads OpenMP threads, each calling BLAS on its own samples. The CALLER MUST
+ * Threads: (sample, time block) tasks (and, for grad_weight, a fixed number of task
+ * chunks) are spread over nthreads OpenMP threads, each calling BLAS on its own tasks. The CALLER MUST
  * LIMIT BLAS TO ONE THREAD for the call (the binding does, with threadpoolctl):
  * OpenBLAS's GEMM rounds differently depending on how its own threads split the
  * matrix, so a threaded BLAS would make results depend on the thread count; with

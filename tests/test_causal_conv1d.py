@@ -23,6 +23,8 @@ CASES = [
     (1, 5, 1, 3, 4, 2),      # batch 1, L = 1, k > 1
     (4, 6, 33, 7, 5, 3),
     (2, 3, 5, 2, 3, 10**12),  # huge dilation: no overflow, no giant padding
+    (1, 3, 2500, 2, 3, 700),  # several 1024-step time blocks; taps cross block edges
+    (2, 2, 2049, 3, 4, 1),    # last time block of one step
 ]
 
 
@@ -192,16 +194,19 @@ def test_non_contiguous_and_fortran_inputs(dtype):
 def test_one_and_two_threads_bit_identical(dtype):
     # GEMMs this size round differently under a 1- and a 2-thread OpenBLAS (measured),
     # so this fails unless the kernel keeps BLAS single-threaded per call.
-    x, w, b, g, d = make((4, 64, 1024, 64, 3, 4), dtype, seed=9)
-    results = []
-    try:
-        for n in (1, 2):
-            dlkern.set_num_threads(n)
-            results.append((F.causal_conv1d(x, w, b, d),) + F.causal_conv1d_backward(g, x, w, d))
-    finally:
-        dlkern.set_num_threads(None)
-    for a, e in zip(*results):
-        np.testing.assert_array_equal(a, e)
+    # The batch-of-one case splits one long sequence into time blocks across threads.
+    for shape in [(4, 64, 1024, 64, 3, 4), (1, 32, 3000, 48, 3, 5)]:
+        x, w, b, g, d = make(shape, dtype, seed=9)
+        results = []
+        try:
+            for n in (1, 2):
+                dlkern.set_num_threads(n)
+                results.append((F.causal_conv1d(x, w, b, d),)
+                               + F.causal_conv1d_backward(g, x, w, d))
+        finally:
+            dlkern.set_num_threads(None)
+        for a, e in zip(*results):
+            np.testing.assert_array_equal(a, e)
 
 
 X = np.zeros((2, 3, 8))
