@@ -31,15 +31,28 @@ cdef extern from "causal_conv1d.h":
                                        dlk_idx dilation, int nthreads) nogil
 
 cdef Py_ssize_t INT_LIMIT = 2**31 - 1
-_controller = None
+_blas_libs = None
 
 
 def _one_blas_thread():
-    """Context manager: BLAS runs single-threaded inside (about 10 us to enter+exit)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()  # scans the loaded libraries once
-    return _controller.limit(limits=1, user_api="blas")
+    """Set every BLAS to one thread; returns what _restore_blas_threads needs.
+
+    Talks to threadpoolctl's per-library controllers directly: a few us, where
+    ThreadpoolController.limit() costs ~4x more (it matters for small GEMMs). The
+    library list is taken once; scipy's BLAS, the one the kernels call, is loaded
+    before this module (cimport scipy.linalg.cython_blas), so it is always in it."""
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [lib.get_num_threads() for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    return saved
+
+
+def _restore_blas_threads(saved):
+    for lib, n in zip(_blas_libs, saved):
+        lib.set_num_threads(n)
 
 
 cdef void _check_int_dims(str fn, tuple dims) except *:
@@ -75,7 +88,7 @@ def forward(x, weight, bias, Py_ssize_t dilation, int nthreads):
             status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
                                                    <double *>bp, <double *>oa.data, N, C_in, L,
                                                    C_out, k, dilation, nthreads)
-    blas_limit.restore_original_limits()
+    _restore_blas_threads(blas_limit)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d: out of memory")
     return out
@@ -108,7 +121,7 @@ def backward(grad_out, x, weight, Py_ssize_t dilation, int nthreads):
                 &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
                 <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
                 N, C_in, L, C_out, k, dilation, nthreads)
-    blas_limit.restore_original_limits()
+    _restore_blas_threads(blas_limit)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d_backward: out of memory")
     return grad_x, grad_weight, grad_bias
