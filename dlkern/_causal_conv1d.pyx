@@ -62,13 +62,15 @@ cdef void _check_int_dims(str fn, tuple dims) except *:
             raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {INT_LIMIT})")
 
 
-def forward(x, weight, bias, Py_ssize_t dilation, int nthreads):
+def forward(x, weight, bias, dilation, int nthreads):
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight)
     if bias is not None:
         bias = np.ascontiguousarray(bias)
     cdef dlk_idx N = x.shape[0], C_in = x.shape[1], L = x.shape[2]
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
+    # Any Python int is valid; shifts of L or more only read padding, so clamp first.
+    cdef dlk_idx d = min(dilation, max(L, 1))
     _check_int_dims("causal_conv1d", (N, C_in, L, C_out, k))
     out = np.empty((N, C_out, L), dtype=x.dtype)
     cdef cnp.ndarray xa = x, wa = weight, oa = out
@@ -82,24 +84,26 @@ def forward(x, weight, bias, Py_ssize_t dilation, int nthreads):
         with nogil:
             status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
                                                    <float *>bp, <float *>oa.data, N, C_in, L,
-                                                   C_out, k, dilation, nthreads)
+                                                   C_out, k, d, nthreads)
     else:
         with nogil:
             status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
                                                    <double *>bp, <double *>oa.data, N, C_in, L,
-                                                   C_out, k, dilation, nthreads)
+                                                   C_out, k, d, nthreads)
     _restore_blas_threads(blas_limit)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d: out of memory")
     return out
 
 
-def backward(grad_out, x, weight, Py_ssize_t dilation, int nthreads):
+def backward(grad_out, x, weight, dilation, int nthreads):
     grad_out = np.ascontiguousarray(grad_out)
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight)
     cdef dlk_idx N = x.shape[0], C_in = x.shape[1], L = x.shape[2]
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
+    # Any Python int is valid; shifts of L or more only read padding, so clamp first.
+    cdef dlk_idx d = min(dilation, max(L, 1))
     _check_int_dims("causal_conv1d_backward", (N, C_in, L, C_out, k))
     grad_x = np.empty_like(x)
     grad_weight = np.empty_like(weight)
@@ -114,13 +118,13 @@ def backward(grad_out, x, weight, Py_ssize_t dilation, int nthreads):
             status = dlk_causal_conv1d_backward_f32(
                 &blas, <float *>ga.data, <float *>xa.data, <float *>wa.data,
                 <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
-                N, C_in, L, C_out, k, dilation, nthreads)
+                N, C_in, L, C_out, k, d, nthreads)
     else:
         with nogil:
             status = dlk_causal_conv1d_backward_f64(
                 &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
                 <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
-                N, C_in, L, C_out, k, dilation, nthreads)
+                N, C_in, L, C_out, k, d, nthreads)
     _restore_blas_threads(blas_limit)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d_backward: out of memory")

@@ -23,6 +23,7 @@ CASES = [
     (1, 5, 1, 3, 4, 2),      # batch 1, L = 1, k > 1
     (4, 6, 33, 7, 5, 3),
     (2, 3, 5, 2, 3, 10**12),  # huge dilation: no overflow, no giant padding
+    (1, 2, 4, 2, 2, 10**30),  # beyond 64 bits
     (1, 3, 2500, 2, 3, 700),  # several 1024-step time blocks; taps cross block edges
     (2, 2, 2049, 3, 4, 1),    # last time block of one step
 ]
