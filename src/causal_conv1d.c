@@ -29,6 +29,10 @@
 /* Task chunks of the grad_W reduction; 8 keeps 2-8 threads busy at the cost of a few
  * small partial sums. */
 #define DLK_CC1D_GRADW_CHUNKS 8
+/* Below this many multiply-adds a call stays on one thread: a parallel region costs a
+ * few us on an idle machine and up to a scheduler time slice (ms) on a busy one.
+ * Serial or parallel, the GEMMs and sums are the same: results do not change. */
+#define DLK_CC1D_PARALLEL_WORK 1048576.0
 #define DLK_CAT_(a, b) a##_##b
 #define DLK_CAT(a, b) DLK_CAT_(a, b)
 #define SFX(name) DLK_CAT(name, SUFFIX)
@@ -85,7 +89,8 @@ int SFX(dlk_causal_conv1d_forward)(const dlk_blas *blas, const T *x, const T *we
     dlk_idx nblocks = (L + DLK_CC1D_TIME_BLOCK - 1) / DLK_CC1D_TIME_BLOCK;
     dlk_idx task;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) \
+    if (N * nblocks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     for (task = 0; task < N * nblocks; task++) {
         dlk_idx n = task / nblocks;
@@ -123,7 +128,8 @@ int SFX(dlk_causal_conv1d_backward)(const dlk_blas *blas, const T *grad_out, con
      * double, so the result does not depend on the thread count. */
     dlk_idx o;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static) \
+    if (C_out > 1 && (double)N * L * C_out >= DLK_CC1D_PARALLEL_WORK)
 #endif
     for (o = 0; o < C_out; o++) {
         double acc = 0;
@@ -158,7 +164,8 @@ int SFX(dlk_causal_conv1d_backward)(const dlk_blas *blas, const T *grad_out, con
 
     dlk_idx c;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) \
+    if (nchunks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     for (c = 0; c < nchunks; c++) {
         T *gwt = partial + c * wsize;

@@ -31,6 +31,11 @@
 #define DLK_LIN_TILE_N 512
 /* Columns per grad_bias task (the double accumulator lives on the stack). */
 #define DLK_LIN_BIAS_COLS 512
+/* Below this many multiply-adds a call stays on one thread: a parallel region costs a
+ * few us on an idle machine and up to a scheduler time slice (ms) on a busy one,
+ * while 2^20 multiply-adds take ~10-20 us on one core. Serial or parallel, every
+ * GEMM has the same shape and every sum the same order: results do not change. */
+#define DLK_LIN_PARALLEL_WORK 1048576.0
 #define DLK_CAT_(a, b) a##_##b
 #define DLK_CAT(a, b) DLK_CAT_(a, b)
 #define SFX(name) DLK_CAT(name, SUFFIX)
@@ -63,7 +68,8 @@ static void SFX(lin_tiled_gemm)(const dlk_blas *blas, int ta, int tb, dlk_idx M,
     dlk_idx tiles_n = (N + DLK_LIN_TILE_N - 1) / DLK_LIN_TILE_N;
     dlk_idx tile;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1) \
+    if (tiles_m * tiles_n > 1 && (double)M * N * K >= DLK_LIN_PARALLEL_WORK)
 #endif
     for (tile = 0; tile < tiles_m * tiles_n; tile++) {
         dlk_idx i0 = (tile / tiles_n) * DLK_LIN_TILE_M;
@@ -98,7 +104,8 @@ int SFX(dlk_linear_backward)(const dlk_blas *blas, const T *grad_out, const T *x
                         grad_weight, n_in, nthreads);
     dlk_idx blocks = (n_out + DLK_LIN_BIAS_COLS - 1) / DLK_LIN_BIAS_COLS, blk;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static) \
+    if (blocks > 1 && (double)M * n_out >= DLK_LIN_PARALLEL_WORK)
 #endif
     for (blk = 0; blk < blocks; blk++) {
         double acc[DLK_LIN_BIAS_COLS];
