@@ -13,7 +13,16 @@ from dlkern.testing import assert_close, record_rate
 
 # (N, C_in, L, C_out, k, dilation): the TCN shape, and a small TCN-layer one.
 SHAPES = [(32, 64, 1024, 64, 3, 4), (64, 32, 200, 32, 7, 2)]
+# float64 only on the small shape: the large one's float64 reference and torch runs
+# take seconds even untimed, and float32 is what the performance report compares.
+CASES = [(SHAPES[0], np.float32), (SHAPES[1], np.float32), (SHAPES[1], np.float64)]
 IMPLS = ["dlkern", "reference", "torch"]
+
+
+def _id(value):
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return np.dtype(value).name
 
 
 def _name(shape, dtype):
@@ -82,8 +91,7 @@ def _flops(shape):
     return 2.0 * n * c_out * c_in * k * length
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape,dtype", CASES, ids=lambda c: _id(c))
 @pytest.mark.parametrize("impl", IMPLS)
 def test_causal_conv1d_forward(benchmark, impl, shape, dtype):
     x, w, b, g, d = _inputs(shape, dtype)
@@ -94,8 +102,7 @@ def test_causal_conv1d_forward(benchmark, impl, shape, dtype):
     record_rate(benchmark, flops=_flops(shape))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape,dtype", CASES, ids=lambda c: _id(c))
 @pytest.mark.parametrize("impl", IMPLS)
 def test_causal_conv1d_forward_backward(benchmark, impl, shape, dtype):
     x, w, b, g, d = _inputs(shape, dtype)
