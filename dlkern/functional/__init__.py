@@ -11,3 +11,5 @@ from dlkern.functional.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_
 from dlkern.functional.activations import *  # noqa: F401,F403
 from dlkern.functional.dropout import *  # noqa: F401,F403
 from dlkern.functional.conv2d import conv2d, conv2d_backward
+from dlkern.functional.causal_conv1d import causal_conv1d, causal_conv1d_backward
+from dlkern.functional.linear import linear, linear_backward

@@ -10,3 +10,5 @@ from dlkern.reference.pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_b
 from dlkern.reference.activations import *  # noqa: F401,F403
 from dlkern.reference.dropout import *  # noqa: F401,F403
 from dlkern.reference.conv2d import conv2d, conv2d_backward
+from dlkern.reference.causal_conv1d import causal_conv1d, causal_conv1d_backward
+from dlkern.reference.linear import linear, linear_backward

@@ -1,0 +1,131 @@
+# Thin binding of src/causal_conv1d.c: receives validated arrays (dlkern/_args),
+# makes them contiguous, allocates outputs, releases the GIL and calls C with BLAS
+# limited to one thread (the kernel spreads its one-thread GEMMs over OpenMP threads;
+# see src/causal_conv1d.h for why: bit-identical results for any thread count).
+import numpy as np
+from threadpoolctl import ThreadpoolController
+cimport numpy as cnp
+from dlkern._blas cimport dlk_blas, dlk_blas_table
+from dlkern._common cimport dlk_idx, DLK_OK
+
+cnp.import_array()
+
+cdef extern from "causal_conv1d.h":
+    int dlk_causal_conv1d_forward_f32(const dlk_blas *blas, const float *x, const float *weight,
+                                      const float *bias, float *out, dlk_idx N, dlk_idx C_in,
+                                      dlk_idx L, dlk_idx C_out, dlk_idx k, dlk_idx dilation,
+                                      int nthreads) nogil
+    int dlk_causal_conv1d_forward_f64(const dlk_blas *blas, const double *x,
+                                      const double *weight, const double *bias, double *out,
+                                      dlk_idx N, dlk_idx C_in, dlk_idx L, dlk_idx C_out,
+                                      dlk_idx k, dlk_idx dilation, int nthreads) nogil
+    int dlk_causal_conv1d_backward_f32(const dlk_blas *blas, const float *grad_out,
+                                       const float *x, const float *weight, float *grad_x,
+                                       float *grad_weight, float *grad_bias, dlk_idx N,
+                                       dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
+                                       dlk_idx dilation, int nthreads) nogil
+    int dlk_causal_conv1d_backward_f64(const dlk_blas *blas, const double *grad_out,
+                                       const double *x, const double *weight, double *grad_x,
+                                       double *grad_weight, double *grad_bias, dlk_idx N,
+                                       dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
+                                       dlk_idx dilation, int nthreads) nogil
+
+cdef Py_ssize_t INT_LIMIT = 2**31 - 1
+_blas_libs = None
+
+
+def _one_blas_thread():
+    """Set every BLAS to one thread; returns what _restore_blas_threads needs.
+
+    Talks to threadpoolctl's per-library controllers directly: a few us, where
+    ThreadpoolController.limit() costs ~4x more (it matters for small GEMMs). The
+    library list is taken once; scipy's BLAS, the one the kernels call, is loaded
+    before this module (cimport scipy.linalg.cython_blas), so it is always in it."""
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [lib.get_num_threads() for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    return saved
+
+
+def _restore_blas_threads(saved):
+    for lib, n in zip(_blas_libs, saved):
+        lib.set_num_threads(n)
+
+
+cdef void _check_int_dims(str fn, tuple dims) except *:
+    # BLAS takes int sizes and row strides.
+    for d in dims:
+        if d > INT_LIMIT:
+            raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {INT_LIMIT})")
+
+
+def forward(x, weight, bias, dilation, int nthreads):
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
+    if bias is not None:
+        bias = np.ascontiguousarray(bias)
+    cdef dlk_idx N = x.shape[0], C_in = x.shape[1], L = x.shape[2]
+    cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
+    # Any Python int is valid; shifts of L or more only read padding, so clamp first.
+    cdef dlk_idx d = min(dilation, max(L, 1))
+    _check_int_dims("causal_conv1d", (N, C_in, L, C_out, k))
+    out = np.empty((N, C_out, L), dtype=x.dtype)
+    cdef cnp.ndarray xa = x, wa = weight, oa = out
+    cdef char *bp = NULL
+    if bias is not None:
+        bp = (<cnp.ndarray>bias).data
+    cdef dlk_blas blas = dlk_blas_table()
+    cdef int status
+    blas_limit = _one_blas_thread()
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
+                                                   <float *>bp, <float *>oa.data, N, C_in, L,
+                                                   C_out, k, d, nthreads)
+    else:
+        with nogil:
+            status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
+                                                   <double *>bp, <double *>oa.data, N, C_in, L,
+                                                   C_out, k, d, nthreads)
+    _restore_blas_threads(blas_limit)
+    if status != DLK_OK:
+        raise MemoryError("causal_conv1d: out of memory")
+    return out
+
+
+def backward(grad_out, x, weight, dilation, int nthreads):
+    grad_out = np.ascontiguousarray(grad_out)
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
+    cdef dlk_idx N = x.shape[0], C_in = x.shape[1], L = x.shape[2]
+    cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
+    # Any Python int is valid; shifts of L or more only read padding, so clamp first.
+    cdef dlk_idx d = min(dilation, max(L, 1))
+    _check_int_dims("causal_conv1d_backward", (N, C_in, L, C_out, k))
+    grad_x = np.empty_like(x)
+    grad_weight = np.empty_like(weight)
+    grad_bias = np.empty(C_out, dtype=x.dtype)
+    cdef cnp.ndarray ga = grad_out, xa = x, wa = weight
+    cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
+    cdef dlk_blas blas = dlk_blas_table()
+    cdef int status
+    blas_limit = _one_blas_thread()
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_causal_conv1d_backward_f32(
+                &blas, <float *>ga.data, <float *>xa.data, <float *>wa.data,
+                <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
+                N, C_in, L, C_out, k, d, nthreads)
+    else:
+        with nogil:
+            status = dlk_causal_conv1d_backward_f64(
+                &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
+                <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
+                N, C_in, L, C_out, k, d, nthreads)
+    _restore_blas_threads(blas_limit)
+    if status != DLK_OK:
+        raise MemoryError("causal_conv1d_backward: out of memory")
+    return grad_x, grad_weight, grad_bias

@@ -1,0 +1,129 @@
+# Thin binding of src/linear.c: receives validated arrays (dlkern/_args/linear.py),
+# flattens x's leading dimensions, allocates outputs and calls C without the GIL, with
+# BLAS limited to one thread (the kernel spreads fixed one-thread GEMM tiles over
+# OpenMP threads; see src/linear.h for why: bit-identical results for any thread count).
+import numpy as np
+cimport numpy as cnp
+from threadpoolctl import ThreadpoolController
+from dlkern._blas cimport dlk_blas, dlk_blas_table
+from dlkern._common cimport dlk_idx, DLK_OK
+
+cnp.import_array()
+
+cdef extern from "linear.h":
+    int dlk_linear_forward_f32(const dlk_blas *blas, const float *x, const float *weight,
+                               const float *bias, float *out, dlk_idx M, dlk_idx n_in,
+                               dlk_idx n_out, int nthreads) nogil
+    int dlk_linear_forward_f64(const dlk_blas *blas, const double *x, const double *weight,
+                               const double *bias, double *out, dlk_idx M, dlk_idx n_in,
+                               dlk_idx n_out, int nthreads) nogil
+    int dlk_linear_backward_f32(const dlk_blas *blas, const float *grad_out, const float *x,
+                                const float *weight, float *grad_x, float *grad_weight,
+                                float *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
+                                int nthreads) nogil
+    int dlk_linear_backward_f64(const dlk_blas *blas, const double *grad_out, const double *x,
+                                const double *weight, double *grad_x, double *grad_weight,
+                                double *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
+                                int nthreads) nogil
+
+cdef Py_ssize_t INT_LIMIT = 2**31 - 1
+_blas_libs = None
+
+
+def _one_blas_thread():
+    """Set every BLAS to one thread; returns what _restore_blas_threads needs.
+
+    Talks to threadpoolctl's per-library controllers directly: a few us, where
+    ThreadpoolController.limit() costs ~4x more (it matters for small GEMMs). The
+    library list is taken once; scipy's BLAS, the one the kernels call, is loaded
+    before this module (cimport scipy.linalg.cython_blas), so it is always in it."""
+    global _blas_libs
+    if _blas_libs is None:
+        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [lib.get_num_threads() for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    return saved
+
+
+def _restore_blas_threads(saved):
+    for lib, n in zip(_blas_libs, saved):
+        lib.set_num_threads(n)
+
+
+def _rows(lead):
+    # Explicit row count: reshape(-1, 0) is ambiguous for empty arrays.
+    rows = 1
+    for d in lead:
+        rows *= d
+    return rows
+
+
+cdef void _check_int_dims(str fn, tuple dims) except *:
+    for d in dims:
+        if d > INT_LIMIT:
+            raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {INT_LIMIT})")
+
+
+def forward(x, weight, bias, int nthreads):
+    """x (*, n_in), weight (n_out, n_in), bias (n_out,) or None -> (*, n_out)."""
+    lead = x.shape[:-1]
+    cdef dlk_idx M = _rows(lead), n_in = weight.shape[1], n_out = weight.shape[0]
+    _check_int_dims("linear", (M, n_in, n_out))
+    x2 = np.ascontiguousarray(x.reshape(M, n_in))
+    weight = np.ascontiguousarray(weight)
+    out = np.empty((M, n_out), dtype=x.dtype)
+    cdef cnp.ndarray xa = x2, wa = weight, oa = out
+    cdef char *bp = NULL
+    if bias is not None:
+        bias = np.ascontiguousarray(bias)
+        bp = (<cnp.ndarray>bias).data
+    cdef dlk_blas blas = dlk_blas_table()
+    cdef int status
+    limit = _one_blas_thread()
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_linear_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
+                                            <float *>bp, <float *>oa.data, M, n_in, n_out, nthreads)
+    else:
+        with nogil:
+            status = dlk_linear_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
+                                            <double *>bp, <double *>oa.data, M, n_in, n_out,
+                                            nthreads)
+    _restore_blas_threads(limit)
+    if status != DLK_OK:
+        raise MemoryError("linear: out of memory")
+    return out.reshape(lead + (n_out,))
+
+
+def backward(grad_out, x, weight, int nthreads):
+    """grad_out (*, O), x (*, I), weight (O, I) -> (grad_x, grad_weight, grad_bias)."""
+    cdef dlk_idx M = _rows(x.shape[:-1]), n_in = weight.shape[1], n_out = weight.shape[0]
+    _check_int_dims("linear_backward", (M, n_in, n_out))
+    x2 = np.ascontiguousarray(x.reshape(M, n_in))
+    g2 = np.ascontiguousarray(grad_out.reshape(M, n_out))
+    weight = np.ascontiguousarray(weight)
+    grad_x = np.empty((M, n_in), dtype=x.dtype)
+    grad_weight = np.empty((n_out, n_in), dtype=x.dtype)
+    grad_bias = np.empty(n_out, dtype=x.dtype)
+    cdef cnp.ndarray ga = g2, xa = x2, wa = weight
+    cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
+    cdef dlk_blas blas = dlk_blas_table()
+    cdef int status
+    limit = _one_blas_thread()
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_linear_backward_f32(&blas, <float *>ga.data, <float *>xa.data,
+                                             <float *>wa.data, <float *>gxa.data,
+                                             <float *>gwa.data, <float *>gba.data, M, n_in, n_out,
+                                             nthreads)
+    else:
+        with nogil:
+            status = dlk_linear_backward_f64(&blas, <double *>ga.data, <double *>xa.data,
+                                             <double *>wa.data, <double *>gxa.data,
+                                             <double *>gwa.data, <double *>gba.data, M, n_in, n_out,
+                                             nthreads)
+    _restore_blas_threads(limit)
+    if status != DLK_OK:
+        raise MemoryError("linear_backward: out of memory")
+    return grad_x.reshape(x.shape), grad_weight, grad_bias
