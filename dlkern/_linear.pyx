@@ -4,7 +4,8 @@
 # OpenMP threads; see src/linear.h for why: bit-identical results for any thread count).
 import numpy as np
 cimport numpy as cnp
-from threadpoolctl import ThreadpoolController
+from dlkern._threads import one_blas_thread as _one_blas_thread
+from dlkern._threads import restore_blas_threads as _restore_blas_threads
 from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
 
@@ -27,28 +28,6 @@ cdef extern from "linear.h":
                                 int nthreads) nogil
 
 cdef Py_ssize_t INT_LIMIT = 2**31 - 1
-_blas_libs = None
-
-
-def _one_blas_thread():
-    """Set every BLAS to one thread; returns what _restore_blas_threads needs.
-
-    Talks to threadpoolctl's per-library controllers directly: a few us, where
-    ThreadpoolController.limit() costs ~4x more (it matters for small GEMMs). The
-    library list is taken once; scipy's BLAS, the one the kernels call, is loaded
-    before this module (cimport scipy.linalg.cython_blas), so it is always in it."""
-    global _blas_libs
-    if _blas_libs is None:
-        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
-    saved = [lib.get_num_threads() for lib in _blas_libs]
-    for lib in _blas_libs:
-        lib.set_num_threads(1)
-    return saved
-
-
-def _restore_blas_threads(saved):
-    for lib, n in zip(_blas_libs, saved):
-        lib.set_num_threads(n)
 
 
 def _rows(lead):

@@ -65,3 +65,33 @@ def _init_from_environment():
 def have_openmp():
     """True if the C kernels were built with OpenMP (otherwise they run on one thread)."""
     return _openmp.have_openmp()
+
+
+_blas_libs = None  # threadpoolctl's controllers of the loaded BLAS libraries
+
+
+def one_blas_thread():
+    """Set every loaded BLAS to one thread; returns what restore_blas_threads needs.
+
+    Kernels that spread one-thread GEMMs over their own OpenMP threads call this
+    around the C call: OpenBLAS rounds differently for different thread splits, so
+    one-thread GEMMs on fixed tiles are what makes results identical for any thread
+    count, and the two pools never compete for the cores. It talks to threadpoolctl's
+    per-library controllers directly (a few us; ThreadpoolController.limit() costs
+    ~4x more, which matters for small GEMMs). The library list is taken once, on the
+    first call; scipy's BLAS, the one the kernels call, is loaded by then (the calling
+    binding cimports scipy.linalg.cython_blas)."""
+    global _blas_libs
+    if _blas_libs is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [lib.get_num_threads() for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    return saved
+
+
+def restore_blas_threads(saved):
+    for lib, n in zip(_blas_libs, saved):
+        lib.set_num_threads(n)
