@@ -1,0 +1,54 @@
+"""Linear, as torch.nn.Linear: forward is dlkern's linear, backward linear_backward."""
+import numpy as np
+
+from dlkern.nn import _default_init as init
+from dlkern.nn.module import Module, _check_dtype
+from dlkern.nn.parameter import Parameter
+
+__all__ = ["Linear"]
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias over input (*, in_features).
+
+    weight: (out_features, in_features); bias: (out_features,). Initialization as
+    torch: weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    Inputs with more than two dimensions are viewed as (-1, in_features) around the
+    kernel call. When weight and bias are both frozen, backward computes only the
+    input gradient, as grad_out @ weight = linear(grad_out, weight.T).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        super().__init__()
+        dtype = _check_dtype("Linear", dtype)
+        self.in_features, self.out_features = in_features, out_features
+        w, b = init.torch_default_weight_bias((out_features, in_features), dtype, bias)
+        self.weight = Parameter(w)
+        self.register_parameter("bias", Parameter(b) if bias else None)
+
+    def _flat(self, a):
+        return a if a.ndim <= 2 else a.reshape(-1, a.shape[-1])
+
+    def forward(self, x):
+        b = self.bias.data if self.bias is not None else None
+        out = self.F.linear(self._flat(x), self.weight.data, b)
+        self._save(x=x)
+        return out if x.ndim <= 2 else out.reshape(x.shape[:-1] + (self.out_features,))
+
+    def backward(self, grad_out):
+        x = self._saved()["x"]
+        g = self._flat(grad_out)
+        frozen = not self.weight.requires_grad and (self.bias is None or
+                                                    not self.bias.requires_grad)
+        if frozen:
+            gx = self.F.linear(g, self.weight.data.T)
+        else:
+            gx, gw, gb = self.F.linear_backward(g, self._flat(x), self.weight.data)
+            self.weight.accumulate_grad(gw)
+            if self.bias is not None:
+                self.bias.accumulate_grad(gb)
+        return gx if x.ndim <= 2 else gx.reshape(x.shape)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
