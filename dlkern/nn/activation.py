@@ -22,7 +22,8 @@ class ReLU(Module):
         return self.F.relu(x)
 
     def backward(self, grad_out):
-        return self.F.relu_backward(grad_out, self._saved()["x"])
+        saved = self._saved()["x"]
+        return self.F.relu_backward(grad_out, saved)
 
 
 class LeakyReLU(Module):
@@ -35,7 +36,8 @@ class LeakyReLU(Module):
         return self.F.leaky_relu(x, self.negative_slope)
 
     def backward(self, grad_out):
-        return self.F.leaky_relu_backward(grad_out, self._saved()["x"], self.negative_slope)
+        saved = self._saved()["x"]
+        return self.F.leaky_relu_backward(grad_out, saved, self.negative_slope)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -56,7 +58,8 @@ class PReLU(Module):
         return self.F.prelu(x, self.weight.data)
 
     def backward(self, grad_out):
-        gx, gw = self.F.prelu_backward(grad_out, self._saved()["x"], self.weight.data)
+        x = self._saved()["x"]
+        gx, gw = self.F.prelu_backward(grad_out, x, self.weight.data)
         self.weight.accumulate_grad(gw)
         return gx
 
@@ -98,7 +101,8 @@ class ELU(Module):
         return self.F.elu(x, self.alpha)
 
     def backward(self, grad_out):
-        return self.F.elu_backward(grad_out, self._saved()["x"], self.alpha)
+        saved = self._saved()["x"]
+        return self.F.elu_backward(grad_out, saved, self.alpha)
 
     def extra_repr(self):
         return f"alpha={self.alpha}"
@@ -113,7 +117,8 @@ class Sigmoid(Module):
         return out
 
     def backward(self, grad_out):
-        return self.F.sigmoid_backward(grad_out, self._saved()["out"])
+        saved = self._saved()["out"]
+        return self.F.sigmoid_backward(grad_out, saved)
 
 
 class Tanh(Module):
@@ -125,7 +130,8 @@ class Tanh(Module):
         return out
 
     def backward(self, grad_out):
-        return self.F.tanh_backward(grad_out, self._saved()["out"])
+        saved = self._saved()["out"]
+        return self.F.tanh_backward(grad_out, saved)
 
 
 class Softplus(Module):
@@ -138,7 +144,8 @@ class Softplus(Module):
         return self.F.softplus(x, self.beta, self.threshold)
 
     def backward(self, grad_out):
-        return self.F.softplus_backward(grad_out, self._saved()["x"], self.beta,
+        saved = self._saved()["x"]
+        return self.F.softplus_backward(grad_out, saved, self.beta,
                                         self.threshold)
 
     def extra_repr(self):

@@ -56,7 +56,8 @@ class AvgPool2d(Module):
         return out
 
     def backward(self, grad_out):
-        return self.F.avg_pool2d_backward(grad_out, self._saved()["x"], *self._args())
+        saved = self._saved()["x"]
+        return self.F.avg_pool2d_backward(grad_out, saved, *self._args())
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -75,7 +76,8 @@ class AdaptiveAvgPool2d(Module):
         return out
 
     def backward(self, grad_out):
-        return self.F.adaptive_avg_pool2d_backward(grad_out, self._saved()["x"],
+        saved = self._saved()["x"]
+        return self.F.adaptive_avg_pool2d_backward(grad_out, saved,
                                                    self.output_size)
 
     def extra_repr(self):
