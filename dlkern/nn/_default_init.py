@@ -19,7 +19,7 @@ def generator():
         from dlkern import random as dkr
     except ImportError:
         return _fallback
-    for name in ("default_generator", "get_generator", "generator", "get_rng"):
+    for name in ("default_rng", "default_generator"):
         g = getattr(dkr, name, None)
         if callable(g):
             return g()

@@ -9,12 +9,11 @@ __all__ = ["Linear"]
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias over input (*, in_features).
+    """y = x @ weight.T + bias over input (*, in_features), any leading dimensions.
 
     weight: (out_features, in_features); bias: (out_features,). Initialization as
     torch: weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
-    Inputs with more than two dimensions are viewed as (-1, in_features) around the
-    kernel call. When weight and bias are both frozen, backward computes only the
+    When weight and bias are both frozen, backward computes only the
     input gradient, as grad_out @ weight = linear(grad_out, weight.T).
     """
 
@@ -26,28 +25,23 @@ class Linear(Module):
         self.weight = Parameter(w)
         self.register_parameter("bias", Parameter(b) if bias else None)
 
-    def _flat(self, a):
-        return a if a.ndim <= 2 else a.reshape(-1, a.shape[-1])
-
     def forward(self, x):
         b = self.bias.data if self.bias is not None else None
-        out = self.F.linear(self._flat(x), self.weight.data, b)
+        out = self.F.linear(x, self.weight.data, b)
         self._save(x=x)
-        return out if x.ndim <= 2 else out.reshape(x.shape[:-1] + (self.out_features,))
+        return out
 
     def backward(self, grad_out):
         x = self._saved()["x"]
-        g = self._flat(grad_out)
         frozen = not self.weight.requires_grad and (self.bias is None or
                                                     not self.bias.requires_grad)
         if frozen:
-            gx = self.F.linear(g, self.weight.data.T)
-        else:
-            gx, gw, gb = self.F.linear_backward(g, self._flat(x), self.weight.data)
-            self.weight.accumulate_grad(gw)
-            if self.bias is not None:
-                self.bias.accumulate_grad(gb)
-        return gx if x.ndim <= 2 else gx.reshape(x.shape)
+            return self.F.linear(grad_out, self.weight.data.T)
+        gx, gw, gb = self.F.linear_backward(grad_out, x, self.weight.data)
+        self.weight.accumulate_grad(gw)
+        if self.bias is not None:
+            self.bias.accumulate_grad(gb)
+        return gx
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
