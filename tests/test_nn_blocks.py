@@ -179,8 +179,12 @@ def test_tcn_is_causal_and_its_receptive_field_is_as_designed():
     k, levels = 3, 3
     tcn = nn.TCN(2, [4] * levels, kernel_size=k, dropout=0.0, dtype=np.float64)
     rf = 1 + 2 * (k - 1) * (2 ** levels - 1)          # 29
+    # positive weights and inputs keep every ReLU active, so every tap of every conv
+    # is on some path: the dependence tested is structural, not luck of the draw
+    for p in tcn.parameters():
+        p.data[...] = np.abs(p.data) + 0.01
     L = 40
-    x = rand((16, 2, L), np.float64)   # many samples: some ReLU path reaches every tap
+    x = np.abs(rand((2, 2, L), np.float64))
     base = tcn(x)
     t0 = 25
     x2 = x.copy()
