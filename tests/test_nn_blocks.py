@@ -246,3 +246,20 @@ def test_composed_backward_matches_finite_differences_on_reference():
             p = dict(model.named_parameters())[name]
             assert_close(p.grad, numerical_gradient(f, p.data), rtol=1e-6, atol=1e-8,
                          err_msg=name)
+
+
+def test_block_initialization():
+    """ResidualBlock: bias-free convs with torch's default bound, batch norm at (1, 0).
+    TemporalBlock: the 1x1 downsample ~ N(0, 0.01) as in Bai et al.'s init_weights;
+    conv1/conv2 keep torch's Conv1d default (see dlkern.nn.tcn's docstring)."""
+    r = nn.ResidualBlock(16, 32, stride=2)
+    assert r.conv1.bias is None and r.conv2.bias is None
+    assert np.abs(r.conv1.weight.data).max() <= 1 / np.sqrt(16 * 9)
+    assert np.abs(r.conv2.weight.data).max() <= 1 / np.sqrt(32 * 9)
+    assert np.all(r.bn1.weight.data == 1) and np.all(r.bn2.bias.data == 0)
+    t = nn.TemporalBlock(64, 128, 3, 2)
+    w = t.downsample.weight.data
+    assert w.shape == (128, 64, 1)
+    assert abs(w.std() - 0.01) < 0.001 and abs(w.mean()) < 0.001
+    assert np.abs(t.conv1.weight.data).max() <= 1 / np.sqrt(64 * 3)
+    assert np.abs(t.conv1.weight.data).max() > 0.9 / np.sqrt(64 * 3)

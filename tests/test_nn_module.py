@@ -234,3 +234,15 @@ def test_shared_parameters_are_listed_once():
     lin = nn.Linear(2, 2)
     s = nn.Sequential(lin, nn.ReLU(), lin)
     assert len(list(s.parameters())) == 2
+
+
+def test_deepcopy_and_pickle_give_independent_models():
+    import copy
+    import pickle
+    m = small_cnn()
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert list(clone.state_dict()) == EXPECTED_KEYS
+        assert clone[0].weight is not m[0].weight
+        np.testing.assert_array_equal(clone[0].weight.data, m[0].weight.data)
+        clone[0].weight.data[...] = 0
+        assert np.any(m[0].weight.data != 0)
