@@ -1,53 +1,30 @@
-"""PyTorch's default initializations for dlkern's layers (reset_parameters).
+"""PyTorch's default initialization of Conv*d and Linear (their reset_parameters),
+through dlkern.nn.init, which draws from dlkern.random's default generator: so
+dlkern.random.seed(n) makes a model's initial weights reproducible.
 
-torch's Conv*d and Linear: weight ~ kaiming_uniform_(a=sqrt(5)), i.e.
-U(-1/sqrt(fan_in), 1/sqrt(fan_in)) since gain = sqrt(2 / (1 + a^2)) = sqrt(1/3) and
-bound = gain * sqrt(3 / fan_in); bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with the
-weight's fan_in (receptive field * in_channels / groups).
-
-Draws come from dlkern.random's default generator, so dlkern.random.seed(n) makes a
-model's initial weights reproducible.
+weight: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) since
+gain = sqrt(2 / (1 + a^2)) = sqrt(1/3) and bound = gain * sqrt(3 / fan_in);
+bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with the weight's fan_in
+(in_channels / groups * kernel size). Weight first, then bias, as torch draws them.
 """
 import math
 
 import numpy as np
 
-
-def generator():
-    """dlkern.random's default NumPy Generator (a private one until it exists)."""
-    try:
-        from dlkern import random as dkr
-    except ImportError:
-        return _fallback
-    for name in ("default_rng", "default_generator"):
-        g = getattr(dkr, name, None)
-        if callable(g):
-            return g()
-        if isinstance(g, np.random.Generator):
-            return g
-    return _fallback
+from dlkern.nn import init
+from dlkern.nn.parameter import Parameter
 
 
-_fallback = np.random.default_rng()
+def reset_weight_bias(weight, bias):
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        init.uniform_(bias, -bound, bound)
 
 
-def uniform(shape, bound, dtype):
-    return generator().uniform(-bound, bound, size=shape).astype(dtype)
-
-
-def fan_in_of(shape):
-    """fan_in of a weight (out, in/groups, *kernel): in/groups * prod(kernel)."""
-    return int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
-
-
-def torch_default_weight_bias(weight_shape, dtype, bias=True):
-    """(weight, bias or None) as torch's Conv/Linear reset_parameters draws them."""
-    fan_in = fan_in_of(weight_shape)
-    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    w = uniform(weight_shape, bound, dtype)
-    b = uniform((weight_shape[0],), bound, dtype) if bias else None
+def weight_and_bias(weight_shape, dtype, bias=True):
+    """(Parameter, Parameter or None), uninitialized; call reset_weight_bias next."""
+    w = Parameter(np.zeros(weight_shape, dtype=dtype))
+    b = Parameter(np.zeros(weight_shape[0], dtype=dtype)) if bias else None
     return w, b
-
-
-def normal(shape, std, dtype):
-    return generator().normal(0.0, std, size=shape).astype(dtype)

@@ -3,7 +3,6 @@ import numpy as np
 
 from dlkern.nn import _default_init as init
 from dlkern.nn.module import Module, _check_dtype
-from dlkern.nn.parameter import Parameter
 
 __all__ = ["Conv2d"]
 
@@ -42,10 +41,15 @@ class Conv2d(Module):
         self.dilation = _pair(dilation)
         self.groups = groups
         self.padding_mode = padding_mode
-        w, b = init.torch_default_weight_bias(
-            (out_channels, in_channels // groups) + self.kernel_size, dtype, bias)
-        self.weight = Parameter(w)
-        self.register_parameter("bias", Parameter(b) if bias else None)
+        w, b = init.weight_and_bias((out_channels, in_channels // groups) + self.kernel_size,
+                                    dtype, bias)
+        self.weight = w
+        self.register_parameter("bias", b)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch's default: kaiming_uniform_(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
+        init.reset_weight_bias(self.weight, self.bias)
 
     def forward(self, x):
         b = self.bias.data if self.bias is not None else None

@@ -3,7 +3,6 @@ import numpy as np
 
 from dlkern.nn import _default_init as init
 from dlkern.nn.module import Module, _check_dtype
-from dlkern.nn.parameter import Parameter
 
 __all__ = ["Linear"]
 
@@ -21,9 +20,14 @@ class Linear(Module):
         super().__init__()
         dtype = _check_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
-        w, b = init.torch_default_weight_bias((out_features, in_features), dtype, bias)
-        self.weight = Parameter(w)
-        self.register_parameter("bias", Parameter(b) if bias else None)
+        w, b = init.weight_and_bias((out_features, in_features), dtype, bias)
+        self.weight = w
+        self.register_parameter("bias", b)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch's default: kaiming_uniform_(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
+        init.reset_weight_bias(self.weight, self.bias)
 
     def forward(self, x):
         b = self.bias.data if self.bias is not None else None

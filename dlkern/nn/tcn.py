@@ -15,10 +15,10 @@ TemporalBlock / TemporalConvNet), with two differences, both deliberate:
 import numpy as np
 
 from dlkern.nn import _default_init as init
+from dlkern.nn import init as nn_init
 from dlkern.nn.activation import ReLU
 from dlkern.nn.dropout import Dropout
 from dlkern.nn.module import Module, Sequential, _check_dtype
-from dlkern.nn.parameter import Parameter
 
 __all__ = ["CausalConv1d", "TemporalBlock", "TCN"]
 
@@ -40,10 +40,14 @@ class CausalConv1d(Module):
                              f"{kernel_size} and {dilation}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.dilation = kernel_size, dilation
-        w, b = init.torch_default_weight_bias((out_channels, in_channels, kernel_size),
-                                              dtype, bias)
-        self.weight = Parameter(w)
-        self.register_parameter("bias", Parameter(b) if bias else None)
+        w, b = init.weight_and_bias((out_channels, in_channels, kernel_size), dtype, bias)
+        self.weight = w
+        self.register_parameter("bias", b)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch's Conv1d default: kaiming_uniform_(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias."""
+        init.reset_weight_bias(self.weight, self.bias)
 
     def forward(self, x):
         b = self.bias.data if self.bias is not None else None
@@ -84,8 +88,7 @@ class TemporalBlock(Module):
         self.dropout2 = Dropout(dropout)
         if n_inputs != n_outputs:
             self.downsample = CausalConv1d(n_inputs, n_outputs, 1, dtype=dtype)
-            self.downsample.weight.data[...] = init.normal(self.downsample.weight.shape,
-                                                           0.01, dtype)
+            nn_init.normal_(self.downsample.weight, 0.0, 0.01)
         else:
             self.downsample = None
         self.relu = ReLU()
