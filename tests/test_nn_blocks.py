@@ -263,3 +263,57 @@ def test_block_initialization():
     assert abs(w.std() - 0.01) < 0.001 and abs(w.mean()) < 0.001
     assert np.abs(t.conv1.weight.data).max() <= 1 / np.sqrt(64 * 3)
     assert np.abs(t.conv1.weight.data).max() > 0.9 / np.sqrt(64 * 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_cnn_state_dict_loads_and_trains_identically(dtype):
+    """A torch CNN (conv, batch norm, ReLU, pooling, residual block, dropout, linear)
+    and cross-entropy: its state_dict (num_batches_tracked included) loads into the
+    same dlkern structure; loss, every parameter gradient and the running statistics
+    agree in training mode, and outputs agree in eval mode."""
+    torch = pytest.importorskip("torch")
+    needs(*CONV, "max_pool2d", "max_pool2d_backward", "linear", "linear_backward",
+          "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "cross_entropy",
+          "cross_entropy_backward", "dropout", "dropout_backward")
+    torch.manual_seed(0)
+    TorchResidualBlock, _, _ = torch_blocks(torch)
+    tnn = torch.nn
+    tmodel = tnn.Sequential(tnn.Conv2d(1, 6, 3, padding=1), tnn.BatchNorm2d(6), tnn.ReLU(),
+                            tnn.MaxPool2d(2), TorchResidualBlock(6, 8, 2),
+                            tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(0.0),
+                            tnn.Linear(8, 10))
+    tmodel = tmodel.to(torch.float32 if dtype == np.float32 else torch.float64)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, dtype=dtype),
+                          nn.BatchNorm2d(6, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.ResidualBlock(6, 8, 2, dtype=dtype), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Dropout(0.0), nn.Linear(8, 10, dtype=dtype))
+    tmodel.train()
+    with torch.no_grad():        # warm the running statistics on the torch side
+        tmodel(torch.randn(16, 1, 8, 8, dtype=tmodel[0].weight.dtype))
+    model.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
+    assert int(model[1].num_batches_tracked) == 1
+    x = rand((6, 1, 8, 8), dtype, seed=3)
+    y = np.array([0, 3, 9, 1, 1, 5])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss = loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    tloss = tnn.CrossEntropyLoss(label_smoothing=0.05)(tmodel(torch.tensor(x)),
+                                                       torch.tensor(y))
+    tloss.backward()
+    report(f"torch cnn {np.dtype(dtype).name} loss", loss, tloss.item())
+    assert_close(loss, tloss.item(), dtype=dtype)
+    tparams = dict(tmodel.named_parameters())
+    for name, p in model.named_parameters():
+        report(f"torch cnn {np.dtype(dtype).name} grad {name}", p.grad,
+               tparams[name].grad.numpy())
+        assert_close(p.grad, tparams[name].grad.numpy(), dtype=dtype, err_msg=name)
+    tstate = tmodel.state_dict()
+    for name, b in model.named_buffers():
+        np.testing.assert_allclose(b, tstate[name].numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    model.eval()
+    tmodel.eval()
+    out = model(x)
+    tout = tmodel(torch.tensor(x)).detach().numpy()
+    report(f"torch cnn {np.dtype(dtype).name} eval output", out, tout)
+    assert_close(out, tout, dtype=dtype)
