@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import dlkern
+import dlkern.functional  # noqa: F401  (needs() looks kernels up on both floors)
+import dlkern.reference  # noqa: F401
 from dlkern import nn
 from dlkern.nn import backend
 from dlkern.testing import assert_close
