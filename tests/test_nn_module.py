@@ -248,3 +248,16 @@ def test_deepcopy_and_pickle_give_independent_models():
         np.testing.assert_array_equal(clone[0].weight.data, m[0].weight.data)
         clone[0].weight.data[...] = 0
         assert np.any(m[0].weight.data != 0)
+
+
+def test_load_state_dict_accepts_torch_tensors_directly():
+    torch = pytest.importorskip("torch")
+    t = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
+                            torch.nn.Linear(5, 2)).double()
+    t.train()
+    t(torch.randn(8, 4, dtype=torch.float64))
+    m = mlp()
+    m.load_state_dict(t.state_dict())          # tensors, not NumPy arrays
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, t.state_dict()[k].numpy())
+    assert int(m[1].num_batches_tracked) == 1
