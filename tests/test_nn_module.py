@@ -261,3 +261,16 @@ def test_load_state_dict_accepts_torch_tensors_directly():
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, t.state_dict()[k].numpy())
     assert int(m[1].num_batches_tracked) == 1
+
+
+def test_to_converts_parameters_and_float_buffers_in_place():
+    m = small_cnn(np.float32)
+    w = m[0].weight
+    assert m.double() is m
+    assert m[0].weight is w and w.dtype == np.float64
+    for k, v in m.state_dict().items():
+        assert v.dtype == (np.int64 if k.endswith("num_batches_tracked") else np.float64), k
+    m.float()
+    assert all(p.dtype == np.float32 for p in m.parameters())
+    with pytest.raises(TypeError, match="float32 or float64"):
+        m.to(np.float16)

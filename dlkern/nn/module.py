@@ -191,6 +191,27 @@ class Module:
             p.requires_grad = bool(requires_grad)
         return self
 
+    def to(self, dtype):
+        """Convert every parameter (and gradient) and floating buffer to dtype (float32 or
+        float64) in place; the Parameter objects stay the same. As with torch, convert
+        before creating the optimizer (its state keeps the old dtype)."""
+        dtype = _check_dtype(f"{type(self).__name__}.to", dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None and p.data.dtype != dtype:
+                    p.data = p.data.astype(dtype)
+                    p.grad = None if p.grad is None else p.grad.astype(dtype)
+            for name, b in m._buffers.items():
+                if b is not None and b.dtype.kind == "f" and b.dtype != dtype:
+                    m._buffers[name] = b.astype(dtype)
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
     def zero_grad(self, set_to_none=True):
         """Reset gradients: to None (PyTorch's default) or to zeros in place."""
         for p in self.parameters():
