@@ -29,7 +29,28 @@ def _check_dtype(owner, dtype):
 
 class Module:
     """Base class. Subclasses call super().__init__() first, then assign Parameters,
-    buffers (via register_buffer) and child modules as attributes."""
+    buffers (via register_buffer) and child modules as attributes; names follow the
+    attribute names, dotted through children ("block.conv1.weight").
+
+    A composite module writes forward and backward; backward visits the children in
+    reverse and adds the gradients of branches that reuse an input:
+
+        class Head(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+                self.out = nn.Linear(8, 2)
+
+            def forward(self, x):
+                return self.out(self.body(x))
+
+            def backward(self, grad_out):
+                return self.body.backward(self.out.backward(grad_out))
+
+    A leaf module calls the backend once in forward (self.F.<kernel>), caches what
+    backward needs with self._save(...), and reads it back with self._saved(), which
+    raises a clear RuntimeError when backward comes without a forward.
+    """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
