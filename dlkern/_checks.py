@@ -79,5 +79,7 @@ def shape_equals(fn, name, x, shape, why=""):
 
 
 def contiguous(x):
-    """C-contiguous view or copy (Fortran-ordered and strided inputs are copied once)."""
-    return np.ascontiguousarray(x)
+    """C-contiguous view or copy (Fortran-ordered and strided inputs are copied once).
+
+    Unlike np.ascontiguousarray, a 0-d array stays 0-d."""
+    return x if x.flags.c_contiguous else np.array(x, order="C", copy=True)

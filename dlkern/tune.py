@@ -20,16 +20,7 @@ import time
 
 import numpy as np
 
-try:
-    from dlkern.random import as_rng
-except ImportError:  # dlkern.random lands on another branch; same contract
-    def as_rng(rng=None):
-        if isinstance(rng, np.random.Generator):
-            return rng
-        if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-            return np.random.default_rng(rng)
-        raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
-
+from dlkern.random import as_rng
 
 def _real(fn, name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

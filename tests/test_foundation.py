@@ -80,3 +80,15 @@ def test_checks_name_the_argument():
         _checks.same_dtype("f", "x", np.zeros(1, np.float32), weight=np.zeros(1))
     with pytest.raises(ValueError, match=r"x must be 4-D \(N, C, H, W\), got shape \(3,\)"):
         _checks.ndim("f", "x", np.zeros(3), 4, "N, C, H, W")
+
+
+def test_contiguous_keeps_shape_and_copies_only_when_needed():
+    c = np.arange(6.0).reshape(2, 3)
+    assert _checks.contiguous(c) is c
+    f = np.asfortranarray(c)
+    got = _checks.contiguous(f)
+    assert got.flags.c_contiguous and np.array_equal(got, c)
+    strided = c[:, ::2]
+    assert _checks.contiguous(strided).flags.c_contiguous
+    zero_d = np.array(3.0)
+    assert _checks.contiguous(zero_d).shape == ()

@@ -10,23 +10,13 @@ fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive field, where
 receptive field is the product of shape[2:] (the kernel size for conv weights).
 """
 import math
-import numbers
 import warnings
 
 import numpy as np
 
 from dlkern.nn.parameter import Parameter
 
-try:
-    from dlkern.random import as_rng
-except ImportError:  # dlkern.random lands on another branch; same contract
-    def as_rng(rng=None):
-        if isinstance(rng, np.random.Generator):
-            return rng
-        if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-            return np.random.default_rng(rng)
-        raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
-
+from dlkern.random import as_rng
 
 def _array(fn, tensor):
     data = tensor.data if isinstance(tensor, Parameter) else tensor

@@ -1,0 +1,96 @@
+"""conv2d: direct, im2col and auto against the NumPy reference and PyTorch.
+
+One group per shape and pass ("fwd" or "fwd+bwd"); GFLOP/s in extra_info count
+2*N*OC*OH*OW*(C/groups)*kH*kW per forward and three times that for forward plus
+backward (grad_x and grad_weight each cost one forward). Every benchmarked result
+is checked against the reference. With --benchmark-disable (the ordinary test run)
+the batch is cut to 2 so the smoke test stays fast.
+"""
+import functools
+
+import numpy as np
+import pytest
+
+import dlkern
+import dlkern.functional as F
+import dlkern.reference as R
+from dlkern.testing import assert_close, record_rate, torch_or_none
+
+# name, (N, C, H, W), (OC, kH, kW), stride, padding, groups
+SHAPES = [
+    ("lenet1", (64, 1, 28, 28), (6, 5, 5), 1, 0, 1),
+    ("cifar1", (32, 3, 32, 32), (32, 3, 3), 1, 1, 1),
+    ("resnet3x3", (16, 64, 32, 32), (64, 3, 3), 1, 1, 1),
+    ("strided3x3", (16, 64, 32, 32), (128, 3, 3), 2, 1, 1),
+    ("pointwise1x1", (16, 128, 16, 16), (256, 1, 1), 1, 0, 1),
+    ("depthwise3x3", (16, 64, 32, 32), (64, 3, 3), 1, 1, 64),
+]
+IMPLS = ["direct", "im2col", "auto", "reference", "torch"]
+DTYPE = np.float32
+
+
+@functools.lru_cache(maxsize=None)
+def _case(name, n):
+    _, xs, (oc, kh, kw), stride, padding, groups = next(s for s in SHAPES if s[0] == name)
+    xs = (n,) + xs[1:]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs).astype(DTYPE)
+    w = (rng.standard_normal((oc, xs[1] // groups, kh, kw)) / np.sqrt(xs[1] // groups * kh * kw)).astype(DTYPE)
+    b = rng.standard_normal(oc).astype(DTYPE)
+    kw_args = dict(stride=stride, padding=padding, groups=groups)
+    y = R.conv2d(x, w, b, **kw_args)
+    gy = rng.standard_normal(y.shape).astype(DTYPE)
+    grads = R.conv2d_backward(gy, x, w, **kw_args)
+    flops = 2.0 * y.size * (xs[1] // groups) * kh * kw
+    return x, w, b, gy, kw_args, (y,) + tuple(grads), flops
+
+
+def _runner(impl, x, w, b, gy, kw_args, backward):
+    if impl == "torch":
+        torch = torch_or_none()
+        if torch is None:
+            pytest.skip("torch not installed")
+        torch.set_num_threads(dlkern.get_num_threads())
+        tf = torch.nn.functional
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+        tgy = torch.from_numpy(gy)
+        if not backward:
+            def run():
+                with torch.no_grad():
+                    return (tf.conv2d(tx, tw, tb, **kw_args).numpy(),)
+        else:
+            tx.requires_grad_(True), tw.requires_grad_(True), tb.requires_grad_(True)
+
+            def run():
+                y = tf.conv2d(tx, tw, tb, **kw_args)
+                grads = torch.autograd.grad(y, (tx, tw, tb), tgy)
+                return (y.detach().numpy(),) + tuple(g.numpy() for g in grads)
+        return run
+    mod, algo = (R, "auto") if impl == "reference" else (F, impl)
+
+    def run():
+        y = mod.conv2d(x, w, b, algo=algo, **kw_args)
+        if not backward:
+            return (y,)
+        return (y,) + tuple(mod.conv2d_backward(gy, x, w, algo=algo, **kw_args))
+    return run
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwdbwd"])
+@pytest.mark.parametrize("shape", [s[0] for s in SHAPES])
+def test_conv2d(benchmark, shape, backward, impl):
+    spec = next(s for s in SHAPES if s[0] == shape)
+    n = 2 if benchmark.disabled else spec[1][0]
+    x, w, b, gy, kw_args, expected, flops = _case(shape, n)
+    (oc, kh, kw) = spec[2]
+    benchmark.group = (f"conv2d {'fwd+bwd' if backward else 'fwd'} {shape} N{n} "
+                       f"{spec[1][1]}->{oc} {spec[1][2]}x{spec[1][3]} k{kh}x{kw} s{spec[3]} "
+                       f"p{spec[4]} g{spec[5]} float32")
+    run = _runner(impl, x, w, b, gy, kw_args, backward)
+    if not benchmark.disabled:
+        run()  # warm-up (allocations, BLAS and OpenMP pools, torch's first-call setup)
+    got = benchmark(run)
+    for a, e in zip(got, expected if backward else expected[:1]):
+        assert_close(a, e, dtype=DTYPE)
+    record_rate(benchmark, flops=flops * (3 if backward else 1))

@@ -1,0 +1,42 @@
+/* avg_pool2d forward and backward, float32 and float64 from one template body
+ * (avg_pool2d_impl.h, included once per type).
+ *
+ * Layout: NCHW planes, see pooling.h. Complexity: O(P*OH*OW*kh*kw) both ways
+ * (plus O(P*H*W) to clear grad_x). Matches torch.nn.functional.avg_pool2d (CPU,
+ * contiguous NCHW path): each window is summed row-major from zero and divided
+ * once by the divisor; with count_include_pad the divisor is the window clipped
+ * to the padded extent [-p, H + p), so the cells that only ceil_mode appended
+ * past the right padding are not counted (where frameworks disagree).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pooling.h"
+#include "pool_geometry.h"
+
+/* Clipped extents of one window along one axis: [*v0, *v1) inside the input and
+ * *padded, the window's length within the padded extent [-p, n + p). */
+static inline void avg_extent(dlk_idx start, dlk_idx k, dlk_idx n, dlk_idx p,
+                              dlk_idx *v0, dlk_idx *v1, dlk_idx *padded)
+{
+    dlk_idx end = DLK_MIN(start + k, n + p);
+    *padded = end - start;
+    *v0 = DLK_MAX(start, 0);
+    *v1 = DLK_MIN(end, n);
+}
+
+/* How rows reach the tap loops: in place, or prepared once per plane with zero
+ * padding (split into even/odd columns for stride 2, kw = 3); see max_pool2d.c. */
+enum { AVGP_DIRECT = 0, AVGP_PADDED = 1, AVGP_SPLIT = 2 };
+
+#define T float
+#define SUF _f32
+#include "avg_pool2d_impl.h"
+#undef T
+#undef SUF
+
+#define T double
+#define SUF _f64
+#include "avg_pool2d_impl.h"
+#undef T
+#undef SUF

@@ -1,0 +1,213 @@
+/* Template body of avg_pool2d.c: T is the element type, SUF the name suffix. */
+
+/* Add one zero-padded input row to the window sums of output columns [0, owr),
+ * taps in order (so each window is summed row-major as in PyTorch; the zeros of
+ * the padding do not change a sum). Inlined with constant kw/sw per geometry. */
+static DLK_INLINE void DLK_CAT(avg_taps, SUF)(const T *restrict buf, dlk_idx owr,
+                                              dlk_idx kw, dlk_idx sw, T *restrict o)
+{
+    for (dlk_idx j = 0; j < owr; j++) {
+        T acc = o[j];
+        for (dlk_idx b = 0; b < kw; b++)
+            acc += buf[j * sw + b];
+        o[j] = acc;
+    }
+}
+
+/* Stride 2, kw = 3: the row split into even/odd columns (see max_taps_s2). */
+static DLK_INLINE void DLK_CAT(avg_taps_s2k3, SUF)(const T *restrict ev, const T *restrict od,
+                                                   dlk_idx owr, T *restrict o)
+{
+    for (dlk_idx j = 0; j < owr; j++)
+        o[j] = ((o[j] + ev[j]) + od[j]) + ev[j + 1];
+}
+
+/* Spread each column's share over its window's columns in the padded row e:
+ * tap-outer, so for a fixed tap the columns hit distinct cells even when windows
+ * overlap (stride < kernel). */
+static DLK_INLINE void DLK_CAT(avg_spread, SUF)(const T *restrict delta, dlk_idx owr,
+                                                dlk_idx kw, dlk_idx sw, T *restrict e)
+{
+    for (dlk_idx b = 0; b < kw; b++)
+        for (dlk_idx j = 0; j < owr; j++)
+            e[j * sw + b] += delta[j];
+}
+
+/* o[j] = v[j] / divisor for j < ow, with PyTorch's divisor for a row of clipped
+ * height hv and padded height hp: override, else (hp * padded width) with
+ * count_include_pad, else (hv * clipped width). Branch-free per column. Valid
+ * geometry never has an empty window; PyTorch's 0 for one is kept anyway. v may
+ * be o (no restrict: in place is elementwise). */
+static void DLK_CAT(avg_divide, SUF)(const dlk_pool_scratch *g, dlk_idx ow, dlk_idx hv,
+                                     dlk_idx hp, int cip, dlk_idx override,
+                                     const T *v, T *o)
+{
+    if (hv <= 0) {
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = 0;
+    } else if (override > 0) {
+        const T d = (T)override;
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = v[j] / d;
+    } else {
+        const dlk_idx *restrict wf = cip ? g->wp : g->wv;
+        const dlk_idx hf = cip ? hp : hv;
+        for (dlk_idx j = 0; j < ow; j++)
+            o[j] = v[j] / (T)(hf * wf[j]);
+    }
+}
+
+/* Prepared rows as in max_pool2d.c (AVGP_* modes), with zero padding. */
+static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
+{
+    if (s->sw == 2 && s->kw == 3)
+        return AVGP_SPLIT;
+    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w)
+        return AVGP_DIRECT;
+    return AVGP_PADDED;
+}
+
+static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                   int mode, const T *restrict xp, T *restrict plane,
+                                   T *restrict tmp)
+{
+    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        T *restrict r = plane + ih * len;
+        if (mode == AVGP_SPLIT) {
+            memcpy(tmp + pw, xp + ih * W, (size_t)W * sizeof(T));
+            for (dlk_idx t = 0; t < half; t++) {
+                r[t] = tmp[2 * t];
+                r[half + t] = tmp[2 * t + 1];
+            }
+        } else {
+            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
+        }
+    }
+}
+
+static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                  int mode, const T *restrict rows, dlk_idx rstride,
+                                  dlk_idx oh, int cip, dlk_idx override, T *restrict o)
+{
+    const dlk_idx sw = s->sw, kw = s->kw;
+    dlk_idx h0, h1, hp;
+    avg_extent(oh * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+    for (dlk_idx j = 0; j < g->owr; j++)
+        o[j] = 0;
+    for (dlk_idx ih = h0; ih < h1; ih++) {
+        const T *restrict buf = rows + ih * rstride;
+        if (mode == AVGP_SPLIT)
+            DLK_CAT(avg_taps_s2k3, SUF)(buf, buf + g->half, g->owr, o);
+        else if (sw == 2 && kw == 2)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
+        else if (sw == 1 && kw == 3)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 3, 1, o);
+        else if (sw == 1 && kw == 2)
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 1, o);
+        else
+            DLK_CAT(avg_taps, SUF)(buf, g->owr, kw, sw, o);
+    }
+    DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
+}
+
+int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
+                                 int count_include_pad, dlk_idx divisor_override,
+                                 int nthreads)
+{
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    dlk_pool_scratch g;
+    int failed = 0;
+    if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
+        return DLK_ENOMEM;
+    const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
+    const int in_place = g.owr == s->ow;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+#endif
+    {
+        /* prepared plane (H rows of g.len), a padded row, one output row; calloc
+         * so the padding columns are zero and stay so */
+        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(s->h * g.len);
+        T *plane = calloc(nplane + (size_t)(g.len + g.owr), sizeof(T));
+        failed = !plane;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx p = 0; p < s->planes; p++) {
+            if (!plane)
+                continue;
+            T *tmp = plane + nplane, *o = tmp + g.len;
+            const T *rows = x + p * hw;
+            dlk_idx rstride = s->w;
+            if (mode != AVGP_DIRECT) {
+                DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane, tmp);
+                rows = plane;
+                rstride = g.len;
+            }
+            for (dlk_idx i = 0; i < s->oh; i++) {
+                T *orow = out + p * ohw + i * s->ow;
+                DLK_CAT(avg_row, SUF)(s, &g, mode, rows, rstride, i, count_include_pad,
+                                      divisor_override, in_place ? orow : o);
+                if (!in_place)
+                    memcpy(orow, o, (size_t)s->ow * sizeof(T));
+            }
+        }
+        free(plane);
+    }
+    dlk_pool_scratch_free(&g);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *grad_out,
+                                          T *grad_x, int count_include_pad,
+                                          dlk_idx divisor_override, int nthreads)
+{
+    const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    dlk_pool_scratch g;
+    int failed = 0;
+    if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
+        return DLK_ENOMEM;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+#endif
+    {
+        /* e: one padded input row of gradient; delta: grad_out / divisor, zero past ow */
+        T *e = calloc((size_t)(g.len + g.owr), sizeof(T));
+        failed = !e;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx p = 0; p < s->planes; p++) {
+            if (!e)
+                continue;
+            T *restrict gx = grad_x + p * hw;
+            T *restrict delta = e + g.len;
+            memset(gx, 0, (size_t)hw * sizeof(T));
+            for (dlk_idx i = 0; i < s->oh; i++) {
+                const T *restrict gp = grad_out + p * ohw + i * s->ow;
+                dlk_idx h0, h1, hp;
+                avg_extent(i * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+                DLK_CAT(avg_divide, SUF)(&g, s->ow, h1 - h0, hp, count_include_pad,
+                                         divisor_override, gp, delta);
+                memset(e, 0, (size_t)g.len * sizeof(T));
+                if (sw == 2 && kw == 2)
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, 2, 2, e);
+                else if (sw == 2 && kw == 3)
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, 3, 2, e);
+                else
+                    DLK_CAT(avg_spread, SUF)(delta, g.owr, kw, sw, e);
+                for (dlk_idx ih = h0; ih < h1; ih++) {
+                    T *restrict row = gx + ih * W;
+                    const T *restrict er = e + pw;
+                    for (dlk_idx iw = 0; iw < W; iw++)
+                        row[iw] += er[iw];
+                }
+            }
+        }
+        free(e);
+    }
+    dlk_pool_scratch_free(&g);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}

@@ -1,0 +1,43 @@
+/* Direct conv2d (see conv2d.h for layout and semantics).
+ *
+ * Forward: one OpenMP task per (sample, group); its input planes are copied
+ * into a zero-padded per-thread buffer, then output tiles of up to 8 channels x
+ * 16 columns accumulate in registers over every (input channel, tap): each
+ * input vector loaded feeds up to 8 FMAs. If the padded planes of a group
+ * exceed DLK_DIRECT_PAD_BYTES, a plane-axpy forward without copies runs
+ * instead (valid ranges computed per tap, so border reads never leave x).
+ * Backward: grad_x one task per input plane (n, c) (scatter-add, owned plane),
+ * grad_weight one task per (oc, c) (dot products over n, oh, ow in fixed order),
+ * grad_bias one task per oc.
+ * Complexity O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward;
+ * forward allocates one padded buffer per thread (DLK_ENOMEM on failure). Matches dlkern/reference/conv2d.py.
+ */
+#include "conv2d.h"
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv2d_template.h"
+
+/* Per-thread budget for the zero-padded input planes of one (sample, group) in
+ * the register-blocked forward; beyond it the unpadded plane-axpy forward runs
+ * instead (slower, but allocates nothing). */
+#ifndef DLK_DIRECT_PAD_BYTES
+#define DLK_DIRECT_PAD_BYTES ((size_t)16 << 20)
+#endif
+
+/* Vectors of DLK_VW columns per register tile of the blocked forward: two (8
+ * channels x 2 vectors = 16 accumulators, 10 loads per 16 FMAs) when the row
+ * is wide enough to fill them, else one (narrow rows would waste lanes). */
+static int direct_tile_cols(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW / 2 ? 2 : 1; }
+
+#define T float
+#define SUF f32
+#include "conv2d_direct_tmpl.h"
+#undef T
+#undef SUF
+
+#define T double
+#define SUF f64
+#include "conv2d_direct_tmpl.h"
+#undef T
+#undef SUF

@@ -1,0 +1,427 @@
+/* Direct conv2d, forward and backward (template body, see conv2d_template.h and
+ * conv2d_direct.c). */
+
+/* yr[ow] += wv * xr[ow * sw] for ow in [lo, hi): the innermost loop of forward
+ * and (with roles swapped) of grad_x. The stride-1 case is split out so the
+ * compiler emits plain contiguous SIMD. */
+static inline void FN(axpy_row)(T *restrict yr, const T *restrict xr, T wv, dlk_idx lo,
+                                dlk_idx hi, dlk_idx sw) {
+    if (sw == 1) {
+        for (dlk_idx o = lo; o < hi; o++) yr[o] += wv * xr[o];
+    } else {
+        for (dlk_idx o = lo; o < hi; o++) yr[o] += wv * xr[o * sw];
+    }
+}
+
+/* xr[ow * sw] += wv * yr[ow]: the scatter form used by grad_x. */
+static inline void FN(scatter_row)(T *restrict xr, const T *restrict yr, T wv, dlk_idx lo,
+                                   dlk_idx hi, dlk_idx sw) {
+    if (sw == 1) {
+        for (dlk_idx o = lo; o < hi; o++) xr[o] += wv * yr[o];
+    } else {
+        for (dlk_idx o = lo; o < hi; o++) xr[o * sw] += wv * yr[o];
+    }
+}
+
+/* acc[j] += a[ow] * b[ow * sw] over ow in [lo, hi), lane j = (ow - lo) % DLK_LANES:
+ * partial sums stay in a SIMD register across rows and are reduced once per
+ * tap, in a fixed order. */
+static inline void FN(dot_row_lanes)(T *restrict acc, const T *restrict a,
+                                     const T *restrict b, dlk_idx lo, dlk_idx hi,
+                                     dlk_idx sw) {
+    dlk_idx o = lo;
+    if (sw == 1) {
+        for (; o + DLK_LANES <= hi; o += DLK_LANES)
+            for (int j = 0; j < DLK_LANES; j++) acc[j] += a[o + j] * b[o + j];
+    } else {
+        for (; o + DLK_LANES <= hi; o += DLK_LANES)
+            for (int j = 0; j < DLK_LANES; j++) acc[j] += a[o + j] * b[(o + j) * sw];
+    }
+    for (int j = 0; o < hi; o++, j++) acc[j] += a[o] * b[o * sw];
+}
+
+/* Forward on one (sample, group) from its zero-padded input planes xpad
+ * (Cg planes of Hp x Wp, padding already applied, so no bounds checks): for
+ * each output row and each DLK_VW-wide block of output columns, OCB output
+ * channels accumulate in vector registers over every (input channel, tap);
+ * each input vector loaded feeds OCB FMAs. OCB, NV (vectors per row tile) and
+ * R (rows per tile) are compile-time constants at every call site (always
+ * inlined), so the loops unroll into independent accumulators. Rows of xpad
+ * are split by column phase (direct_phase_dims), so every load is contiguous,
+ * whatever the stride. GCC/clang vector extensions make the register
+ * blocking explicit (auto-vectorization vectorized the wrong loop here). */
+typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
+
+static inline __attribute__((always_inline)) void FN(direct_tile)(
+    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
+    const T *bias, T *y, const int OCB, const int NV, const int R, dlk_idx oh_begin,
+    dlk_idx oh_end) {
+    const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx OW = g->OW, OHW = g->OH * OW;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx Wq = Wp / sw; /* Wp = sw phases of Wq columns, see direct_padded_dims */
+    /* R output rows at a time (R > 1 only for few channels, e.g. depthwise):
+     * one weight broadcast then feeds R * NV FMAs. */
+    for (dlk_idx oh = oh_begin; oh + R <= oh_end; oh += R) {
+        for (dlk_idx ow0 = 0; ow0 < OW; ow0 += NV * DLK_VW) {
+            FN(vec) acc[4][8][2];
+            for (int r = 0; r < R; r++)
+                for (int o = 0; o < OCB; o++) {
+                    const FN(vec) zero = {0};
+                    for (int v = 0; v < NV; v++) acc[r][o][v] = zero + (bias ? bias[o] : (T)0);
+                }
+            for (dlk_idx ic = 0; ic < Cg; ic++) {
+                for (dlk_idx kh = 0; kh < KH; kh++) {
+                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0;
+                    const T *wk = w + ic * KK + kh * KW;
+                    for (dlk_idx kw = 0; kw < KW; kw++) {
+                        FN(vec) xv[4][2];
+                        for (int r = 0; r < R; r++) {
+                            const dlk_idx q = kw * dw;
+                            const T *xs = prow + r * sh * Wp + (q % sw) * Wq + q / sw;
+                            for (int v = 0; v < NV; v++)
+                                memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
+                        }
+                        for (int o = 0; o < OCB; o++) {
+                            const T wv = wk[o * Cg * KK + kw];
+                            for (int r = 0; r < R; r++)
+                                for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
+                        }
+                    }
+                }
+            }
+            for (int r = 0; r < R; r++)
+                for (int v = 0; v < NV; v++) {
+                    const dlk_idx c0 = ow0 + v * DLK_VW;
+                    const dlk_idx nv = DLK_MIN(DLK_VW, OW - c0);
+                    if (nv <= 0) break;
+                    for (int o = 0; o < OCB; o++) {
+                        T *yr = y + o * OHW + (oh + r) * OW + c0;
+                        if (nv == DLK_VW) {
+                            memcpy(yr, &acc[r][o][v], sizeof acc[r][o][v]);
+                        } else {
+                            T tmp[DLK_VW];
+                            memcpy(tmp, &acc[r][o][v], sizeof tmp);
+                            for (dlk_idx j = 0; j < nv; j++) yr[j] = tmp[j];
+                        }
+                    }
+                }
+        }
+    }
+}
+
+/* Padded plane geometry for direct_tile: rows and columns that the tiles
+ * touch, including the slack of the last (partial) column block. */
+static void FN(direct_padded_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wp) {
+    /* column tiles are 2*DLK_VW wide (see direct_tile_cols) */
+    const dlk_idx blocks = 2 * ((g->OW + 2 * DLK_VW - 1) / (2 * DLK_VW));
+    *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
+    *Wp = DLK_MAX(g->W + g->pad_w,
+                  (blocks * DLK_VW - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1);
+}
+
+/* Padded planes of the blocked forward: Hp rows; each row holds its padded
+ * columns split by phase modulo stride_w (sw segments of Wq: column q at
+ * (q % sw) * Wq + q / sw), so that output columns ow*sw + q are contiguous for
+ * every tap and strided convolutions load whole vectors too. */
+static void FN(direct_phase_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wrow) {
+    const dlk_idx sw = g->stride_w;
+    const dlk_idx blocks = 2 * ((g->OW + 2 * DLK_VW - 1) / (2 * DLK_VW));
+    const dlk_idx Wq = DLK_MAX((g->W + g->pad_w + sw - 1) / sw,
+                               blocks * DLK_VW + (g->KW - 1) * g->dil_w / sw);
+    *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
+    *Wrow = sw * Wq;
+}
+
+/* Forward without a padded copy: one task per output plane; for each (input
+ * channel, tap), the valid output rectangle gets a scaled, shifted input plane
+ * added. Used when the padded planes of a group would not fit the per-thread
+ * budget (DLK_DIRECT_PAD_BYTES). */
+static void FN(direct_forward_planes)(const dlk_conv2d_geom *g, const T *x, const T *weight,
+                                      const T *bias, T *y, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, OW = g->OW;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
+    const dlk_idx HW = g->H * g->W, OHW = g->OH * OW, KK = KH * KW;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (dlk_idx t = 0; t < g->N * OC; t++) {
+        const dlk_idx n = t / OC, oc = t % OC, grp = oc / OCg;
+        T *restrict yp = y + t * OHW;
+        const T b = bias ? bias[oc] : (T)0;
+        for (dlk_idx i = 0; i < OHW; i++) yp[i] = b;
+        for (dlk_idx ic = 0; ic < Cg; ic++) {
+            const T *xp = x + (n * C + grp * Cg + ic) * HW;
+            const T *wp = weight + (oc * Cg + ic) * KK;
+            for (dlk_idx kh = 0; kh < KH; kh++) {
+                const dlk_idx off_h = kh * g->dil_h - g->pad_h;
+                dlk_idx oh0, oh1;
+                dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
+                for (dlk_idx kw = 0; kw < KW; kw++) {
+                    const dlk_idx off_w = kw * g->dil_w - g->pad_w;
+                    dlk_idx ow0, ow1;
+                    dlk_conv2d_valid_range(OW, g->W, g->stride_w, off_w, &ow0, &ow1);
+                    const T wv = wp[kh * KW + kw];
+                    for (dlk_idx oh = oh0; oh < oh1; oh++) {
+                        /* xr + ow * stride_w is the input column of output ow; only
+                         * [ow0, ow1) is dereferenced. */
+                        const T *xr = xp + (oh * g->stride_h + off_h) * g->W + off_w;
+                        FN(axpy_row)(yp + oh * OW, xr, wv, ow0, ow1, g->stride_w);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
+                                  const T *bias, T *y, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, H = g->H, W = g->W;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, OHW = g->OH * g->OW;
+    const dlk_idx KK = g->KH * g->KW, OH = g->OH;
+    dlk_idx Hp, Wp;
+    FN(direct_phase_dims)(g, &Hp, &Wp);
+    const dlk_idx sw = g->stride_w, Wq = Wp / sw;
+    const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
+    if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
+        FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
+        return DLK_OK;
+    }
+    int failed = 0;
+    /* One task per (sample, group): its input planes are copied once into a
+     * zero-padded per-thread buffer, then every output channel of the group is
+     * computed from it in blocks of up to 8 channels. */
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        T *xpad = (T *)malloc(pad_bytes);
+        if (!xpad) failed = 1;
+#pragma omp for schedule(static)
+        for (dlk_idx t = 0; t < g->N * g->groups; t++) {
+            if (!xpad) continue;
+            const dlk_idx n = t / g->groups, grp = t % g->groups;
+            for (dlk_idx i = 0; i < Cg * Hp * Wp; i++) xpad[i] = 0;
+            for (dlk_idx ic = 0; ic < Cg; ic++) {
+                const T *xp = x + (n * C + grp * Cg + ic) * H * W;
+                for (dlk_idx ih = 0; ih < H; ih++) {
+                    T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp;
+                    const T *restrict src = xp + ih * W;
+                    if (sw == 1) {
+                        memcpy(dst + g->pad_w, src, W * sizeof(T));
+                    } else {
+                        for (dlk_idx iw = 0; iw < W; iw++) {
+                            const dlk_idx q = iw + g->pad_w;
+                            dst[(q % sw) * Wq + q / sw] = src[iw];
+                        }
+                    }
+                }
+            }
+            for (dlk_idx ocl = 0; ocl < OCg;) {
+                const dlk_idx oc = grp * OCg + ocl;
+                const T *w = weight + oc * Cg * KK;
+                const T *b = bias ? bias + oc : NULL;
+                T *yp = y + (n * OC + oc) * OHW;
+                const dlk_idx left = OCg - ocl;
+                const int wide = direct_tile_cols(g->OW) == 2;
+                /* constant arguments so each call inlines into its own unrolled,
+                 * register-allocated loop nest */
+#define DLK_TILE(OCB)                                                            \
+    do {                                                                         \
+        if (wide) {                                                              \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);        \
+        } else { /* narrow rows: two rows per tile keep 2*OCB accumulators */    \
+            const dlk_idx main_rows = OH - OH % 2;                               \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 2, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        }                                                                        \
+        ocl += OCB;                                                              \
+    } while (0)
+#define DLK_TILE_ROWS(OCB)                                                       \
+    do {                                                                         \
+        const dlk_idx main_rows = OH - OH % 4;                                   \
+        if (wide) {                                                              \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 4, 0, main_rows);  \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, main_rows, OH); \
+        } else {                                                                 \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 4, 0, main_rows);  \
+            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        }                                                                        \
+        ocl += OCB;                                                              \
+    } while (0)
+                if (left >= 8) DLK_TILE(8);
+                else if (left >= 4) DLK_TILE(4);
+                else if (left >= 2) DLK_TILE_ROWS(2);
+                else DLK_TILE_ROWS(1);
+#undef DLK_TILE
+#undef DLK_TILE_ROWS
+            }
+        }
+        free(xpad);
+    }
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+/* For stride 1, grad_x is a forward convolution of grad_out (padded by
+ * (KH-1)*dil_h - pad_h on top, and so on) with the spatially flipped kernel, input
+ * and output channels swapped within each group: run the register-blocked
+ * forward on it. Returns -1 when that does not apply (stride > 1, or padding
+ * larger than the dilated kernel reach), DLK_OK or DLK_ENOMEM otherwise. */
+static int FN(direct_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_out,
+                                        const T *weight, T *grad_x, int nthreads) {
+    const dlk_idx KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx Cg = g->C / g->groups, OCg = g->OC / g->groups;
+    dlk_conv2d_geom t = *g;
+    if (g->stride_h != 1 || g->stride_w != 1) return -1;
+    t.pad_h = (KH - 1) * g->dil_h - g->pad_h;
+    t.pad_w = (KW - 1) * g->dil_w - g->pad_w;
+    if (t.pad_h < 0 || t.pad_w < 0) return -1;
+    t.C = g->OC; t.H = g->OH; t.W = g->OW;
+    t.OC = g->C; t.OH = g->H; t.OW = g->W;
+    T *wt = (T *)malloc((size_t)(g->C * OCg * KK) * sizeof(T));
+    if (!wt) return DLK_ENOMEM;
+    for (dlk_idx c = 0; c < g->C; c++) {
+        const dlk_idx grp = c / Cg, cl = c % Cg;
+        for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+            const T *src = weight + ((grp * OCg + ocl) * Cg + cl) * KK;
+            T *dst = wt + (c * OCg + ocl) * KK;
+            for (dlk_idx k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+        }
+    }
+    const int status = FN(dlk_conv2d_direct_forward)(&t, grad_out, wt, NULL, grad_x, nthreads);
+    free(wt);
+    return status;
+}
+
+/* grad_weight[oc, c, kh, kw] = sum over n, oh, ow of grad_out[n, oc, oh, ow] *
+ * xpad[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. The samples are split into
+ * DLK_GW_CHUNKS fixed chunks (independent of the thread count); task (chunk,
+ * input channel) builds each sample's zero-padded x plane once, then for every
+ * output channel of the group and every tap accumulates one vector register over
+ * the output plane (grad_out rows copied with a zeroed tail so partial column
+ * blocks need no masks). Partial sums per chunk are added in chunk order, so
+ * the result is the same for any thread count. */
+#define DLK_GW_CHUNKS 8
+static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
+                                  T *grad_weight, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, KK = KH * KW;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
+    const dlk_idx OH = g->OH, OW = g->OW, H = g->H, W = g->W;
+    const dlk_idx OWr = (OW + DLK_VW - 1) / DLK_VW * DLK_VW;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx P = DLK_MAX(1, DLK_MIN(g->N, DLK_GW_CHUNKS));
+    const dlk_idx per = (g->N + P - 1) / P, total = OC * Cg * KK;
+    dlk_idx Hp, Wp;
+    FN(direct_padded_dims)(g, &Hp, &Wp);
+    T *part = (T *)calloc((size_t)(P * total), sizeof(T));
+    if (!part) return DLK_ENOMEM;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        T *xpad = (T *)malloc((size_t)(Hp * Wp + OH * OWr) * sizeof(T));
+        if (!xpad) failed = 1;
+        T *gyp = xpad ? xpad + Hp * Wp : NULL;
+#pragma omp for schedule(static)
+        for (dlk_idx t = 0; t < P * C; t++) {
+            if (!xpad) continue;
+            const dlk_idx p = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
+            T *pw = part + p * total;
+            for (dlk_idx n = p * per; n < DLK_MIN(g->N, (p + 1) * per); n++) {
+                const T *xp = x + (n * C + c) * H * W;
+                for (dlk_idx i = 0; i < Hp * Wp; i++) xpad[i] = 0;
+                for (dlk_idx ih = 0; ih < H; ih++)
+                    memcpy(xpad + (ih + g->pad_h) * Wp + g->pad_w, xp + ih * W, W * sizeof(T));
+                for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+                    const dlk_idx oc = grp * OCg + ocl;
+                    const T *gsrc = grad_out + (n * OC + oc) * OH * OW;
+                    for (dlk_idx oh = 0; oh < OH; oh++) {
+                        memcpy(gyp + oh * OWr, gsrc + oh * OW, OW * sizeof(T));
+                        for (dlk_idx j = OW; j < OWr; j++) gyp[oh * OWr + j] = 0;
+                    }
+                    T *gwp = pw + (oc * Cg + icl) * KK;
+                    for (dlk_idx kh = 0; kh < KH; kh++)
+                        for (dlk_idx kw = 0; kw < KW; kw++) {
+                            FN(vec) acc = {0};
+                            for (dlk_idx oh = 0; oh < OH; oh++) {
+                                const T *xr = xpad + (oh * sh + kh * dh) * Wp + kw * dw;
+                                const T *gr = gyp + oh * OWr;
+                                for (dlk_idx ow0 = 0; ow0 < OWr; ow0 += DLK_VW) {
+                                    FN(vec) gv, xv;
+                                    memcpy(&gv, gr + ow0, sizeof gv);
+                                    if (sw == 1) {
+                                        memcpy(&xv, xr + ow0, sizeof xv);
+                                    } else {
+                                        T tmp[DLK_VW];
+                                        for (int j = 0; j < DLK_VW; j++) tmp[j] = xr[(ow0 + j) * sw];
+                                        memcpy(&xv, tmp, sizeof xv);
+                                    }
+                                    acc += gv * xv;
+                                }
+                            }
+                            T lanes[DLK_VW], s = 0;
+                            memcpy(lanes, &acc, sizeof lanes);
+                            for (int j = 0; j < DLK_VW; j++) s += lanes[j];
+                            gwp[kh * KW + kw] += s;
+                        }
+                }
+            }
+        }
+        free(xpad);
+    }
+    if (!failed) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (dlk_idx i = 0; i < total; i++) {
+            T s = 0;
+            for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
+            grad_weight[i] = s;
+        }
+    }
+    free(part);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
+                                    const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
+                                    int parts, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, OW = g->OW, W = g->W;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
+    const dlk_idx HW = g->H * W, OHW = g->OH * OW, KK = KH * KW;
+
+    /* grad_x: as a forward convolution when the stride is 1; otherwise one task
+     * per input plane (n, c), which scatters from every output channel of its
+     * group in a fixed order: race-free and thread-count independent. */
+    const int status = (parts & DLK_CONV2D_GRAD_X)
+                           ? FN(direct_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads)
+                           : DLK_OK;
+    if (status == DLK_ENOMEM) return status;
+    if (status != DLK_OK) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (dlk_idx t = 0; t < g->N * C; t++) {
+            const dlk_idx n = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
+            T *restrict gxp = grad_x + t * HW;
+            for (dlk_idx i = 0; i < HW; i++) gxp[i] = 0;
+            for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
+                const dlk_idx oc = grp * OCg + ocl;
+                const T *gyp = grad_out + (n * OC + oc) * OHW;
+                const T *wp = weight + (oc * Cg + icl) * KK;
+                for (dlk_idx kh = 0; kh < KH; kh++) {
+                    const dlk_idx off_h = kh * g->dil_h - g->pad_h;
+                    dlk_idx oh0, oh1;
+                    dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
+                    for (dlk_idx kw = 0; kw < KW; kw++) {
+                        const dlk_idx off_w = kw * g->dil_w - g->pad_w;
+                        dlk_idx ow0, ow1;
+                        dlk_conv2d_valid_range(OW, W, g->stride_w, off_w, &ow0, &ow1);
+                        const T wv = wp[kh * KW + kw];
+                        for (dlk_idx oh = oh0; oh < oh1; oh++) {
+                            T *xr = gxp + (oh * g->stride_h + off_h) * W + off_w;
+                            FN(scatter_row)(xr, gyp + oh * OW, wv, ow0, ow1, g->stride_w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if (!(parts & DLK_CONV2D_GRAD_W)) return DLK_OK;
+    const int gw_status = FN(direct_grad_weight)(g, grad_out, x, grad_weight, nthreads);
+    if (gw_status != DLK_OK) return gw_status;
+    FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
+    return DLK_OK;
+}

@@ -1,0 +1,33 @@
+/* max_pool2d forward and backward, float32 and float64 from one template body
+ * (max_pool2d_impl.h, included once per type).
+ *
+ * Layout: NCHW planes, see pooling.h. Complexity: forward O(P*OH*OW*kh*kw),
+ * backward O(P*(H*W + OH*OW)) with saved indices, plus the forward's cost when it
+ * recomputes the argmax. Matches torch.nn.functional.max_pool2d (CPU, contiguous
+ * NCHW path): strict ">" in row-major window order so the first maximum wins,
+ * NaN always replaces the running maximum, padding never wins (-inf start).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pooling.h"
+#include "pool_geometry.h"
+
+/* How rows reach the tap loops: read in place (no padding needed and the
+ * rounded-up blocks stay inside the row), or prepared once per plane in a
+ * scratch plane with -inf padding, split into even/odd columns for stride 2 with
+ * kw = 3. */
+enum { MAXP_DIRECT = 0, MAXP_PADDED = 1, MAXP_SPLIT = 2 };
+
+#define T float
+#define SUF _f32
+#include "max_pool2d_impl.h"
+#undef T
+#undef SUF
+
+#define T double
+#define SUF _f64
+#include "max_pool2d_impl.h"
+#undef T
+#undef SUF

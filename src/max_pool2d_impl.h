@@ -1,0 +1,298 @@
+/* Template body of max_pool2d.c: T is the element type, SUF the name suffix. */
+
+/* Fold one padded input row into the running maxima of output columns [0, owr):
+ * taps b in order, strict ">" so the first maximum wins, NaN always taken
+ * (PyTorch's rule). owr is a multiple of DLK_POOL_BLOCK and buf is padded with
+ * -inf, so every block is a full, branch-free vector loop; a -inf pad never wins.
+ * Inlined at call sites with constant kw/sw/dw so each common geometry gets its
+ * own loop (shuffles instead of gathers). */
+static DLK_INLINE void DLK_CAT(max_taps, SUF)(const T *restrict buf, int64_t rowbase,
+                                              dlk_idx owr, dlk_idx kw, dlk_idx sw,
+                                              dlk_idx dw, T *restrict o,
+                                              int64_t *restrict ind)
+{
+    /* one flat loop over j: GCC vectorizes it with 64-byte vectors and, owr being a
+     * multiple of the vector length, never runs its scalar remainder */
+    if (ind) {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = o[j];
+            int64_t mi = ind[j];
+            for (dlk_idx b = 0; b < kw; b++) {
+                const dlk_idx q = j * sw + b * dw;
+                const T v = buf[q];
+                const int take = (v > m) | (v != v);
+                m = take ? v : m;
+                mi = take ? rowbase + q : mi;
+            }
+            o[j] = m;
+            ind[j] = mi;
+        }
+    } else {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = o[j];
+            for (dlk_idx b = 0; b < kw; b++) {
+                const T v = buf[j * sw + b * dw];
+                m = ((v > m) | (v != v)) ? v : m;
+            }
+            o[j] = m;
+        }
+    }
+}
+
+/* Stride 2: the padded row split into even and odd columns, so tap b of window
+ * j reads ev/od[j + b/2] with unit stride. Used for kw = 3, whose strided read
+ * past each pair makes GCC peel a scalar, branchy (mispredicted) iteration. */
+static DLK_INLINE void DLK_CAT(max_taps_s2, SUF)(const T *restrict ev, const T *restrict od,
+                                                 int64_t rowbase, dlk_idx owr, dlk_idx kw,
+                                                 T *restrict o, int64_t *restrict ind)
+{
+    if (ind) {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = o[j];
+            int64_t mi = ind[j];
+            for (dlk_idx b = 0; b < kw; b++) {
+                const T v = (b & 1) ? od[j + b / 2] : ev[j + b / 2];
+                const int take = (v > m) | (v != v);
+                m = take ? v : m;
+                mi = take ? rowbase + 2 * j + b : mi;
+            }
+            o[j] = m;
+            ind[j] = mi;
+        }
+    } else {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = o[j];
+            for (dlk_idx b = 0; b < kw; b++) {
+                const T v = (b & 1) ? od[j + b / 2] : ev[j + b / 2];
+                m = ((v > m) | (v != v)) ? v : m;
+            }
+            o[j] = m;
+        }
+    }
+}
+
+static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
+{
+    if (s->dw == 1 && s->sw == 2 && s->kw == 3)
+        return MAXP_SPLIT;
+    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w)
+        return MAXP_DIRECT;
+    return MAXP_PADDED;
+}
+
+/* Copy plane xp into the scratch plane (row stride g->len). tmp is a padded row
+ * whose -inf pads were set once. */
+static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                   int mode, const T *restrict xp, T *restrict plane,
+                                   T *restrict tmp)
+{
+    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        T *restrict r = plane + ih * len;
+        if (mode == MAXP_SPLIT) {
+            memcpy(tmp + pw, xp + ih * W, (size_t)W * sizeof(T));
+            for (dlk_idx t = 0; t < half; t++) {
+                r[t] = tmp[2 * t];
+                r[half + t] = tmp[2 * t + 1];
+            }
+        } else {
+            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay -inf */
+        }
+    }
+}
+
+/* One output row oh into o[0, owr) and (if not NULL) ind, from the prepared rows
+ * (row ih at rows + ih * rstride). iw0[j] is the first in-range column of window
+ * j: the argmax PyTorch reports for a window that holds only -inf. */
+static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                  int mode, const T *restrict rows, dlk_idx rstride,
+                                  dlk_idx oh, T *restrict o, int64_t *restrict ind)
+{
+    const dlk_idx W = s->w, sw = s->sw, dw = s->dw, pw = s->pw, kw = s->kw;
+    const dlk_idx hs = oh * s->sh - s->ph;
+    dlk_idx alo, ahi;
+    dlk_pool_taps(hs, s->kh, s->dh, s->h, &alo, &ahi);
+    const dlk_idx ih0 = hs + alo * s->dh;  /* PyTorch's default argmax row */
+    const T ninf = -INFINITY;
+
+    for (dlk_idx j = 0; j < g->owr; j++)
+        o[j] = ninf;
+    if (ind)
+        for (dlk_idx j = 0; j < g->owr; j++)
+            ind[j] = ih0 * W + g->iw0[j];
+    for (dlk_idx a = alo; a < ahi; a++) {
+        const dlk_idx ih = hs + a * s->dh;
+        const int64_t rowbase = ih * W - pw;
+        const T *restrict buf = rows + ih * rstride;
+        if (mode == MAXP_SPLIT)
+            DLK_CAT(max_taps_s2, SUF)(buf, buf + g->half, rowbase, g->owr, 3, o, ind);
+        else if (dw == 1 && sw == 2 && kw == 2)
+            DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, 2, 2, 1, o, ind);
+        else if (dw == 1 && sw == 1 && kw == 3)
+            DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, 3, 1, 1, o, ind);
+        else if (dw == 1 && sw == 1 && kw == 2)
+            DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, 2, 1, 1, o, ind);
+        else
+            DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, kw, sw, dw, o, ind);
+    }
+}
+
+/* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
+ * output row of values and indices. */
+typedef struct {
+    T *plane, *tmp, *o;
+    int64_t *ind;
+} DLK_CAT(max_work, SUF);
+
+static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_pool2d_shape *s,
+                                        const dlk_pool_scratch *g, int mode)
+{
+    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(s->h * g->len);
+    const size_t n = nplane + (size_t)g->len + (size_t)g->owr;
+    w->plane = malloc(n * sizeof(T));
+    w->ind = malloc((size_t)g->owr * sizeof(int64_t));
+    if (!w->plane || !w->ind) {
+        free(w->plane);
+        free(w->ind);
+        w->plane = NULL;
+        w->ind = NULL;
+        return DLK_ENOMEM;
+    }
+    for (size_t k = 0; k < n; k++)
+        w->plane[k] = -INFINITY;  /* padding columns, never overwritten */
+    w->tmp = w->plane + nplane;
+    w->o = w->tmp + g->len;
+    return DLK_OK;
+}
+
+static void DLK_CAT(max_work_free, SUF)(DLK_CAT(max_work, SUF) *w)
+{
+    free(w->plane);
+    free(w->ind);
+}
+
+/* Prepared rows of plane p: x itself or the scratch plane. */
+static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                       int mode, const T *xp, DLK_CAT(max_work, SUF) *w,
+                                       dlk_idx *rstride)
+{
+    if (mode == MAXP_DIRECT) {
+        *rstride = s->w;
+        return xp;
+    }
+    DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane, w->tmp);
+    *rstride = g->len;
+    return w->plane;
+}
+
+/* The plane loop is the only parallel loop, so each output is computed by one
+ * thread in one fixed order. */
+int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
+                                 int64_t *indices, int nthreads)
+{
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    dlk_pool_scratch g;
+    int failed = 0;
+    if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
+        return DLK_ENOMEM;
+    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+#endif
+    {
+        DLK_CAT(max_work, SUF) w;
+        const int ok = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        failed = !ok;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx p = 0; p < s->planes; p++) {
+            if (!ok)
+                continue;
+            dlk_idx rstride;
+            const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            for (dlk_idx i = 0; i < s->oh; i++) {
+                T *orow = out + p * ohw + i * s->ow;
+                int64_t *irow = indices ? indices + p * ohw + i * s->ow : NULL;
+                if (in_place) {
+                    DLK_CAT(max_row, SUF)(s, &g, mode, rows, rstride, i, orow, irow);
+                    continue;
+                }
+                DLK_CAT(max_row, SUF)(s, &g, mode, rows, rstride, i, w.o,
+                                      indices ? w.ind : NULL);
+                memcpy(orow, w.o, (size_t)s->ow * sizeof(T));
+                if (indices)
+                    memcpy(irow, w.ind, (size_t)s->ow * sizeof(int64_t));
+            }
+        }
+        if (ok)
+            DLK_CAT(max_work_free, SUF)(&w);
+    }
+    dlk_pool_scratch_free(&g);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+void DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
+                                                   const T *grad_out, const int64_t *indices,
+                                                   T *grad_x, int nthreads)
+{
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+    for (dlk_idx p = 0; p < s->planes; p++) {
+        T *restrict gx = grad_x + p * hw;
+        const T *restrict gp = grad_out + p * ohw;
+        const int64_t *restrict ind = indices + p * ohw;
+        memset(gx, 0, (size_t)hw * sizeof(T));
+        for (dlk_idx k = 0; k < ohw; k++) {
+            const int64_t i = ind[k];
+            if ((uint64_t)i < (uint64_t)hw)  /* one unsigned compare also rejects < 0 */
+                gx[i] += gp[k];
+        }
+    }
+}
+
+int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *grad_out,
+                                          const T *x, T *grad_x, int nthreads)
+{
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    dlk_pool_scratch g;
+    int failed = 0;
+    if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
+        return DLK_ENOMEM;
+    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+#endif
+    {
+        DLK_CAT(max_work, SUF) w;
+        const int ok = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        failed = !ok;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx p = 0; p < s->planes; p++) {
+            if (!ok)
+                continue;
+            T *restrict gx = grad_x + p * hw;
+            dlk_idx rstride;
+            const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            memset(gx, 0, (size_t)hw * sizeof(T));
+            for (dlk_idx i = 0; i < s->oh; i++) {
+                const T *restrict gp = grad_out + p * ohw + i * s->ow;
+                DLK_CAT(max_row, SUF)(s, &g, mode, rows, rstride, i, w.o, w.ind);
+                for (dlk_idx j = 0; j < s->ow; j++) {
+                    const int64_t k = w.ind[j];
+                    if ((uint64_t)k < (uint64_t)hw)
+                        gx[k] += gp[j];
+                }
+            }
+        }
+        if (ok)
+            DLK_CAT(max_work_free, SUF)(&w);
+    }
+    dlk_pool_scratch_free(&g);
+    return failed ? DLK_ENOMEM : DLK_OK;
+}

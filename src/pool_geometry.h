@@ -1,0 +1,85 @@
+/* Window geometry and scratch shared by the pooling kernels (private to src/). */
+#ifndef DLK_POOL_GEOMETRY_H
+#define DLK_POOL_GEOMETRY_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "dlk_common.h"
+#include "pooling.h"
+
+/* Output rows are computed in blocks of this many columns (one 64-byte vector of
+ * float), into scratch rows rounded up to a whole number of blocks, so the inner
+ * loops have no scalar remainder (whose data-dependent branches cost more than
+ * the whole vector loop on random data). */
+#define DLK_POOL_BLOCK 16
+
+/* Forces inlining of the small loop bodies specialized on constant geometry. */
+#if defined(__GNUC__)
+#define DLK_INLINE inline __attribute__((always_inline))
+#else
+#define DLK_INLINE inline
+#endif
+
+#define DLK_CAT_(a, b) a##b
+#define DLK_CAT(a, b) DLK_CAT_(a, b)
+
+/* Taps a in [*lo, *hi) of a window starting at `start` with k taps spaced d apart
+ * that land inside [0, n). Empty when *lo >= *hi. *lo is also what PyTorch's
+ * "while (i0 < 0) i0 += d" produces, which fixes the default argmax index. */
+static inline void dlk_pool_taps(dlk_idx start, dlk_idx k, dlk_idx d, dlk_idx n,
+                                 dlk_idx *lo, dlk_idx *hi)
+{
+    dlk_idx a = start < 0 ? (-start + d - 1) / d : 0;
+    dlk_idx b = start >= n ? 0 : DLK_MIN(k, (n - 1 - start) / d + 1);
+    *lo = a;
+    *hi = b;
+}
+
+/* Per-call column geometry, read by all threads. */
+typedef struct {
+    dlk_idx owr;      /* ow rounded up to DLK_POOL_BLOCK */
+    dlk_idx len;      /* padded input row pw + W + right pad, long enough for every block */
+    dlk_idx half;     /* len / 2 rounded up: length of the even/odd split rows */
+    int64_t *iw0;     /* [owr] first in-range column of window j (max: default argmax) */
+    dlk_idx *wv;      /* [owr] window width clipped to [0, W) (avg) */
+    dlk_idx *wp;      /* [owr] window width clipped to [-pw, W + pw) (avg) */
+} dlk_pool_scratch;
+
+static inline int dlk_pool_scratch_init(dlk_pool_scratch *g, const dlk_pool2d_shape *s,
+                                        dlk_idx dw)
+{
+    g->owr = (s->ow + DLK_POOL_BLOCK - 1) / DLK_POOL_BLOCK * DLK_POOL_BLOCK;
+    g->len = DLK_MAX(s->pw + s->w, (g->owr - 1) * s->sw + (s->kw - 1) * dw + 1);
+    g->len += g->len & 1;  /* even, so the even/odd split reads inside the row */
+    g->half = g->len / 2;
+    g->iw0 = malloc((size_t)g->owr * sizeof(int64_t));
+    g->wv = malloc((size_t)g->owr * sizeof(dlk_idx));
+    g->wp = malloc((size_t)g->owr * sizeof(dlk_idx));
+    if (!g->iw0 || !g->wv || !g->wp) {
+        free(g->iw0);
+        free(g->wv);
+        free(g->wp);
+        return DLK_ENOMEM;
+    }
+    for (dlk_idx j = 0; j < g->owr; j++) {
+        const dlk_idx ws = j * s->sw - s->pw;
+        dlk_idx lo, hi;
+        dlk_pool_taps(ws, s->kw, dw, s->w, &lo, &hi);
+        g->iw0[j] = ws + lo * dw;
+        /* avg: PyTorch's window end is clipped to the padded extent first */
+        const dlk_idx end = DLK_MIN(ws + s->kw, s->w + s->pw);
+        g->wp[j] = j < s->ow ? end - ws : 1;
+        g->wv[j] = j < s->ow ? DLK_MIN(end, s->w) - DLK_MAX(ws, 0) : 1;
+    }
+    return DLK_OK;
+}
+
+static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)
+{
+    free(g->iw0);
+    free(g->wv);
+    free(g->wp);
+}
+
+#endif

@@ -1,0 +1,122 @@
+/* AVX-512 row reductions for softmax_rows.h (max, sum in double, dot in double).
+ * Four accumulators, combined in a fixed order: deterministic for any thread count.
+ * Tails use masked loads, which never touch the masked-off memory. */
+#ifndef DLK_SOFTMAX_AVX512_H
+#define DLK_SOFTMAX_AVX512_H
+
+#include <immintrin.h>
+#include <math.h>
+#include "dlk_common.h"
+
+static inline float dlk_avx512_max_f32(const float *x, dlk_idx n) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    dlk_idx j = 0;
+    for (; j + 64 <= n; j += 64) {
+        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + j));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + j + 16));
+        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + j + 32));
+        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + j + 48));
+    }
+    for (; j + 16 <= n; j += 16) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + j));
+    if (j < n) {
+        __mmask16 k = (__mmask16)((1u << (n - j)) - 1u);
+        m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(ninf, k, x + j));
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+}
+
+static inline double dlk_avx512_max_f64(const double *x, dlk_idx n) {
+    const __m512d ninf = _mm512_set1_pd(-INFINITY);
+    __m512d m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        m0 = _mm512_max_pd(m0, _mm512_loadu_pd(x + j));
+        m1 = _mm512_max_pd(m1, _mm512_loadu_pd(x + j + 8));
+        m2 = _mm512_max_pd(m2, _mm512_loadu_pd(x + j + 16));
+        m3 = _mm512_max_pd(m3, _mm512_loadu_pd(x + j + 24));
+    }
+    for (; j + 8 <= n; j += 8) m0 = _mm512_max_pd(m0, _mm512_loadu_pd(x + j));
+    if (j < n) {
+        __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
+        m1 = _mm512_max_pd(m1, _mm512_mask_loadu_pd(ninf, k, x + j));
+    }
+    return _mm512_reduce_max_pd(_mm512_max_pd(_mm512_max_pd(m0, m1), _mm512_max_pd(m2, m3)));
+}
+
+/* float32 values are widened 8 at a time and summed in double */
+static inline double dlk_avx512_sum_f32(const float *x, dlk_idx n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(x + j)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(x + j + 8)));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(x + j + 16)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(x + j + 24)));
+    }
+    for (; j + 8 <= n; j += 8) a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(x + j)));
+    if (j < n) {
+        __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, x + j)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+static inline double dlk_avx512_sum_f64(const double *x, dlk_idx n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + j));
+        a1 = _mm512_add_pd(a1, _mm512_loadu_pd(x + j + 8));
+        a2 = _mm512_add_pd(a2, _mm512_loadu_pd(x + j + 16));
+        a3 = _mm512_add_pd(a3, _mm512_loadu_pd(x + j + 24));
+    }
+    for (; j + 8 <= n; j += 8) a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + j));
+    if (j < n) {
+        __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
+        a1 = _mm512_add_pd(a1, _mm512_maskz_loadu_pd(k, x + j));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+static inline double dlk_avx512_dot_f32(const float *a, const float *b, dlk_idx n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    dlk_idx j = 0;
+#define DLK_DOT8(acc, off)                                                     \
+    acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + j + (off))),    \
+                          _mm512_cvtps_pd(_mm256_loadu_ps(b + j + (off))), acc)
+    for (; j + 32 <= n; j += 32) {
+        DLK_DOT8(a0, 0);
+        DLK_DOT8(a1, 8);
+        DLK_DOT8(a2, 16);
+        DLK_DOT8(a3, 24);
+    }
+    for (; j + 8 <= n; j += 8) DLK_DOT8(a0, 0);
+#undef DLK_DOT8
+    if (j < n) {
+        __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
+        a1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, a + j)),
+                             _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, b + j)), a1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+static inline double dlk_avx512_dot_f64(const double *a, const double *b, dlk_idx n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        a0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j), _mm512_loadu_pd(b + j), a0);
+        a1 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j + 8), _mm512_loadu_pd(b + j + 8), a1);
+        a2 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j + 16), _mm512_loadu_pd(b + j + 16), a2);
+        a3 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j + 24), _mm512_loadu_pd(b + j + 24), a3);
+    }
+    for (; j + 8 <= n; j += 8)
+        a0 = _mm512_fmadd_pd(_mm512_loadu_pd(a + j), _mm512_loadu_pd(b + j), a0);
+    if (j < n) {
+        __mmask8 k = (__mmask8)((1u << (n - j)) - 1u);
+        a1 = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, a + j), _mm512_maskz_loadu_pd(k, b + j), a1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+#endif

@@ -1,0 +1,362 @@
+"""conv2d forward and backward: both C algorithms against the NumPy reference,
+finite differences, PyTorch, bad inputs, layouts, threads and im2col chunking."""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dlkern
+import dlkern.functional as F
+import dlkern.reference as R
+from dlkern.testing import assert_close, numerical_gradient
+
+ALGOS = ["direct", "im2col", "auto"]
+DTYPES = [np.float32, np.float64]
+conv_module = importlib.import_module("dlkern.functional.conv2d")
+
+# (x shape, weight shape, stride, padding, dilation, groups)
+CASES = [
+    ((2, 3, 7, 9), (4, 3, 2, 5), 1, 0, 1, 1),                 # non-square kernel 2x5
+    ((2, 2, 8, 6), (3, 2, 3, 1), 1, (1, 0), 1, 1),            # 3x1 kernel, padding pair
+    ((1, 3, 11, 10), (2, 3, 2, 2), 3, 0, 1, 1),               # stride > kernel, batch 1
+    ((2, 2, 9, 9), (4, 2, 3, 3), 1, 2, 2, 1),                 # dilation with padding
+    ((2, 4, 8, 7), (6, 2, 3, 3), 1, 1, 1, 2),                 # groups=2
+    ((2, 6, 7, 7), (9, 2, 3, 2), (2, 1), 1, 1, 3),            # groups=3, odd OC per group
+    ((2, 5, 9, 8), (5, 1, 3, 3), 1, 1, 1, 5),                 # depthwise
+    ((2, 4, 8, 8), (8, 1, 3, 3), 2, 1, 1, 4),                 # depthwise, multiplier 2
+    ((3, 2, 1, 1), (5, 2, 1, 1), 1, 0, 1, 1),                 # 1x1 input, 1x1 kernel
+    ((2, 3, 1, 1), (4, 3, 3, 3), 1, 1, 1, 1),                 # 1x1 input, padded 3x3
+    ((2, 8, 6, 5), (4, 8, 1, 1), 1, 0, 1, 1),                 # pointwise (no im2col)
+    ((2, 8, 6, 5), (4, 4, 1, 1), 1, 0, 1, 2),                 # pointwise grouped
+    ((2, 4, 7, 7), (4, 4, 1, 1), 2, 1, 1, 1),                 # 1x1 strided and padded
+    ((2, 3, 12, 11), (4, 3, 3, 2), (3, 2), (2, 0), (1, 3), 1),  # asymmetric everything
+    ((1, 2, 5, 20), (3, 2, 2, 4), (1, 4), (0, 3), (2, 2), 1),   # wide input, stride 4
+    ((2, 3, 6, 6), (4, 3, 6, 6), 1, 0, 1, 1),                 # kernel == input: 1x1 output
+    ((2, 3, 5, 5), (4, 3, 4, 4), 2, 3, 2, 1),                 # kernel bigger than input, padded
+    ((2, 3, 7, 6), (4, 3, 2, 4), 1, "same", (2, 1), 1),       # "same", asymmetric padding
+    ((2, 3, 7, 6), (4, 3, 3, 2), 2, "valid", 1, 1),           # "valid"
+    ((2, 3, 5, 5), (4, 3, 2, 2), 1, 2, 1, 1),                 # padding beyond the kernel reach
+    ((2, 16, 6, 40), (16, 16, 3, 3), 1, 1, 1, 1),             # 8-channel tiles, wide rows
+    ((1, 9, 5, 33), (9, 3, 2, 3), (1, 3), (1, 2), (2, 1), 3),   # stride-3 tiles, 2+1 channels
+]
+
+
+def _ids(case):
+    xs, ws, s, p, d, g = case
+    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
+
+
+def _data(case, dtype, seed=0, bias=True):
+    xs, ws, s, p, d, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    return x, w, b, dict(stride=s, padding=p, dilation=d, groups=g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_forward_and_backward_match_reference(case, dtype):
+    x, w, b, kw = _data(case, dtype)
+    y_ref = R.conv2d(x, w, b, **kw)
+    gy = np.random.default_rng(1).standard_normal(y_ref.shape).astype(dtype)
+    grads_ref = R.conv2d_backward(gy, x, w, **kw)
+    assert grads_ref[2].shape == (w.shape[0],)
+    for algo in ALGOS:
+        y = F.conv2d(x, w, b, algo=algo, **kw)
+        assert y.dtype == dtype
+        assert_close(y, y_ref, err_msg=f"forward {algo}")
+        grads = F.conv2d_backward(gy, x, w, algo=algo, **kw)
+        for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"), grads, grads_ref):
+            assert got.dtype == dtype
+            assert_close(got, exp, err_msg=f"{name} {algo}")
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.integers(1, 3))
+    cg = draw(st.integers(1, 3))
+    ocg = draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    h = draw(st.integers(max(1, (kh - 1) * dh + 1 - 2 * ph), 12))
+    w = draw(st.integers(max(1, (kw - 1) * dw + 1 - 2 * pw), 12))
+    n = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**16))
+    return ((n, groups * cg, h, w), (groups * ocg, cg, kh, kw), (sh, sw), (ph, pw),
+            (dh, dw), groups), dtype, seed
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_configs())
+def test_hypothesis_configs_match_reference(config):
+    case, dtype, seed = config
+    x, w, b, kw = _data(case, dtype, seed)
+    y_ref = R.conv2d(x, w, b, **kw)
+    gy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(dtype)
+    grads_ref = R.conv2d_backward(gy, x, w, **kw)
+    for algo in ("direct", "im2col"):
+        assert_close(F.conv2d(x, w, b, algo=algo, **kw), y_ref)
+        for got, exp in zip(F.conv2d_backward(gy, x, w, algo=algo, **kw), grads_ref):
+            assert_close(got, exp)
+
+
+GRADCHECK_CASES = [
+    ((2, 2, 5, 4), (3, 2, 2, 3), (2, 1), 1, (1, 2), 1),
+    ((1, 4, 4, 5), (4, 2, 3, 2), 1, (0, 1), 1, 2),
+    ((2, 3, 4, 4), (3, 1, 3, 3), 2, 1, 1, 3),
+]
+
+
+@pytest.mark.parametrize("impl", ["reference", "direct", "im2col"])
+@pytest.mark.parametrize("case", GRADCHECK_CASES, ids=_ids)
+def test_finite_difference_gradients(case, impl):
+    x, w, b, kw = _data(case, np.float64, seed=3)
+    mod, algo = (R, "auto") if impl == "reference" else (F, impl)
+    y = mod.conv2d(x, w, b, algo=algo, **kw)
+    # L = sum(y * c) for a fixed random c, so dL/dy = c
+    c = np.random.default_rng(4).standard_normal(y.shape)
+
+    def loss():
+        return float(np.sum(mod.conv2d(x, w, b, algo=algo, **kw) * c))
+
+    gx, gw, gb = mod.conv2d_backward(c, x, w, algo=algo, **kw)
+    for analytic, param in ((gx, x), (gw, w), (gb, b)):
+        assert_close(analytic, numerical_gradient(loss, param), rtol=1e-6, atol=1e-7)
+
+
+def _torch_random_config(rng):
+    groups = int(rng.integers(1, 4))
+    cg, ocg = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    k = tuple(int(v) for v in rng.integers(1, 5, 2))
+    s = tuple(int(v) for v in rng.integers(1, 4, 2))
+    d = tuple(int(v) for v in rng.integers(1, 3, 2))
+    p = tuple(int(v) for v in rng.integers(0, 3, 2))
+    hw = tuple(max(int(rng.integers(1, 14)), (kk - 1) * dd + 1 - 2 * pp)
+               for kk, dd, pp in zip(k, d, p))
+    n = int(rng.integers(1, 4))
+    return ((n, groups * cg) + hw, (groups * ocg, cg) + k, s, p, d, groups)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(8))
+def test_torch_oracle_forward_and_autograd(seed, dtype):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(100 + seed)
+    case = _torch_random_config(rng)
+    x, w, b, kw = _data(case, dtype, seed)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    gy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(gy))
+    for algo in ALGOS:
+        assert_close(F.conv2d(x, w, b, algo=algo, **kw), ty.detach().numpy())
+        grads = F.conv2d_backward(gy, x, w, algo=algo, **kw)
+        for got, t in zip(grads, (tx, tw, tb)):
+            assert_close(got, t.grad.numpy())
+    assert_close(R.conv2d(x, w, b, **kw), ty.detach().numpy())
+
+
+def test_torch_oracle_padding_strings():
+    torch = pytest.importorskip("torch")
+    case = ((2, 3, 7, 6), (4, 3, 2, 4), 1, "same", (2, 1), 1)
+    x, w, b, kw = _data(case, np.float64)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w),
+                                          torch.from_numpy(b), **kw).numpy()
+    for mod in (F, R):
+        assert_close(mod.conv2d(x, w, b, **kw), expected)
+    assert F.conv2d(x, w, padding="valid").shape == (2, 4, 6, 3)
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col"])
+@pytest.mark.parametrize("order", ["F", "strided"])
+def test_non_contiguous_and_fortran_inputs(order, algo):
+    x, w, b, kw = _data(((2, 4, 7, 6), (6, 2, 3, 2), (2, 1), 1, (1, 2), 2), np.float32)
+    y_ref = R.conv2d(x, w, b, **kw)
+    gy = np.random.default_rng(5).standard_normal(y_ref.shape).astype(np.float32)
+    grads_ref = R.conv2d_backward(gy, x, w, **kw)
+
+    def relayout(a):
+        if order == "F":
+            return np.asfortranarray(a)
+        big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+        big[tuple(slice(None, None, 2) for _ in a.shape)] = a
+        return big[tuple(slice(None, None, 2) for _ in a.shape)]
+
+    xs, ws, bs, gys = relayout(x), relayout(w), relayout(b), relayout(gy)
+    assert not xs.flags.c_contiguous and not gys.flags.c_contiguous
+    assert_close(F.conv2d(xs, ws, bs, algo=algo, **kw), y_ref)
+    assert_close(R.conv2d(xs, ws, bs, **kw), y_ref)
+    for got, exp in zip(F.conv2d_backward(gys, xs, ws, algo=algo, **kw), grads_ref):
+        assert_close(got, exp)
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col"])
+def test_one_and_two_threads_bit_identical(algo):
+    x, w, b, kw = _data(((5, 6, 17, 15), (8, 3, 3, 3), 1, 1, 1, 2), np.float32)
+    gy = np.random.default_rng(6).standard_normal((5, 8, 17, 15)).astype(np.float32)
+    results = []
+    try:
+        for n in (1, 2):
+            dlkern.set_num_threads(n)
+            results.append((F.conv2d(x, w, b, algo=algo, **kw),)
+                           + F.conv2d_backward(gy, x, w, algo=algo, **kw))
+    finally:
+        dlkern.set_num_threads(None)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_chunked_equals_unchunked(monkeypatch, dtype):
+    case = ((7, 4, 9, 8), (6, 2, 3, 2), (1, 2), 1, (2, 1), 2)
+    x, w, b, kw = _data(case, dtype)
+    gy = np.random.default_rng(7).standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    whole = (F.conv2d(x, w, b, algo="im2col", **kw),) + F.conv2d_backward(
+        gy, x, w, algo="im2col", **kw)
+    # one sample of one group: 2*3*2 rows x 9*4 columns; allow 3 samples -> chunks 3, 3, 1
+    per_sample = 2 * 3 * 2 * 9 * 4 * np.dtype(dtype).itemsize
+    for limit in (3 * per_sample, 1):
+        monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
+        chunked = (F.conv2d(x, w, b, algo="im2col", **kw),) + F.conv2d_backward(
+            gy, x, w, algo="im2col", **kw)
+        for a, c in zip(whole, chunked):
+            # grad_weight sums samples in the same order either way: bitwise equal
+            np.testing.assert_array_equal(a, c)
+
+
+def test_auto_choice_documented_rule():
+    choose = conv_module._choose_algo
+    from dlkern._args.conv2d import parse
+
+    def pick(xs, ws, groups=1, stride=1, padding=1, backward=False):
+        return choose(parse("conv2d", np.zeros(xs, np.float32), np.zeros(ws, np.float32),
+                            None, stride, padding, 1, groups, "auto"), backward=backward)
+    for backward in (False, True):
+        assert pick((1, 64, 32, 32), (64, 1, 3, 3), groups=64, backward=backward) == "direct"
+        assert pick((1, 3, 32, 32), (32, 3, 3, 3), backward=backward) == "direct"
+    assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0) == "direct"
+    assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0, backward=True) == "im2col"
+    assert pick((1, 64, 32, 32), (64, 64, 3, 3)) == "direct"
+    assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2) == "direct"
+    assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2, backward=True) == "im2col"
+    assert pick((1, 64, 32, 32), (64, 64, 3, 3), backward=True) == "im2col"
+    assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"  # narrow rows waste lanes
+    assert pick((1, 128, 224, 224), (64, 128, 3, 3)) == "im2col"  # padded planes > 16 MiB
+    plan = conv_module._backward_plan(parse(
+        "conv2d", np.zeros((1, 64, 32, 32), np.float32), np.zeros((64, 64, 3, 3), np.float32),
+        None, 1, 1, 1, 1, "auto"))
+    assert plan == [("direct", 1), ("im2col", 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_auto_split_backward_matches_reference(dtype):
+    # wide enough for auto to take grad_x from direct and grad_weight from im2col
+    x, w, b, kw = _data(((2, 12, 9, 17), (10, 12, 3, 2), 1, (1, 0), (2, 1), 1), dtype)
+    from dlkern._args.conv2d import parse
+    assert conv_module._backward_plan(parse("conv2d", x, w, None, algo="auto", **kw)) == [
+        ("direct", 1), ("im2col", 2)]
+    y = R.conv2d(x, w, **kw)
+    gy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+    for got, exp in zip(F.conv2d_backward(gy, x, w, **kw), R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp)
+    x = np.zeros((1, 64, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="algo must be one of"):
+        F.conv2d(x, np.zeros((64, 64, 3, 3), np.float32), algo="Direct")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_large_planes_fallback(dtype):
+    # padded planes above the direct forward's 16 MiB per-thread budget (many
+    # channels, each padded to 6 x 34): the copy-free plane-axpy forward runs.
+    x, w, b, kw = _data(((1, 25000, 4, 4), (2, 25000, 3, 3), 1, 1, 1, 1), dtype)
+    from dlkern._args.conv2d import parse
+    a = parse("conv2d", x, w, b, algo="auto", **kw)
+    assert conv_module._direct_pad_bytes(a) > conv_module._DIRECT_PAD_BYTES
+    y_ref = R.conv2d(x, w, b, **kw)
+    assert_close(F.conv2d(x, w, b, algo="direct", **kw), y_ref)
+    gy = np.random.default_rng(8).standard_normal(y_ref.shape).astype(dtype)
+    for got, exp in zip(F.conv2d_backward(gy, x, w, algo="direct", **kw),
+                        R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp)
+
+
+def test_empty_batch():
+    x = np.zeros((0, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    for algo in ("direct", "im2col"):
+        assert F.conv2d(x, w, algo=algo).shape == (0, 3, 3, 3)
+        gx, gw, gb = F.conv2d_backward(np.zeros((0, 3, 3, 3), np.float32), x, w, algo=algo)
+        assert gx.shape == x.shape
+        np.testing.assert_array_equal(gw, 0)
+        np.testing.assert_array_equal(gb, 0)
+
+
+# ---------------------------------------------------------------- bad inputs
+X = np.zeros((2, 4, 8, 8), np.float32)
+Wt = np.zeros((6, 4, 3, 3), np.float32)
+BAD_FORWARD = [
+    (dict(x=X.astype(np.float64)), TypeError, "weight has dtype float32 but x has dtype float64"),
+    (dict(x=X.astype(np.int32), weight=Wt.astype(np.int32)), TypeError,
+     "x must be float32 or float64, got dtype int32"),
+    (dict(x=X.tolist()), TypeError, "x must be a NumPy array"),
+    (dict(bias=np.zeros(6, np.float64)), TypeError, "bias has dtype float64"),
+    (dict(x=X[0]), ValueError, r"x must be 4-D \(N, C, H, W\), got shape \(4, 8, 8\)"),
+    (dict(weight=Wt[0]), ValueError, "weight must be 4-D"),
+    (dict(bias=np.zeros((6, 1), np.float32)), ValueError, "bias must be 1-D"),
+    (dict(bias=np.zeros(5, np.float32)), ValueError, r"bias must have shape \(6,\)"),
+    (dict(weight=np.zeros((6, 3, 3, 3), np.float32)), ValueError,
+     "weight has 3 input channels per group but x has 4 channels and groups=1"),
+    (dict(groups=3, weight=np.zeros((6, 1, 3, 3), np.float32)), ValueError,
+     "x has 4 channels, which is not divisible by groups=3"),
+    (dict(groups=4, weight=np.zeros((6, 1, 3, 3), np.float32)), ValueError,
+     "weight has 6 output channels, which is not divisible by groups=4"),
+    (dict(groups=0), ValueError, "groups must be >= 1"),
+    (dict(weight=np.zeros((6, 4, 9, 3), np.float32)), ValueError,
+     "kernel height 9 with dilation 1 spans 9 pixels, more than the padded input height"),
+    (dict(weight=np.zeros((6, 4, 3, 3), np.float32), dilation=(1, 5)), ValueError,
+     "kernel width 3 with dilation 5 spans 11 pixels"),
+    (dict(stride=0), ValueError, "stride must be >= 1"),
+    (dict(stride=(1, -1)), ValueError, "stride must be >= 1"),
+    (dict(dilation=0), ValueError, "dilation must be >= 1"),
+    (dict(padding=-1), ValueError, "padding must be >= 0"),
+    (dict(padding=(1, 2, 3)), ValueError, "padding must be an int or a sequence of 2"),
+    (dict(padding=1.5), TypeError, "padding must be an int"),
+    (dict(padding="full"), ValueError, "padding must be an int, a pair of ints, 'same'"),
+    (dict(padding="same", stride=2), ValueError, "padding='same' needs stride 1"),
+    (dict(algo="winograd"), ValueError, "algo must be one of"),
+    (dict(weight=np.zeros((0, 4, 3, 3), np.float32)), ValueError, "no zero-sized dimension"),
+]
+
+
+@pytest.mark.parametrize("mod", [F, R], ids=["functional", "reference"])
+@pytest.mark.parametrize("kwargs,exc,match", BAD_FORWARD)
+def test_bad_forward_inputs(mod, kwargs, exc, match):
+    args = dict(x=X, weight=Wt, bias=None)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        mod.conv2d(**args)
+
+
+@pytest.mark.parametrize("mod", [F, R], ids=["functional", "reference"])
+def test_bad_backward_inputs(mod):
+    gy = np.zeros((2, 6, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d_backward: grad_out must have shape "
+                                         r"\(2, 6, 6, 6\).*got \(2, 6, 5, 6\)"):
+        mod.conv2d_backward(gy[:, :, :5], X, Wt)
+    with pytest.raises(ValueError, match=r"grad_out must have shape \(2, 6, 8, 8\)"):
+        mod.conv2d_backward(gy, X, Wt, padding=1)
+    with pytest.raises(TypeError, match="grad_out has dtype float64 but x has dtype float32"):
+        mod.conv2d_backward(gy.astype(np.float64), X, Wt)
+    with pytest.raises(ValueError, match="grad_out must be 4-D"):
+        mod.conv2d_backward(gy[0], X, Wt)
+    with pytest.raises(ValueError, match="weight has 3 input channels per group"):
+        mod.conv2d_backward(gy, X, Wt[:, :3])
+    with pytest.raises(ValueError, match="algo must be one of"):
+        mod.conv2d_backward(gy, X, Wt, algo="fft")
