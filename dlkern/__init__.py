@@ -1,10 +1,14 @@
 """dlkern: C-accelerated CPU deep-learning kernels with a drop-in NumPy reference."""
 from dlkern._threads import get_num_threads, have_openmp, set_num_threads
 from dlkern._threads import _init_from_environment
+from dlkern.nn.backend import use_backend
+from dlkern.serialization import load, save
+from dlkern.summary import summary
 
 __version__ = "0.1.0"
 
 _init_from_environment()
 del _init_from_environment
 
-__all__ = ["get_num_threads", "set_num_threads", "have_openmp", "__version__"]
+__all__ = ["get_num_threads", "set_num_threads", "have_openmp", "__version__",
+           "use_backend", "save", "load", "summary"]
