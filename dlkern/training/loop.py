@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+import dlkern.random
 from dlkern.nn.utils import clip_grad_norm_
 from dlkern.training.checkpoint import load_checkpoint, save_checkpoint
 from dlkern.training.guard import NonFiniteError, all_finite, check_gradients, diagnose_loss
@@ -82,8 +83,9 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
         clip_grad_norm=None, guard=True, progress=True, log=print, batch_size=256):
     """Train model for `epochs` epochs and return its History.
 
-    train_data: an iterable of (x, y) batches re-iterated every epoch (a
-        dlkern.data.DataLoader; its set_epoch(e) is called if it has one).
+    train_data: an iterable of (x, y) batches re-iterated every epoch; for a
+        dlkern.data.DataLoader the loop sets its epoch, so shuffling is a function of
+        (seed, epoch) and a resumed run sees the same batches as an uninterrupted one.
     val_data: the same, or an (x, y) tuple evaluated in batches of batch_size.
     metric: "accuracy", None (regression), or callable(output, target) -> float.
     scheduler: stepped once per epoch (ReduceLROnPlateau gets the validation loss).
@@ -116,6 +118,8 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
                 scheduler.load_state_dict(meta["scheduler"])
             if early_stopping is not None and meta.get("early_stopping") is not None:
                 early_stopping.load_state_dict(meta["early_stopping"])
+            # dropout and other layers draw from dlkern's default generator: resume it too
+            dlkern.random.default_rng().bit_generator.state = meta["rng_state"]
             log(f"resumed from {last_path} after epoch {meta['epoch']}")
 
     def kept_checkpoint():
@@ -123,8 +127,8 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
 
     n_batches = len(train_data) if hasattr(train_data, "__len__") else None
     for epoch in range(start_epoch, int(epochs) + 1):
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(epoch)
+        if hasattr(train_data, "epoch"):
+            train_data.epoch = epoch - 1  # DataLoader counts epochs from 0
         model.train()
         bar = Progress(n_batches or 0, prefix=f"epoch {epoch}/{epochs}",
                        enabled=progress and n_batches is not None)
@@ -181,6 +185,7 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
             improved = monitored < best_val
             best_val = min(best_val, monitored)
             meta = {"epoch": epoch, "history": dict(history), "best_val": best_val,
+                    "rng_state": dlkern.random.default_rng().bit_generator.state,
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "early_stopping": (early_stopping.state_dict()
                                        if early_stopping is not None else None)}
