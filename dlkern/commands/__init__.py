@@ -1,0 +1,1 @@
+"""Implementations of the `dlkern` command-line subcommands."""

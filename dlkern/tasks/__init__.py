@@ -1,0 +1,1 @@
+"""Ready-made training tasks for `dlkern train`: data and model for each."""
