@@ -4,6 +4,8 @@ from dlkern._threads import _init_from_environment
 from dlkern.nn.backend import use_backend
 from dlkern.serialization import load, save
 from dlkern.summary import summary
+from dlkern.training import EarlyStopping, fit
+from dlkern import random  # dlkern.random.seed(n): reproducible initialization and dropout
 
 __version__ = "0.1.0"
 
@@ -11,4 +13,4 @@ _init_from_environment()
 del _init_from_environment
 
 __all__ = ["get_num_threads", "set_num_threads", "have_openmp", "__version__",
-           "use_backend", "save", "load", "summary"]
+           "use_backend", "save", "load", "summary", "fit", "EarlyStopping", "random"]
