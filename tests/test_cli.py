@@ -30,9 +30,10 @@ def test_train_adding_small(tmp_path, capsys):
     assert (tmp_path / "model.npz").exists()
 
 
-def test_help_lists_the_knobs():
+def test_help_lists_the_knobs(tmp_path):
+    # cwd outside the repository: the child must import the installed dlkern
     out = subprocess.run([sys.executable, "-m", "dlkern", "train", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     for knob in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--threads",
                  "--out", "--task"):
         assert knob in out

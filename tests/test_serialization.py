@@ -91,7 +91,8 @@ serialization.np.savez = dying_savez
 model = nn.Sequential(nn.Linear(2, 2))
 dlkern.save(model, {str(path)!r})
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    # cwd outside the repository: the child must import the installed dlkern
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, cwd=tmp_path)
     assert proc.returncode == 9, proc.stderr.decode()
     assert path.read_bytes() == before
     dlkern.load(make_model(), path)
