@@ -45,3 +45,17 @@ def test_bench_quick_filtered(tmp_path, capsys):
     assert "relu fwd" in out and "GB/s" in out
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["ceilings"]["gflops"] > 0 and data["rows"][0]["kernel"] == "relu fwd"
+
+
+def test_every_bench_case_checks_and_runs():
+    """Each case's implementations run and dlkern's result matches the reference."""
+    from dlkern.benchmarks.cases import all_cases
+    from dlkern.testing import torch_or_none
+
+    cases = all_cases(torch_or_none())
+    assert {c.family for c in cases} >= {"conv2d", "pooling", "batch_norm", "softmax",
+                                         "causal_conv1d", "linear", "activations"}
+    for case in cases:
+        case.check()
+        for name, impl in case.impls.items():
+            impl()

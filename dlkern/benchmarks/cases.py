@@ -241,9 +241,8 @@ def softmax_cases(torch):
     return cases
 
 
-# ---------------------------------------------------------------- causal conv1d, linear
-def gemm_family_cases(torch):
-    cases = []
+# ---------------------------------------------------------------- causal conv1d
+def causal_conv1d_cases(torch):
     rng = _rng()
     n, c, L, k, d = 32, 64, 1024, 3, 4
     x = rng.standard_normal((n, c, L)).astype(F32)
@@ -272,8 +271,12 @@ def gemm_family_cases(torch):
         both.impls["torch"] = _torch_fwd_bwd(torch, causal, (tx, tw, tb), tgy)
     fwd.check = _check(fwd.impls["dlkern"], fwd.impls["reference"])
     both.check = _check(lambda: both.impls["dlkern"]()[1], lambda: both.impls["reference"]()[1])
-    cases += [fwd, both]
+    return [fwd, both]
 
+
+# ---------------------------------------------------------------- linear
+def linear_cases(torch):
+    rng = _rng()
     xl = rng.standard_normal((256, 512)).astype(F32)
     wl = (rng.standard_normal((1000, 512)) / np.sqrt(512)).astype(F32)
     bl = rng.standard_normal(1000).astype(F32)
@@ -291,8 +294,7 @@ def gemm_family_cases(torch):
         both.impls["torch"] = _torch_fwd_bwd(torch, torch.nn.functional.linear, (tx, tw, tb), tgy)
     fwd.check = _check(fwd.impls["dlkern"], fwd.impls["reference"])
     both.check = _check(lambda: both.impls["dlkern"]()[1], lambda: both.impls["reference"]()[1])
-    cases += [fwd, both]
-    return cases
+    return [fwd, both]
 
 
 # ---------------------------------------------------------------- activations
@@ -338,7 +340,8 @@ FAMILIES = {
     "pooling": pooling_cases,
     "batch_norm": batch_norm_cases,
     "softmax": softmax_cases,
-    "gemm": gemm_family_cases,
+    "causal_conv1d": causal_conv1d_cases,
+    "linear": linear_cases,
     "activations": activation_cases,
 }
 
