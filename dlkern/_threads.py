@@ -7,6 +7,7 @@ set_num_threads also limits the BLAS pool behind the GEMM-based kernels, so
 dlkern's two pools (OpenMP and BLAS) use the same number of cores.
 """
 import os
+from contextlib import contextmanager
 
 from dlkern import _openmp
 
@@ -95,3 +96,13 @@ def one_blas_thread():
 def restore_blas_threads(saved):
     for lib, n in zip(_blas_libs, saved):
         lib.set_num_threads(n)
+
+
+@contextmanager
+def one_thread_blas():
+    """BLAS on one thread inside the block (see one_blas_thread), restored after."""
+    saved = one_blas_thread()
+    try:
+        yield
+    finally:
+        restore_blas_threads(saved)

@@ -6,8 +6,12 @@
  * store them, and swap the operands to call the column-major Fortran routine
  * (C^T = B^T A^T), as scikit-learn's _cython_blas does.
  *
- * Threads: the BLAS has its own pool. Call dlk_gemm_* from outside OpenMP
- * parallel regions; a GEMM inside a parallel region would oversubscribe the cores.
+ * Threads: OpenBLAS rounds differently for different splits of a GEMM over its
+ * threads, so a multithreaded BLAS would make results depend on the thread count.
+ * The bindings therefore run the BLAS on one thread around every kernel that calls
+ * it (dlkern._threads.one_thread_blas); kernels that want both cores spread
+ * one-thread GEMMs over fixed tiles with OpenMP (linear.c, causal_conv1d.c), so the
+ * two pools never compete and results are identical for any thread count.
  */
 #ifndef DLK_BLAS_H
 #define DLK_BLAS_H

@@ -360,3 +360,23 @@ def test_bad_backward_inputs(mod):
         mod.conv2d_backward(gy, X, Wt[:, :3])
     with pytest.raises(ValueError, match="algo must be one of"):
         mod.conv2d_backward(gy, X, Wt, algo="fft")
+
+
+@pytest.mark.parametrize("algo", ["im2col", "auto"])
+def test_threads_bit_identical_at_blas_sizes(algo):
+    """Large enough that a multithreaded OpenBLAS would split the GEMM differently for
+    1 and 2 threads (and round differently): results must still be identical."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 64, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 64, 32, 32)).astype(np.float32)
+    results = {}
+    try:
+        for threads in (1, 2):
+            dlkern.set_num_threads(threads)
+            y = F.conv2d(x, w, padding=1, algo=algo)
+            results[threads] = (y,) + F.conv2d_backward(gy, x, w, padding=1, algo=algo)
+    finally:
+        dlkern.set_num_threads(None)
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(one, two)
