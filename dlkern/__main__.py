@@ -27,7 +27,13 @@ def main(argv=None):
         parser.print_help()
         return 2
     if args.command == "train":
-        train.run(args)
+        from dlkern.training import NonFiniteError
+
+        try:
+            train.run(args)
+        except NonFiniteError as exc:  # diverged: say where, keep the last checkpoint
+            print(f"dlkern train: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "bench":
         bench.run(args)
     return 0

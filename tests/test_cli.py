@@ -59,3 +59,12 @@ def test_every_bench_case_checks_and_runs():
         case.check()
         for name, impl in case.impls.items():
             impl()
+
+
+def test_train_divergence_is_reported_with_the_module(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code = main(["train", "--lr", "1e8", "--optimizer", "sgd", "--epochs", "2",
+                 "--out", str(tmp_path), "--no-progress", "--no-compare", "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "non-finite" in err and "in module '" in err and "epoch 1, step" in err
