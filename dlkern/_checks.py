@@ -41,6 +41,13 @@ def ndim(fn, name, x, expected, layout=None):
         raise ValueError(f"{fn}: {name} must be {want}{hint}, got shape {x.shape}")
 
 
+def real(fn, name, value):
+    """value as a Python float; TypeError unless it is a real number (bools rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
 def integer(fn, name, value, minimum=None):
     """value as a Python int (bools rejected), at least minimum if given."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

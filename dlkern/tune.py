@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
+from dlkern import _checks
 from dlkern.random import as_rng
 
 def _real(fn, name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
-    value = float(value)
+    """A finite real number (search bounds must be finite)."""
+    value = _checks.real(fn, name, value)
     if not math.isfinite(value):
         raise ValueError(f"{fn}: {name} must be finite, got {value}")
     return value

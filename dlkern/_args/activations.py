@@ -1,22 +1,11 @@
 """Argument parsing for the activations, shared by dlkern.functional and dlkern.reference."""
-import numbers
 
 import numpy as np
 
 from dlkern import _checks
+from dlkern._checks import contiguous as _contiguous
+from dlkern._checks import real  # noqa: F401 (the backends call _args.real)
 from dlkern.random import as_rng
-
-
-def _contiguous(x):
-    # not _checks.contiguous: np.ascontiguousarray turns a 0-D array into shape (1,)
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
-
-
-def real(fn, name, value):
-    """value as a Python float; TypeError unless it is a real number (bools rejected)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
-    return float(value)
 
 
 def unary(fn, x):

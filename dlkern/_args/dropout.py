@@ -1,21 +1,14 @@
 """Argument parsing and the random draw for dropout, shared by both backends."""
-import numbers
 
 import numpy as np
 
 from dlkern import _checks
+from dlkern._checks import contiguous as _contiguous
 from dlkern.random import as_rng
 
 
-def _contiguous(x):
-    # not _checks.contiguous: np.ascontiguousarray turns a 0-D array into shape (1,)
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
-
-
 def probability(fn, p):
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{fn}: p must be a real number, got {p!r}")
-    p = float(p)
+    p = _checks.real(fn, "p", p)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{fn}: dropout probability has to be between 0 and 1, got {p}")
     return p

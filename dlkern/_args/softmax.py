@@ -10,14 +10,6 @@ import numpy as np
 from dlkern import _checks
 
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-_FLOATS = _checks.FLOAT_DTYPES
-
-
-def _float(fn, name, x):
-    if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
-        raise TypeError(f"{fn}: {name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype not in _FLOATS:
-        raise TypeError(f"{fn}: {name} must be float32 or float64, got dtype {x.dtype}")
 
 
 def normalize_dim(fn, dim, ndim):
@@ -41,15 +33,15 @@ def split_shape(shape, dim):
 
 def softmax(fn, x, dim):
     """Checks x and dim; returns (dim, outer, D, inner)."""
-    _float(fn, "x", x)
+    _checks.float_array(fn, "x", x)
     d = normalize_dim(fn, dim, x.ndim)
     return (d,) + split_shape(x.shape, d)
 
 
 def softmax_backward(fn, grad_out, output, dim):
     """Checks grad_out and output (the forward output); returns (dim, outer, D, inner)."""
-    _float(fn, "grad_out", grad_out)
-    _float(fn, "output", output)
+    _checks.float_array(fn, "grad_out", grad_out)
+    _checks.float_array(fn, "output", output)
     if output.dtype != grad_out.dtype:
         raise TypeError(f"{fn}: output has dtype {output.dtype} but grad_out has dtype "
                         f"{grad_out.dtype}; they must match")
@@ -64,7 +56,7 @@ def cross_entropy(fn, logits, target, weight, ignore_index, reduction, label_smo
     """Checks every argument of cross_entropy; returns (target as an integer ndarray,
     ignore_index as int, reduction code, label_smoothing as float). Target values are
     checked by the kernels (C) or check_target_values (reference)."""
-    _float(fn, "logits", logits)
+    _checks.float_array(fn, "logits", logits)
     if logits.ndim == 0:
         raise ValueError(f"{fn}: logits must be (C,), (N, C) or (N, C, d1, ...), got a 0-D array")
     if isinstance(target, np.integer):
@@ -81,7 +73,7 @@ def cross_entropy(fn, logits, target, weight, ignore_index, reduction, label_smo
         raise ValueError(f"{fn}: target must have shape {expected} for logits of shape "
                          f"{logits.shape}, got {target.shape}")
     if weight is not None:
-        _float(fn, "weight", weight)
+        _checks.float_array(fn, "weight", weight)
         if weight.dtype != logits.dtype:
             raise TypeError(f"{fn}: weight has dtype {weight.dtype} but logits has dtype "
                             f"{logits.dtype}; they must match")
@@ -126,7 +118,7 @@ def grad_out_for(fn, grad_out, target, reduction, dtype):
     """grad_out of cross_entropy_backward: a real scalar (Python number or 0-d float array)
     for mean/sum, returned as float; for 'none' an array of target's shape and dtype."""
     if reduction == 0:
-        _float(fn, "grad_out", grad_out)
+        _checks.float_array(fn, "grad_out", grad_out)
         if grad_out.dtype != dtype:
             raise TypeError(f"{fn}: grad_out has dtype {grad_out.dtype} but logits has dtype "
                             f"{dtype}; they must match")
@@ -135,7 +127,7 @@ def grad_out_for(fn, grad_out, target, reduction, dtype):
                              f"for reduction='none', got {grad_out.shape}")
         return grad_out
     if isinstance(grad_out, np.ndarray):
-        if grad_out.dtype not in _FLOATS or grad_out.ndim != 0:
+        if grad_out.dtype not in _checks.FLOAT_DTYPES or grad_out.ndim != 0:
             raise ValueError(f"{fn}: grad_out must be a scalar (0-d float array or float) for "
                              f"a reduced loss, got dtype {grad_out.dtype} shape {grad_out.shape}")
         return float(grad_out)

@@ -24,14 +24,11 @@ import numpy as np
 
 from dlkern import _softmax
 from dlkern._args import softmax as _args
+from dlkern._checks import contiguous
 from dlkern._threads import get_num_threads
 
 __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
            "cross_entropy", "cross_entropy_backward"]
-
-
-def _contig(x):
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def softmax(x, dim=-1):
@@ -39,7 +36,7 @@ def softmax(x, dim=-1):
 
     A row with +inf or nan, or of all -inf, is nan (see the module's "Non-finite input")."""
     _, outer, D, inner = _args.softmax("softmax", x, dim)
-    return _softmax.softmax_forward(_contig(x), outer, D, inner, False, get_num_threads())
+    return _softmax.softmax_forward(contiguous(x), outer, D, inner, False, get_num_threads())
 
 
 def log_softmax(x, dim=-1):
@@ -47,14 +44,14 @@ def log_softmax(x, dim=-1):
 
     A row with +inf or nan, or of all -inf, is nan (see the module's "Non-finite input")."""
     _, outer, D, inner = _args.softmax("log_softmax", x, dim)
-    return _softmax.softmax_forward(_contig(x), outer, D, inner, True, get_num_threads())
+    return _softmax.softmax_forward(contiguous(x), outer, D, inner, True, get_num_threads())
 
 
 def softmax_backward(grad_out, output, dim=-1):
     """Gradient wrt softmax's input, from grad_out and the forward OUTPUT y = softmax(x):
     y * (grad_out - sum(grad_out * y, dim))."""
     _, outer, D, inner = _args.softmax_backward("softmax_backward", grad_out, output, dim)
-    return _softmax.softmax_backward(_contig(grad_out), _contig(output), outer, D, inner,
+    return _softmax.softmax_backward(contiguous(grad_out), contiguous(output), outer, D, inner,
                                      False, get_num_threads())
 
 
@@ -62,7 +59,7 @@ def log_softmax_backward(grad_out, output, dim=-1):
     """Gradient wrt log_softmax's input, from grad_out and the forward OUTPUT
     y = log_softmax(x): grad_out - exp(y) * sum(grad_out, dim)."""
     _, outer, D, inner = _args.softmax_backward("log_softmax_backward", grad_out, output, dim)
-    return _softmax.softmax_backward(_contig(grad_out), _contig(output), outer, D, inner,
+    return _softmax.softmax_backward(contiguous(grad_out), contiguous(output), outer, D, inner,
                                      True, get_num_threads())
 
 
@@ -78,7 +75,7 @@ def _rows(logits, target):
     t = target.reshape(-1)
     if t.dtype != np.int64:
         t = t.astype(np.int64)
-    return _contig(x2), _contig(t)
+    return contiguous(x2), contiguous(t)
 
 
 def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean",
@@ -95,7 +92,7 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
     target, ii, red, ls = _args.cross_entropy(fn, logits, target, weight, ignore_index,
                                               reduction, label_smoothing)
     x2, t = _rows(logits, target)
-    w = None if weight is None else _contig(weight)
+    w = None if weight is None else contiguous(weight)
     loss, bad = _softmax.cross_entropy_forward(x2, t, w, ii, ls, red, get_num_threads())
     if bad >= 0:
         raise _args.bad_target_error(fn, target, bad, x2.shape[1], ii)
@@ -113,8 +110,8 @@ def cross_entropy_backward(grad_out, logits, target, weight=None, ignore_index=-
                                               reduction, label_smoothing)
     g = _args.grad_out_for(fn, grad_out, target, red, logits.dtype)
     x2, t = _rows(logits, target)
-    w = None if weight is None else _contig(weight)
-    garr, gscalar = (_contig(g).reshape(-1), 0.0) if red == 0 else (None, g)
+    w = None if weight is None else contiguous(weight)
+    garr, gscalar = (contiguous(g).reshape(-1), 0.0) if red == 0 else (None, g)
     grad, bad = _softmax.cross_entropy_backward(x2, t, w, ii, ls, red, garr, gscalar,
                                                 get_num_threads())
     if bad >= 0:

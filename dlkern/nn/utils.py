@@ -4,10 +4,10 @@ Both act in place on the .grad of the given Parameters (those with grad None are
 ignored) and are called between backward() and optimizer.step().
 """
 import math
-import numbers
 
 import numpy as np
 
+from dlkern import _checks
 from dlkern.nn.parameter import Parameter
 
 
@@ -22,12 +22,6 @@ def _grads(fn, parameters):
         if p.grad is not None:
             grads.append(p.grad)
     return grads
-
-
-def _real(fn, name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
-    return float(value)
 
 
 def _vector_norm(x, p):
@@ -58,10 +52,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     RuntimeError when error_if_nonfinite, else the gradients become non-finite too.
     """
     fn = "clip_grad_norm_"
-    max_norm = _real(fn, "max_norm", max_norm)
+    max_norm = _checks.real(fn, "max_norm", max_norm)
     if isinstance(norm_type, str):  # torch accepts "inf"
         norm_type = float(norm_type)
-    norm_type = _real(fn, "norm_type", norm_type)
+    norm_type = _checks.real(fn, "norm_type", norm_type)
     grads = _grads(fn, parameters)
     if not grads:
         return 0.0
@@ -79,7 +73,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient entry into [-clip_value, clip_value] in place."""
     fn = "clip_grad_value_"
-    clip_value = _real(fn, "clip_value", clip_value)
+    clip_value = _checks.real(fn, "clip_value", clip_value)
     for g in _grads(fn, parameters):
         np.clip(g, -clip_value, clip_value, out=g)
 

@@ -13,10 +13,10 @@ order, so a checkpoint does not depend on object identity and resumes exactly.
 """
 import copy
 import itertools
-import numbers
 
 import numpy as np
 
+from dlkern import _checks
 from dlkern.nn.parameter import Parameter
 
 
@@ -32,23 +32,18 @@ required = _RequiredParameter()
 
 def check_non_negative(owner, name, value):
     """ValueError unless value >= 0 (torch's `if not 0.0 <= value` conditions)."""
-    _check_number(owner, name, value)
+    _checks.real(owner, name, value)
     if not 0.0 <= value:
         raise ValueError(f"{owner}: {name} must be >= 0, got {value}")
 
 
 def check_in_range(owner, name, value, low, high, high_inclusive):
     """ValueError unless low <= value < high (or <= high when high_inclusive)."""
-    _check_number(owner, name, value)
+    _checks.real(owner, name, value)
     ok = low <= value <= high if high_inclusive else low <= value < high
     if not ok:
         closing = "]" if high_inclusive else ")"
         raise ValueError(f"{owner}: {name} must be in [{low}, {high}{closing}, got {value}")
-
-
-def _check_number(owner, name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
 
 
 class Optimizer:
