@@ -3,8 +3,8 @@
 # limited to one thread (the kernel spreads its one-thread GEMMs over OpenMP threads;
 # see src/causal_conv1d.h for why: bit-identical results for any thread count).
 import numpy as np
-from dlkern._threads import one_blas_thread as _one_blas_thread
-from dlkern._threads import restore_blas_threads as _restore_blas_threads
+from dlkern._checks import blas_dims
+from dlkern._threads import one_thread_blas
 cimport numpy as cnp
 from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
@@ -31,14 +31,6 @@ cdef extern from "causal_conv1d.h":
                                        dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
                                        dlk_idx dilation, int nthreads) nogil
 
-cdef Py_ssize_t INT_LIMIT = 2**31 - 1
-cdef void _check_int_dims(str fn, tuple dims) except *:
-    # BLAS takes int sizes and row strides.
-    for d in dims:
-        if d > INT_LIMIT:
-            raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {INT_LIMIT})")
-
-
 def forward(x, weight, bias, dilation, int nthreads):
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight)
@@ -48,7 +40,7 @@ def forward(x, weight, bias, dilation, int nthreads):
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
     # Any Python int is valid; shifts of L or more only read padding, so clamp first.
     cdef dlk_idx d = min(dilation, max(L, 1))
-    _check_int_dims("causal_conv1d", (N, C_in, L, C_out, k))
+    blas_dims("causal_conv1d", (N, C_in, L, C_out, k))
     out = np.empty((N, C_out, L), dtype=x.dtype)
     cdef cnp.ndarray xa = x, wa = weight, oa = out
     cdef char *bp = NULL
@@ -56,18 +48,17 @@ def forward(x, weight, bias, dilation, int nthreads):
         bp = (<cnp.ndarray>bias).data
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    blas_limit = _one_blas_thread()
-    if x.dtype == np.float32:
-        with nogil:
-            status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
-                                                   <float *>bp, <float *>oa.data, N, C_in, L,
-                                                   C_out, k, d, nthreads)
-    else:
-        with nogil:
-            status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
-                                                   <double *>bp, <double *>oa.data, N, C_in, L,
-                                                   C_out, k, d, nthreads)
-    _restore_blas_threads(blas_limit)
+    with one_thread_blas():  # identical results for any thread count
+        if x.dtype == np.float32:
+            with nogil:
+                status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
+                                                       <float *>bp, <float *>oa.data, N, C_in, L,
+                                                       C_out, k, d, nthreads)
+        else:
+            with nogil:
+                status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
+                                                       <double *>bp, <double *>oa.data, N, C_in, L,
+                                                       C_out, k, d, nthreads)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d: out of memory")
     return out
@@ -81,7 +72,7 @@ def backward(grad_out, x, weight, dilation, int nthreads):
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
     # Any Python int is valid; shifts of L or more only read padding, so clamp first.
     cdef dlk_idx d = min(dilation, max(L, 1))
-    _check_int_dims("causal_conv1d_backward", (N, C_in, L, C_out, k))
+    blas_dims("causal_conv1d_backward", (N, C_in, L, C_out, k))
     grad_x = np.empty_like(x)
     grad_weight = np.empty_like(weight)
     grad_bias = np.empty(C_out, dtype=x.dtype)
@@ -89,20 +80,19 @@ def backward(grad_out, x, weight, dilation, int nthreads):
     cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    blas_limit = _one_blas_thread()
-    if x.dtype == np.float32:
-        with nogil:
-            status = dlk_causal_conv1d_backward_f32(
-                &blas, <float *>ga.data, <float *>xa.data, <float *>wa.data,
-                <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
-                N, C_in, L, C_out, k, d, nthreads)
-    else:
-        with nogil:
-            status = dlk_causal_conv1d_backward_f64(
-                &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
-                <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
-                N, C_in, L, C_out, k, d, nthreads)
-    _restore_blas_threads(blas_limit)
+    with one_thread_blas():  # identical results for any thread count
+        if x.dtype == np.float32:
+            with nogil:
+                status = dlk_causal_conv1d_backward_f32(
+                    &blas, <float *>ga.data, <float *>xa.data, <float *>wa.data,
+                    <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
+                    N, C_in, L, C_out, k, d, nthreads)
+        else:
+            with nogil:
+                status = dlk_causal_conv1d_backward_f64(
+                    &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
+                    <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
+                    N, C_in, L, C_out, k, d, nthreads)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d_backward: out of memory")
     return grad_x, grad_weight, grad_bias

@@ -4,8 +4,8 @@
 # OpenMP threads; see src/linear.h for why: bit-identical results for any thread count).
 import numpy as np
 cimport numpy as cnp
-from dlkern._threads import one_blas_thread as _one_blas_thread
-from dlkern._threads import restore_blas_threads as _restore_blas_threads
+from dlkern._checks import blas_dims
+from dlkern._threads import one_thread_blas
 from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
 
@@ -27,9 +27,6 @@ cdef extern from "linear.h":
                                 double *grad_bias, dlk_idx M, dlk_idx n_in, dlk_idx n_out,
                                 int nthreads) nogil
 
-cdef Py_ssize_t INT_LIMIT = 2**31 - 1
-
-
 def _rows(lead):
     # Explicit row count: reshape(-1, 0) is ambiguous for empty arrays.
     rows = 1
@@ -38,17 +35,11 @@ def _rows(lead):
     return rows
 
 
-cdef void _check_int_dims(str fn, tuple dims) except *:
-    for d in dims:
-        if d > INT_LIMIT:
-            raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {INT_LIMIT})")
-
-
 def forward(x, weight, bias, int nthreads):
     """x (*, n_in), weight (n_out, n_in), bias (n_out,) or None -> (*, n_out)."""
     lead = x.shape[:-1]
     cdef dlk_idx M = _rows(lead), n_in = weight.shape[1], n_out = weight.shape[0]
-    _check_int_dims("linear", (M, n_in, n_out))
+    blas_dims("linear", (M, n_in, n_out))
     x2 = np.ascontiguousarray(x.reshape(M, n_in))
     weight = np.ascontiguousarray(weight)
     out = np.empty((M, n_out), dtype=x.dtype)
@@ -59,17 +50,16 @@ def forward(x, weight, bias, int nthreads):
         bp = (<cnp.ndarray>bias).data
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    limit = _one_blas_thread()
-    if x.dtype == np.float32:
-        with nogil:
-            status = dlk_linear_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
-                                            <float *>bp, <float *>oa.data, M, n_in, n_out, nthreads)
-    else:
-        with nogil:
-            status = dlk_linear_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
-                                            <double *>bp, <double *>oa.data, M, n_in, n_out,
-                                            nthreads)
-    _restore_blas_threads(limit)
+    with one_thread_blas():  # identical results for any thread count
+        if x.dtype == np.float32:
+            with nogil:
+                status = dlk_linear_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
+                                                <float *>bp, <float *>oa.data, M, n_in, n_out, nthreads)
+        else:
+            with nogil:
+                status = dlk_linear_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
+                                                <double *>bp, <double *>oa.data, M, n_in, n_out,
+                                                nthreads)
     if status != DLK_OK:
         raise MemoryError("linear: out of memory")
     return out.reshape(lead + (n_out,))
@@ -78,7 +68,7 @@ def forward(x, weight, bias, int nthreads):
 def backward(grad_out, x, weight, int nthreads):
     """grad_out (*, O), x (*, I), weight (O, I) -> (grad_x, grad_weight, grad_bias)."""
     cdef dlk_idx M = _rows(x.shape[:-1]), n_in = weight.shape[1], n_out = weight.shape[0]
-    _check_int_dims("linear_backward", (M, n_in, n_out))
+    blas_dims("linear_backward", (M, n_in, n_out))
     x2 = np.ascontiguousarray(x.reshape(M, n_in))
     g2 = np.ascontiguousarray(grad_out.reshape(M, n_out))
     weight = np.ascontiguousarray(weight)
@@ -89,20 +79,19 @@ def backward(grad_out, x, weight, int nthreads):
     cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
     cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    limit = _one_blas_thread()
-    if x.dtype == np.float32:
-        with nogil:
-            status = dlk_linear_backward_f32(&blas, <float *>ga.data, <float *>xa.data,
-                                             <float *>wa.data, <float *>gxa.data,
-                                             <float *>gwa.data, <float *>gba.data, M, n_in, n_out,
-                                             nthreads)
-    else:
-        with nogil:
-            status = dlk_linear_backward_f64(&blas, <double *>ga.data, <double *>xa.data,
-                                             <double *>wa.data, <double *>gxa.data,
-                                             <double *>gwa.data, <double *>gba.data, M, n_in, n_out,
-                                             nthreads)
-    _restore_blas_threads(limit)
+    with one_thread_blas():  # identical results for any thread count
+        if x.dtype == np.float32:
+            with nogil:
+                status = dlk_linear_backward_f32(&blas, <float *>ga.data, <float *>xa.data,
+                                                 <float *>wa.data, <float *>gxa.data,
+                                                 <float *>gwa.data, <float *>gba.data, M, n_in, n_out,
+                                                 nthreads)
+        else:
+            with nogil:
+                status = dlk_linear_backward_f64(&blas, <double *>ga.data, <double *>xa.data,
+                                                 <double *>wa.data, <double *>gxa.data,
+                                                 <double *>gwa.data, <double *>gba.data, M, n_in, n_out,
+                                                 nthreads)
     if status != DLK_OK:
         raise MemoryError("linear_backward: out of memory")
     return grad_x.reshape(x.shape), grad_weight, grad_bias

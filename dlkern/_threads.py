@@ -71,8 +71,8 @@ def have_openmp():
 _blas_libs = None  # threadpoolctl's controllers of the loaded BLAS libraries
 
 
-def one_blas_thread():
-    """Set every loaded BLAS to one thread; returns what restore_blas_threads needs.
+def _one_blas_thread():
+    """Set every loaded BLAS to one thread; returns what _restore_blas_threads needs.
 
     Kernels that spread one-thread GEMMs over their own OpenMP threads call this
     around the C call: OpenBLAS rounds differently for different thread splits, so
@@ -93,16 +93,16 @@ def one_blas_thread():
     return saved
 
 
-def restore_blas_threads(saved):
+def _restore_blas_threads(saved):
     for lib, n in zip(_blas_libs, saved):
         lib.set_num_threads(n)
 
 
 @contextmanager
 def one_thread_blas():
-    """BLAS on one thread inside the block (see one_blas_thread), restored after."""
-    saved = one_blas_thread()
+    """BLAS on one thread inside the block (see _one_blas_thread), restored after."""
+    saved = _one_blas_thread()
     try:
         yield
     finally:
-        restore_blas_threads(saved)
+        _restore_blas_threads(saved)

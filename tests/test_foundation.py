@@ -92,3 +92,25 @@ def test_contiguous_keeps_shape_and_copies_only_when_needed():
     assert _checks.contiguous(strided).flags.c_contiguous
     zero_d = np.array(3.0)
     assert _checks.contiguous(zero_d).shape == ()
+
+
+def test_blas_dims_rejects_sizes_beyond_a_blas_int():
+    _checks.blas_dims("f", (1, 2**31 - 1))
+    with pytest.raises(ValueError, match=r"f: dimension 2147483648 is too large for BLAS"):
+        _checks.blas_dims("f", (3, 2**31))
+
+
+def test_one_thread_blas_restores_the_blas_threads_even_on_error():
+    from threadpoolctl import threadpool_info
+
+    from dlkern._threads import one_thread_blas
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    with pytest.raises(RuntimeError):
+        with one_thread_blas():
+            assert all(n == 1 for n in blas_threads())
+            raise RuntimeError("inside")
+    assert blas_threads() == before
