@@ -65,22 +65,25 @@ def make_optimizer(name, params, lr, weight_decay):
     return classes[name](params, lr=lr, weight_decay=weight_decay)
 
 
-def time_training_steps(model, loss_fn, x, y, backend, steps=5):
-    """Median seconds of one training step (forward, loss, backward) on `backend`."""
+def time_training_steps(model, loss_fn, x, y, steps=5):
+    """{"c": s, "reference": s}: median seconds of one training step (forward, loss,
+    backward) of a copy of model on each backend, the two alternated after a warm-up."""
     import dlkern
+    from dlkern.benchmarks.timing import measure
 
     model = copy.deepcopy(model)
     model.train()
-    times = []
-    with dlkern.use_backend(backend):
-        for i in range(steps + 1):  # the first step warms caches up and is not counted
-            t0 = time.perf_counter()
-            model.zero_grad()
-            loss_fn(model(x), y)
-            model.backward(loss_fn.backward())
-            if i:
-                times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+
+    def step(backend):
+        def run():
+            with dlkern.use_backend(backend):
+                model.zero_grad()
+                loss_fn(model(x), y)
+                model.backward(loss_fn.backward())
+        return run
+
+    return measure({"c": step("c"), "reference": step("reference")},
+                   min_rounds=steps, max_rounds=steps)
 
 
 def plot_curves(history, path, metric_label):
@@ -201,8 +204,8 @@ def run(args):
 
     if not args.no_compare:
         xb, yb = train[0][:batch_size], train[1][:batch_size]
-        c_time = time_training_steps(model, loss_fn, xb, yb, "c")
-        ref_time = time_training_steps(model, loss_fn, xb, yb, "reference")
+        times = time_training_steps(model, loss_fn, xb, yb)
+        c_time, ref_time = times["c"], times["reference"]
         print(f"one training step (forward+backward, batch {len(xb)}): C kernels "
               f"{1e3 * c_time:.2f} ms, NumPy reference {1e3 * ref_time:.2f} ms: "
               f"{ref_time / c_time:.1f}x speedup")

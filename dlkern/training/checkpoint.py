@@ -38,11 +38,6 @@ def _join_state(meta, arrays):
     return meta
 
 
-def _int_keys(d):
-    """JSON turns the optimizer's integer state keys into strings: undo that."""
-    return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in d.items()}
-
-
 def save_checkpoint(path, model, optimizer=None, **meta):
     arrays = {}
     for name, value in model.state_dict().items():
@@ -67,7 +62,6 @@ def load_checkpoint(path, model, optimizer=None):
     if optimizer is not None:
         if "optimizer" not in record:
             raise ValueError(f"{path}: the checkpoint holds no optimizer state")
-        state = _join_state(record["optimizer"], arrays)
-        state["state"] = {k: v for k, v in _int_keys(state["state"]).items()}
-        optimizer.load_state_dict(state)
+        # JSON made the integer state keys strings; Optimizer.load_state_dict takes those
+        optimizer.load_state_dict(_join_state(record["optimizer"], arrays))
     return record["meta"]

@@ -12,6 +12,7 @@ import numpy as np
 
 import dlkern.random
 from dlkern.nn.utils import clip_grad_norm_
+from dlkern.optim.lr_scheduler import ReduceLROnPlateau
 from dlkern.training.checkpoint import load_checkpoint, save_checkpoint
 from dlkern.training.guard import NonFiniteError, all_finite, check_gradients, diagnose_loss
 from dlkern.training.history import History
@@ -26,13 +27,16 @@ def accuracy(output, target):
 _METRICS = {"accuracy": accuracy}
 
 
-def _metric_fn(metric):
-    if metric is None or callable(metric):
-        return metric
+def _metric(metric):
+    """(name, function) of a metric argument; (None, None) for no metric."""
+    if metric is None:
+        return None, None
+    if callable(metric):
+        return getattr(metric, "__name__", "metric"), metric
     if metric not in _METRICS:
         raise ValueError(f"fit: unknown metric {metric!r}; use one of {sorted(_METRICS)}, "
                          f"a callable(output, target) -> float, or None")
-    return _METRICS[metric]
+    return metric, _METRICS[metric]
 
 
 def _batches(data, batch_size):
@@ -50,7 +54,7 @@ def evaluate(model, loss_fn, data, metric="accuracy", batch_size=256):
 
     Returns {"loss": float, "<metric name>": float}. The model's train/eval mode is
     restored afterwards."""
-    metric_fn = _metric_fn(metric)
+    metric_name, metric_fn = _metric(metric)
     was_training = model.training
     model.eval()
     total_loss = total_metric = 0.0
@@ -69,8 +73,7 @@ def evaluate(model, loss_fn, data, metric="accuracy", batch_size=256):
         raise ValueError("evaluate: the data holds no samples")
     result = {"loss": total_loss / count}
     if metric_fn is not None:
-        name = metric if isinstance(metric, str) else getattr(metric_fn, "__name__", "metric")
-        result[name] = total_metric / count
+        result[metric_name] = total_metric / count
     return result
 
 
@@ -98,9 +101,7 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
     """
     if int(epochs) != epochs or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-    metric_fn = _metric_fn(metric)
-    metric_name = (metric if isinstance(metric, str)
-                   else getattr(metric_fn, "__name__", "metric") if metric_fn else None)
+    metric_name, metric_fn = _metric(metric)
     history = History()
     start_epoch = 1
     last_path = best_path = None
@@ -175,7 +176,7 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
             raise NonFiniteError("loss", None, epoch, n_batches or 0,
                                  "validation loss is NaN/Inf", kept_checkpoint())
         if scheduler is not None:
-            if type(scheduler).__name__ == "ReduceLROnPlateau":
+            if isinstance(scheduler, ReduceLROnPlateau):
                 scheduler.step(record.get("val_loss", record["train_loss"]))
             else:
                 scheduler.step()
