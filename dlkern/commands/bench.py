@@ -4,7 +4,6 @@ installed), beside the machine's FLOP and bandwidth ceilings measured in the sam
 run; then one training step of the `dlkern train` models against PyTorch.
 Prints a table, writes bench.json and a PNG chart of the speedups.
 """
-import argparse
 import os
 import platform
 import sys
