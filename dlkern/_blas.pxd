@@ -11,10 +11,10 @@ cdef extern from "dlk_blas.h":
     ctypedef struct dlk_blas:
         dlk_sgemm_fn sgemm
         dlk_dgemm_fn dgemm
-    void dlk_gemm_f32(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
+    void dlk_blas_gemm_f32(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
                       float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc) noexcept nogil
-    void dlk_gemm_f64(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
+    void dlk_blas_gemm_f64(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
                       double alpha, const double *A, int lda, const double *B, int ldb,
                       double beta, double *C, int ldc) noexcept nogil
 

@@ -1,10 +1,10 @@
 # A direct row-major GEMM binding over the kernels' own BLAS path. It exists so the
-# tests can check dlk_gemm_* (operand swapping, transposes, strides) and so the
+# tests can check dlk_blas_gemm_* (operand swapping, transposes, strides) and so the
 # benchmarks can time the machine's practical FLOP ceiling through the same BLAS
 # the kernels use.
 import numpy as np
 cimport numpy as cnp
-from dlkern._blas cimport dlk_blas, dlk_blas_table, dlk_gemm_f32, dlk_gemm_f64
+from dlkern._blas cimport dlk_blas, dlk_blas_table, dlk_blas_gemm_f32, dlk_blas_gemm_f64
 
 cnp.import_array()
 
@@ -29,10 +29,10 @@ def gemm(a, b, bint trans_a=False, bint trans_b=False):
     cdef int lda = a.shape[1], ldb = b.shape[1]
     if a.dtype == np.float32:
         with nogil:
-            dlk_gemm_f32(&blas, trans_a, trans_b, M, N, K, 1.0, <float *>aa.data, lda,
+            dlk_blas_gemm_f32(&blas, trans_a, trans_b, M, N, K, 1.0, <float *>aa.data, lda,
                          <float *>bb.data, ldb, 0.0, <float *>cc.data, N)
     else:
         with nogil:
-            dlk_gemm_f64(&blas, trans_a, trans_b, M, N, K, 1.0, <double *>aa.data, lda,
+            dlk_blas_gemm_f64(&blas, trans_a, trans_b, M, N, K, 1.0, <double *>aa.data, lda,
                          <double *>bb.data, ldb, 0.0, <double *>cc.data, N)
     return out

@@ -39,7 +39,7 @@
 
 #define T float
 #define SUFFIX f32
-#define GEMM dlk_gemm_f32
+#define GEMM dlk_blas_gemm_f32
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX
@@ -47,7 +47,7 @@
 
 #define T double
 #define SUFFIX f64
-#define GEMM dlk_gemm_f64
+#define GEMM dlk_blas_gemm_f64
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX

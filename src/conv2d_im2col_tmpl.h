@@ -95,7 +95,7 @@ int FN(dlk_conv2d_im2col_forward)(const dlk_blas *blas, const dlk_conv2d_geom *g
     if (FN(is_pointwise)(g)) {
         for (dlk_idx n = 0; n < g->N; n++)
             for (dlk_idx grp = 0; grp < g->groups; grp++)
-                DLK_CAT(dlk_gemm, SUF)(blas, 0, 0, (int)OCg, (int)OHW, (int)Cg, 1,
+                DLK_CAT(dlk_blas_gemm, SUF)(blas, 0, 0, (int)OCg, (int)OHW, (int)Cg, 1,
                                        weight + grp * OCg * Cg, (int)Cg,
                                        x + (n * C + grp * Cg) * OHW, (int)OHW, 0,
                                        y + (n * OC + grp * OCg) * OHW, (int)OHW);
@@ -110,7 +110,7 @@ int FN(dlk_conv2d_im2col_forward)(const dlk_blas *blas, const dlk_conv2d_geom *g
                 /* One GEMM per sample writes straight into y (NCHW), so the
                  * output is never copied; N = OH*OW per call. */
                 for (dlk_idx nl = 0; nl < nbc; nl++)
-                    DLK_CAT(dlk_gemm, SUF)(blas, 0, 0, (int)OCg, (int)OHW, (int)K, 1,
+                    DLK_CAT(dlk_blas_gemm, SUF)(blas, 0, 0, (int)OCg, (int)OHW, (int)K, 1,
                                            weight + grp * OCg * K, (int)K, col + nl * OHW,
                                            (int)(nbc * OHW), 0,
                                            y + ((n0 + nl) * OC + grp * OCg) * OHW, (int)OHW);
@@ -143,11 +143,11 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
                 const T *xg = x + (n * C + grp * Cg) * HW;
                 /* grad_w_g += gy_g @ x_g^T ; grad_x_g = w_g^T @ gy_g */
                 if (want_w)
-                    DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)Cg, (int)OHW, 1, gy,
+                    DLK_CAT(dlk_blas_gemm, SUF)(blas, 0, 1, (int)OCg, (int)Cg, (int)OHW, 1, gy,
                                            (int)OHW, xg, (int)HW, 1,
                                            grad_weight + grp * OCg * Cg, (int)Cg);
                 if (want_x)
-                    DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)Cg, (int)OHW, (int)OCg, 1,
+                    DLK_CAT(dlk_blas_gemm, SUF)(blas, 1, 0, (int)Cg, (int)OHW, (int)OCg, 1,
                                        weight + grp * OCg * Cg, (int)Cg, gy, (int)OHW, 0,
                                        grad_x + (n * C + grp * Cg) * HW, (int)HW);
             }
@@ -168,13 +168,13 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_blas *blas, const dlk_conv2d_geom *
             if (want_w) {
                 FN(im2col_fill)(g, x, n0, nbc, grp, col, FILL_THREADS);
                 for (dlk_idx nl = 0; nl < nbc; nl++)
-                    DLK_CAT(dlk_gemm, SUF)(blas, 0, 1, (int)OCg, (int)K, (int)OHW, 1,
+                    DLK_CAT(dlk_blas_gemm, SUF)(blas, 0, 1, (int)OCg, (int)K, (int)OHW, 1,
                                            grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
                                            (int)OHW, col + nl * OHW, ld, 1, gwg, (int)K);
             }
             if (!want_x) continue;
             for (dlk_idx nl = 0; nl < nbc; nl++)
-                DLK_CAT(dlk_gemm, SUF)(blas, 1, 0, (int)K, (int)OHW, (int)OCg, 1, wg, (int)K,
+                DLK_CAT(dlk_blas_gemm, SUF)(blas, 1, 0, (int)K, (int)OHW, (int)OCg, 1, wg, (int)K,
                                        grad_out + ((n0 + nl) * OC + grp * OCg) * OHW,
                                        (int)OHW, 0, col + nl * OHW, ld);
             FN(col2im_add)(g, col, n0, nbc, grp, grad_x, FILL_THREADS);

@@ -5,7 +5,7 @@
  * row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: call the
  * Fortran routine with the operands swapped and M and N exchanged. */
 #define DLK_DEFINE_GEMM(SUFFIX, T, FIELD)                                             \
-    void dlk_gemm_##SUFFIX(const dlk_blas *blas, int trans_a, int trans_b, int M,     \
+    void dlk_blas_gemm_##SUFFIX(const dlk_blas *blas, int trans_a, int trans_b, int M,     \
                            int N, int K, T alpha, const T *A, int lda, const T *B,    \
                            int ldb, T beta, T *C, int ldc) {                          \
         if (M <= 0 || N <= 0) return;                                                 \

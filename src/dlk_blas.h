@@ -2,7 +2,7 @@
  *
  * The Cython binding fills a dlk_blas table with the Fortran sgemm/dgemm that
  * scipy.linalg.cython_blas exports (dlkern/_blas.pxd: dlk_blas_table()), and
- * passes it to the kernel. dlk_gemm_* take row-major operands, as the kernels
+ * passes it to the kernel. dlk_blas_gemm_* take row-major operands, as the kernels
  * store them, and swap the operands to call the column-major Fortran routine
  * (C^T = B^T A^T), as scikit-learn's _cython_blas does.
  *
@@ -33,10 +33,10 @@ typedef struct {
 /* Row-major C[M,N] = alpha * op(A) @ op(B) + beta * C, where op(A) is M x K and
  * op(B) is K x N; trans_a / trans_b nonzero mean A / B are stored transposed.
  * lda, ldb, ldc are row strides (elements). Dimensions must fit in int. */
-void dlk_gemm_f32(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
+void dlk_blas_gemm_f32(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
                   float alpha, const float *A, int lda, const float *B, int ldb,
                   float beta, float *C, int ldc);
-void dlk_gemm_f64(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
+void dlk_blas_gemm_f64(const dlk_blas *blas, int trans_a, int trans_b, int M, int N, int K,
                   double alpha, const double *A, int lda, const double *B, int ldb,
                   double beta, double *C, int ldc);
 

@@ -42,7 +42,7 @@
 
 #define T float
 #define SUFFIX f32
-#define GEMM dlk_gemm_f32
+#define GEMM dlk_blas_gemm_f32
 #include "linear.c"
 #undef T
 #undef SUFFIX
@@ -50,7 +50,7 @@
 
 #define T double
 #define SUFFIX f64
-#define GEMM dlk_gemm_f64
+#define GEMM dlk_blas_gemm_f64
 #include "linear.c"
 #undef T
 #undef SUFFIX
