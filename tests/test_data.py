@@ -254,6 +254,10 @@ def test_random_erasing_probability_values_and_fallback():
 def test_random_erasing_bad_arguments():
     with pytest.raises(ValueError, match="p must be"):
         RandomErasing(p=1.5)
+    with pytest.raises(TypeError, match="p must be a real number"):
+        RandomErasing(p="0.5")
+    with pytest.raises(TypeError, match="p must be a real number"):
+        RandomErasing(p=True)
     with pytest.raises(ValueError, match="scale"):
         RandomErasing(scale=(0.1, 1.5))
     with pytest.raises(ValueError, match="random"):
@@ -276,6 +280,12 @@ def test_gaussian_noise(dtype):
     np.testing.assert_array_equal(GaussianNoise(0.0)(x, 0), x)
     with pytest.raises(ValueError, match="std"):
         GaussianNoise(-1.0)
+    with pytest.raises(ValueError, match="std"):
+        GaussianNoise(float("nan"))
+    with pytest.raises(TypeError, match="std must be a real number"):
+        GaussianNoise("0.1")
+    with pytest.raises(TypeError, match="mean must be a real number"):
+        GaussianNoise(0.1, mean=None)
     with pytest.raises(TypeError, match="floating-point"):
         GaussianNoise(0.1)(x.astype(np.int32), 0)
 

@@ -11,7 +11,9 @@ import warnings
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from dlkern._checks import real
 from dlkern.random import as_rng
+
 
 def _images(fn, batch):
     if not isinstance(batch, np.ndarray):
@@ -22,9 +24,10 @@ def _images(fn, batch):
 
 
 def _probability(fn, p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+    p = real(fn, "p", p)
+    if not 0.0 <= p <= 1.0:
         raise ValueError(f"{fn}: p must be a probability in [0, 1], got {p!r}")
-    return float(p)
+    return p
 
 
 class Compose:
@@ -176,10 +179,10 @@ class GaussianNoise:
     """Add independent N(mean, std^2) noise to every entry (no clipping)."""
 
     def __init__(self, std, mean=0.0):
-        if isinstance(std, bool) or not isinstance(std, numbers.Real) or std < 0:
-            raise ValueError(f"GaussianNoise: std must be a number >= 0, got {std!r}")
-        self.std = float(std)
-        self.mean = float(mean)
+        self.std = real("GaussianNoise", "std", std)
+        if not self.std >= 0:
+            raise ValueError(f"GaussianNoise: std must be >= 0, got {std!r}")
+        self.mean = real("GaussianNoise", "mean", mean)
 
     def __call__(self, batch, rng=None):
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
