@@ -319,3 +319,49 @@ def test_torch_cnn_state_dict_loads_and_trains_identically(dtype):
     tout = tmodel(torch.tensor(x)).detach().numpy()
     report(f"torch cnn {np.dtype(dtype).name} eval output", out, tout)
     assert_close(out, tout, dtype=dtype)
+
+
+def test_temporal_block_residual_add_reuses_only_arrays_it_owns():
+    add = nn.TemporalBlock._add_residual
+    main, res = np.ones((2, 3, 4), np.float32), np.full((2, 3, 4), 2.0, np.float32)
+    out = add(main, res)
+    assert out is main and np.all(out == 3.0)            # fresh array: written in place
+    base = np.ones((2, 3, 8), np.float32)
+    view = base[:, :, :4]
+    out = add(view, res)
+    assert out is not view and np.all(base == 1.0) and np.all(out == 3.0)  # a view: kept
+    out = add(res, res)
+    assert out is not res and np.all(res == 2.0) and np.all(out == 4.0)    # main is res
+    ro = np.ones((2, 3, 4), np.float32)
+    ro.flags.writeable = False
+    assert add(ro, res) is not ro
+    wide = add(np.ones((2, 3, 4), np.float32), np.ones((2, 3, 4), np.float64))
+    assert wide.dtype == np.float64                       # promotion as with +
+
+
+@pytest.mark.parametrize("backend", ["c", "reference"])
+@pytest.mark.parametrize("n_in,n_out,dropout,train", [(3, 3, 0.0, True), (3, 3, 0.3, False),
+                                                      (2, 4, 0.3, True), (4, 4, 0.3, True)])
+def test_temporal_block_leaves_input_and_caches_intact(backend, n_in, n_out, dropout, train,
+                                                      monkeypatch):
+    """The in-place residual add must never write into the input (the identity
+    shortcut) or into an array a child cached for its backward: the block's output
+    and gradients equal the same block computed with plain additions."""
+    needs(*TEMPORAL)
+    import dlkern
+    rnd = pytest.importorskip("dlkern.random")
+    block = nn.TemporalBlock(n_in, n_out, 3, 2, dropout=dropout, dtype=np.float64).train(train)
+    x = rand((2, n_in, 9), np.float64)
+    x_copy = x.copy()
+    g = rand((2, n_out, 9), np.float64, seed=1)
+    with dlkern.use_backend(backend):
+        rnd.seed(3)
+        out = block(x)
+        gx = block.backward(g)
+        np.testing.assert_array_equal(x, x_copy)
+        monkeypatch.setattr(nn.TemporalBlock, "_add_residual", staticmethod(lambda a, b: a + b))
+        rnd.seed(3)
+        out_plain = block(x)
+        gx_plain = block.backward(g)
+    np.testing.assert_array_equal(out, out_plain)
+    np.testing.assert_array_equal(gx, gx_plain)

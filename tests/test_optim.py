@@ -414,3 +414,123 @@ if given is not None:
         params, _ = _run_dlkern(name, kwargs, init, grads)
         for p, e in zip(params, expected):
             np.testing.assert_allclose(p.data, e, rtol=1e-11, atol=1e-13)
+
+
+def _textbook_adam(name, kwargs, init, grads):
+    """Adam/AdamW one parameter at a time in the plain one-temporary-per-operation
+    NumPy form (the form before the fused group update): the fused step must give
+    exactly these bits, so results do not drift from earlier runs or checkpoints."""
+    lr, (beta1, beta2) = kwargs.get("lr", 1e-3), kwargs.get("betas", (0.9, 0.999))
+    eps, amsgrad = kwargs.get("eps", 1e-8), kwargs.get("amsgrad", False)
+    wd = kwargs.get("weight_decay", 1e-2 if name == "AdamW" else 0)
+    params = [x.copy() for x in init]
+    m = [np.zeros_like(x) for x in init]
+    v = [np.zeros_like(x) for x in init]
+    vmax = [np.zeros_like(x) for x in init]
+    steps = [0] * len(init)  # per parameter: one that sat out a step counts fewer
+    for step_grads in grads:
+        for i, (p, g, ea, es, vm) in enumerate(zip(params, step_grads, m, v, vmax)):
+            if g is None:
+                continue
+            steps[i] += 1
+            t = steps[i]
+            g = -g if kwargs.get("maximize", False) else g
+            if wd != 0:
+                if name == "AdamW":
+                    p *= 1 - lr * wd
+                else:
+                    g = g + wd * p
+            w = ea.dtype.type(1 - beta1)
+            if abs(w) < 0.5:
+                ea += w * (g - ea)
+            else:
+                ea[...] = g - (g - ea) * (ea.dtype.type(1) - w)
+            es *= beta2
+            es += (1 - beta2) * g * g
+            second = es
+            if amsgrad:
+                np.maximum(vm, es, out=vm)
+                second = vm
+            denom = np.sqrt(second) / (1 - beta2 ** t) ** 0.5
+            denom += eps
+            p += (-(lr / (1 - beta1 ** t))) * ea / denom
+    return params, m, v
+
+
+ADAM_CASES = [c for c in CASES if c[0] in ("Adam", "AdamW")] + [
+    ("Adam", dict(betas=(0.3, 0.9)))]  # 1 - beta1 >= 0.5: lerp's other branch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ADAM_CASES, ids=_case_id)
+def test_fused_adam_is_bit_identical_to_the_per_parameter_form(case, dtype):
+    name, kwargs = case
+    init, grads = _data(dtype, seed=3, steps=7)
+    params, opt = _run_dlkern(name, kwargs, init, grads)
+    expected, m, v = _textbook_adam(name, kwargs, init, grads)
+    assert opt.state[params[0]]["exp_avg"].base is not None  # the fused path ran
+    for p, e, ea, es in zip(params, expected, m, v):
+        np.testing.assert_array_equal(p.data, e)
+        np.testing.assert_array_equal(opt.state[p]["exp_avg"], ea)
+        np.testing.assert_array_equal(opt.state[p]["exp_avg_sq"], es)
+
+
+def test_fused_adam_falls_back_when_parameters_skip_steps_or_mix_dtypes():
+    """A parameter without a gradient in some steps has its own step count (bias
+    correction); a float64 parameter among float32 ones cannot share a buffer. Both
+    must still give the per-parameter bits; parameters regaining a gradient rejoin."""
+    init, grads = _data(np.float64, seed=5, steps=8)
+    for s in (2, 3, 4):
+        grads[s][1] = None  # parameter 1 sits out three steps
+    params = [Parameter(x.copy()) for x in init]
+    opt = optim.Adam(params, lr=0.01)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else g.copy()
+        opt.step()
+    expected, _, _ = _textbook_adam("Adam", dict(lr=0.01), init, grads)
+    for p, e in zip(params, expected):
+        np.testing.assert_array_equal(p.data, e)
+    assert [opt.state[p]["step"] for p in params] == [8.0, 5.0, 8.0]
+
+    mixed = [init[0].astype(np.float32), init[1], init[2].astype(np.float32)]
+    params = [Parameter(x.copy()) for x in mixed]
+    opt = optim.Adam(params, lr=0.01)
+    for step_grads in grads[:2]:
+        for p, g in zip(params, step_grads):
+            p.grad = g.astype(p.data.dtype)
+        opt.step()
+    expected, _, _ = _textbook_adam("Adam", dict(lr=0.01), mixed,
+                                    [[g.astype(x.dtype) for g, x in zip(sg, mixed)]
+                                     for sg in grads[:2]])
+    for p, e in zip(params, expected):
+        assert p.data.dtype == e.dtype
+        np.testing.assert_array_equal(p.data, e)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_survives_load_state_dict_and_copies(amsgrad):
+    """State entries are views of a flat buffer: loading a state dict, deep-copying
+    the optimizer, or changing which parameters have gradients must rebuild it, never
+    update a stale buffer."""
+    import copy
+    init, grads = _data(np.float32, seed=7, steps=9)
+    kwargs = dict(lr=0.01, amsgrad=amsgrad)
+    expected, _, _ = _textbook_adam("Adam", kwargs, init, grads)
+    params, opt = _run_dlkern("Adam", kwargs, init, grads[:3])
+    twin_params = [Parameter(p.data.copy()) for p in params]
+    twin = optim.Adam(twin_params, **kwargs)
+    twin.load_state_dict(opt.state_dict())
+    clone = copy.deepcopy(opt)  # a copy of the optimizer alone: its own parameters
+    _run_dlkern("Adam", kwargs, None, grads[3:], params=params, opt=opt)
+    _run_dlkern("Adam", kwargs, None, grads[3:], params=twin_params, opt=twin)
+    for p, t, e in zip(params, twin_params, expected):
+        np.testing.assert_array_equal(p.data, e)
+        np.testing.assert_array_equal(t.data, e)
+    clone_params = clone.param_groups[0]["params"]
+    _run_dlkern("Adam", kwargs, None, grads[3:], params=clone_params, opt=clone)
+    for p, e in zip(clone_params, expected):
+        np.testing.assert_array_equal(p.data, e)
+    # state entries of the live optimizer are slices of one buffer, updated in place
+    bases = {opt.state[p]["exp_avg"].base is not None for p in params}
+    assert bases == {True}

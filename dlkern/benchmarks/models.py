@@ -1,5 +1,7 @@
 """One training step (forward, loss, backward, Adam step) of the `dlkern train`
 models against the same architectures written in PyTorch, batch 64."""
+import time
+
 import numpy as np
 
 from dlkern import nn, optim
@@ -76,12 +78,17 @@ def _torch_adding_tcn(torch, channels=24, levels=4, kernel_size=8):
     return Net()
 
 
-def model_steps(torch=None):
-    """[(name, {impl: step callable})] for the digits CNN and the adding TCN."""
+def _batches():
+    """The fixed batches both models train on: (x, y) for digits and for adding."""
     rng = np.random.default_rng(0)
     xd = rng.uniform(0, 1, (BATCH, 1, 8, 8)).astype(np.float32)
     yd = rng.integers(0, 10, BATCH)
-    xa, ya = make_adding_data(BATCH, 200, seed=0)
+    return (xd, yd), make_adding_data(BATCH, 200, seed=0)
+
+
+def model_steps(torch=None):
+    """[(name, {impl: step callable})] for the digits CNN and the adding TCN."""
+    (xd, yd), (xa, ya) = _batches()
     out = []
     digits = {"dlkern": _dlkern_step(digits_cnn(), nn.CrossEntropyLoss(), xd, yd)}
     adding = {"dlkern": _dlkern_step(AddingTCN(dropout=0.0), nn.MSELoss(), xa, ya)}
@@ -93,3 +100,60 @@ def model_steps(torch=None):
     out.append(("train step: digits CNN, batch 64", digits))
     out.append(("train step: adding TCN T=200, batch 64", adding))
     return out
+
+
+def layer_budget(model="digits", steps=50, warmup=10):
+    """Where the dlkern step of one model ("digits" or "adding") spends its time: the
+    median over `steps` steps of each module's own forward and backward (its children
+    excluded, so a composite's entry is its glue: residual adds, reshapes), keyed
+    (dotted module name or "<model>", class name, "forward"/"backward"), plus the
+    phases "zero_grad", "loss" (forward and backward), "optimizer.step" and "step"
+    (the whole step), each keyed (phase, "", ""). Seconds. Each timed call carries
+    about a microsecond of timer overhead."""
+    (xd, yd), (xa, ya) = _batches()
+    if model == "digits":
+        net, loss_fn, x, y = digits_cnn(), nn.CrossEntropyLoss(), xd, yd
+    elif model == "adding":
+        net, loss_fn, x, y = AddingTCN(dropout=0.0), nn.MSELoss(), xa, ya
+    else:
+        raise ValueError(f"layer_budget: model must be 'digits' or 'adding', got {model!r}")
+    opt = optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    times, nesting = {}, []
+
+    def timed(key, fn):
+        def call(*args, **kwargs):
+            nesting.append(0.0)  # time spent in children of this call
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - t0
+                times.setdefault(key, []).append(elapsed - nesting.pop())
+                if nesting:
+                    nesting[-1] += elapsed
+        return call
+
+    for name, m in net.named_modules():
+        for kind in ("forward", "backward"):
+            key = (name or "<model>", type(m).__name__, kind)
+            object.__setattr__(m, kind, timed(key, getattr(m, kind)))  # instance attribute
+    for i in range(warmup + steps):
+        if i == warmup:
+            times.clear()  # keep the timed steps only
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        t1 = time.perf_counter()
+        out = net(x)
+        t2 = time.perf_counter()
+        loss_fn(out, y)
+        grad = loss_fn.backward()
+        t3 = time.perf_counter()
+        net.backward(grad)
+        t4 = time.perf_counter()
+        opt.step()
+        t5 = time.perf_counter()
+        for key, dt in (("zero_grad", t1 - t0), ("loss", t3 - t2), ("optimizer.step", t5 - t4),
+                        ("step", t5 - t0)):
+            times.setdefault((key, "", ""), []).append(dt)
+    return {key: float(np.median(ts)) for key, ts in times.items()}

@@ -134,8 +134,11 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def _save(self, **values):
-        """Cache what backward needs (replacing the previous forward's cache)."""
-        self._cache = values
+        """Cache what backward needs (replacing the previous forward's cache).
+
+        Set directly, past __setattr__'s registration checks: _cache is never a
+        Parameter, buffer or child, and every layer call saves once."""
+        object.__setattr__(self, "_cache", values)
 
     def _saved(self):
         """The cache of the last forward, or a clear error when there was none."""
@@ -359,7 +362,7 @@ class Sequential(Module):
     def forward(self, x):
         for m in self._modules.values():
             x = m(x)
-        self._cache = True  # marks that forward ran
+        object.__setattr__(self, "_cache", True)  # marks that forward ran (see _save)
         return x
 
     def backward(self, grad_out):

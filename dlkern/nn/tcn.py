@@ -98,7 +98,7 @@ class TemporalBlock(Module):
         h = self.dropout2(self.relu2(self.conv2(h)))
         res = x if self.downsample is None else self.downsample(x)
         self._save(done=True)
-        return self.relu(h + res)
+        return self.relu(self._add_residual(h, res))
 
     def backward(self, grad_out):
         self._saved()
@@ -106,7 +106,20 @@ class TemporalBlock(Module):
         g_res = g if self.downsample is None else self.downsample.backward(g)
         g_main = self.conv2.backward(self.relu2.backward(self.dropout2.backward(g)))
         g_main = self.conv1.backward(self.relu1.backward(self.dropout1.backward(g_main)))
-        return g_main + g_res
+        return self._add_residual(g_main, g_res)
+
+    @staticmethod
+    def _add_residual(main, res):
+        """main + res, written into main when main is an array of its own: forward's
+        main is relu2's output (ReLU caches its input, Dropout only its mask) and
+        backward's is conv1's input gradient, new arrays that nothing else holds, so
+        reusing one saves an allocation and a pass over fresh pages (~60 us of a
+        ~100 us add at the adding task's (64, 24, 200) float32). Anything else (a view,
+        or res itself) gets a new array."""
+        if (main is not res and main.flags.owndata and main.flags.writeable
+                and main.shape == res.shape and main.dtype == res.dtype):
+            return np.add(main, res, out=main)
+        return main + res
 
 
 class TCN(Module):

@@ -138,15 +138,25 @@ class Optimizer:
         """Update every parameter that requires a gradient and has one; return closure()."""
         loss = None if closure is None else closure()
         for group in self.param_groups:
+            params, grads, states = [], [], []
             for p in group["params"]:
                 if not p.requires_grad or p.grad is None:
                     continue
-                grad = self._grad_of(p)
+                grads.append(self._grad_of(p))
                 state = self.state.get(p)
                 if state is None or not state:
                     state = self.state[p] = self._init_state(p, group)
-                self._update(p.data, grad, group, state)
+                params.append(p)
+                states.append(state)
+            if params:
+                self._update_group(params, grads, group, states)
         return loss
+
+    def _update_group(self, params, grads, group, states):
+        """Update a group's live parameters (those with a gradient), in order. The
+        default calls _update for each; an optimizer may update them together."""
+        for p, grad, state in zip(params, grads, states):
+            self._update(p.data, grad, group, state)
 
     def _grad_of(self, p):
         grad = p.grad
