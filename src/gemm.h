@@ -1,0 +1,33 @@
+/* dlkern's own GEMM: packed, register-blocked, parallel and deterministic.
+ *
+ * Row-major C[M,N] = alpha * op(A) @ op(B) + beta * C. op(A) is M x K (A is stored
+ * K x M when trans_a), op(B) is K x N (B is stored N x K when trans_b); lda, ldb,
+ * ldc are row strides in elements. beta == 0: C is not read (NaN or garbage in C
+ * does not propagate). K == 0: C = beta * C (or 0 when beta == 0).
+ *
+ * Threads: runs its own OpenMP region on nthreads threads, so call it outside a
+ * parallel region, or with nthreads = 1 from inside one. Deterministic: every element
+ * of C is computed by one thread with the same order of operations whatever
+ * nthreads is (K is never split across threads; the blocking does not depend on
+ * nthreads), so results are bit-identical for any thread count.
+ *
+ * Returns DLK_OK, or DLK_ENOMEM if a packing buffer cannot be allocated (C is then
+ * left unspecified).
+ */
+#ifndef DLK_GEMM_H
+#define DLK_GEMM_H
+
+#include "dlk_common.h"
+
+int dlk_gemm_f32(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, float alpha,
+                 const float *A, dlk_idx lda, const float *B, dlk_idx ldb, float beta,
+                 float *C, dlk_idx ldc, int nthreads);
+int dlk_gemm_f64(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, double alpha,
+                 const double *A, dlk_idx lda, const double *B, dlk_idx ldb, double beta,
+                 double *C, dlk_idx ldc, int nthreads);
+
+/* The blocking this build uses, for tests that straddle every edge:
+ * sizes = {MR, NR, KC, MC, NC} for float64 (is_f64) or float32. */
+void dlk_gemm_blocking(int is_f64, dlk_idx sizes[5]);
+
+#endif
