@@ -1,0 +1,234 @@
+/* dlkern's GEMM, templated body (see gemm.c): included once per type with
+ * T, SUF, DLK_GEMM_MR, DLK_GEMM_NV (vectors per tile row), DLK_GEMM_KC, DLK_GEMM_MC,
+ * DLK_GEMM_NC defined. The structure is the GotoBLAS / BLIS one:
+ *
+ *   for jc (NC columns of C)                 B panel: KC x NC, shared, L3
+ *     for pc (KC of K), in order             never split: fixes each sum's order
+ *       pack op(B)[pc, jc] in NR-wide slivers (threads share the work)
+ *       for mm (MM rows of C)                only for very tall C: bounds the buffer
+ *         pack op(A)[mm, pc] in MR-tall slivers (threads share the work)
+ *         parallel over fixed tiles (MC rows x DLK_GEMM_TILE_SLIVERS slivers):
+ *           for jr (NR sliver)               B sliver KC x NR: L1
+ *             for ir (MR sliver)             A block MC x KC: L2
+ *               micro-kernel: MR x NR tile of C in registers over kc
+ *
+ * Slivers are zero-padded to full MR / NR, so the micro-kernel has no edges; a
+ * partial tile of C goes through a small buffer. */
+
+#define FN(name) DLK_GEMM_CAT(name, SUF)
+#define NR (DLK_GEMM_NV * DLK_GEMM_VL)
+#define MR DLK_GEMM_MR
+
+typedef T FN(gvec) __attribute__((vector_size(DLK_GEMM_VBYTES)));
+
+/* Sliver s of op(B)[pc:pc+kc, j0:j0+n] into dst[k * NR + j], zero past n. */
+static void FN(pack_b)(int trans_b, const T *B, dlk_idx ldb, dlk_idx pc, dlk_idx kc,
+                       dlk_idx j0, dlk_idx n, T *restrict dst) {
+    if (!trans_b) {
+        const T *src = B + pc * ldb + j0;
+        for (dlk_idx k = 0; k < kc; k++) {
+            const T *row = src + k * ldb;
+            T *d = dst + k * NR;
+            dlk_idx j = 0;
+            for (; j < n; j++) d[j] = row[j];
+            for (; j < NR; j++) d[j] = 0;
+        }
+    } else {
+        /* B stored N x K: column j of op(B) is row j of B, contiguous in k. Blocks of
+         * 8 k keep the writes within a few cache lines per pass. */
+        const T *src = B + j0 * ldb + pc;
+        for (dlk_idx k0 = 0; k0 < kc; k0 += 8) {
+            dlk_idx k1 = DLK_MIN(kc, k0 + 8);
+            for (dlk_idx j = 0; j < n; j++) {
+                const T *col = src + j * ldb;
+                for (dlk_idx k = k0; k < k1; k++) dst[k * NR + j] = col[k];
+            }
+            for (dlk_idx k = k0; k < k1; k++)
+                for (dlk_idx j = n; j < NR; j++) dst[k * NR + j] = 0;
+        }
+    }
+}
+
+/* Sliver of op(A)[i0:i0+m, pc:pc+kc] into dst[k * MR + i], zero past m. */
+static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx m, dlk_idx pc,
+                       dlk_idx kc, T *restrict dst) {
+    if (trans_a) {
+        /* A stored K x M: the MR values of one k are contiguous. */
+        const T *src = A + pc * lda + i0;
+        for (dlk_idx k = 0; k < kc; k++) {
+            const T *row = src + k * lda;
+            T *d = dst + k * MR;
+            dlk_idx i = 0;
+            for (; i < m; i++) d[i] = row[i];
+            for (; i < MR; i++) d[i] = 0;
+        }
+    } else {
+        const T *src = A + i0 * lda + pc;
+        for (dlk_idx i = 0; i < m; i++) {
+            const T *row = src + i * lda;
+            for (dlk_idx k = 0; k < kc; k++) dst[k * MR + i] = row[k];
+        }
+        for (dlk_idx i = m; i < MR; i++)
+            for (dlk_idx k = 0; k < kc; k++) dst[k * MR + i] = 0;
+    }
+}
+
+/* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C; beta == 0 does not read C.
+ * The MR x NR accumulator lives in DLK_GEMM_MR * DLK_GEMM_NV vector registers; each k
+ * loads NV vectors of B and broadcasts MR values of A (MR * NV FMAs). */
+static inline __attribute__((always_inline)) void FN(micro_kernel)(
+    dlk_idx kc, const T *restrict a, const T *restrict b, T *restrict c, dlk_idx ldc,
+    dlk_idx m, dlk_idx n, T alpha, T beta) {
+    FN(gvec) acc[MR][DLK_GEMM_NV];
+    const FN(gvec) zero = {0};
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < DLK_GEMM_NV; v++) acc[r][v] = zero;
+    /* The tile of C is needed only after the loop: start fetching it now. */
+    for (int r = 0; r < MR && r < m; r++) __builtin_prefetch(c + r * ldc, 1, 3);
+#pragma GCC unroll 4
+    for (dlk_idx k = 0; k < kc; k++) {
+        FN(gvec) bv[DLK_GEMM_NV];
+        for (int v = 0; v < DLK_GEMM_NV; v++)
+            memcpy(&bv[v], b + k * NR + v * DLK_GEMM_VL, sizeof bv[v]);
+        for (int r = 0; r < MR; r++) {
+            const T ar = a[k * MR + r];
+            for (int v = 0; v < DLK_GEMM_NV; v++) acc[r][v] += ar * bv[v];
+        }
+    }
+    if (m == MR && n == NR) {
+        for (int r = 0; r < MR; r++) {
+            T *cr = c + r * ldc;
+            for (int v = 0; v < DLK_GEMM_NV; v++) {
+                FN(gvec) cv;
+                if (beta == 0) {
+                    cv = alpha * acc[r][v];
+                } else {
+                    memcpy(&cv, cr + v * DLK_GEMM_VL, sizeof cv);
+                    cv = alpha * acc[r][v] + beta * cv;
+                }
+                memcpy(cr + v * DLK_GEMM_VL, &cv, sizeof cv);
+            }
+        }
+    } else {
+        /* Partial tile: spill the registers, then update only the m x n corner. */
+        T buf[MR * NR] __attribute__((aligned(64)));
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < DLK_GEMM_NV; v++)
+                memcpy(buf + r * NR + v * DLK_GEMM_VL, &acc[r][v], sizeof acc[r][v]);
+        for (dlk_idx r = 0; r < m; r++) {
+            T *cr = c + r * ldc;
+            const T *br = buf + r * NR;
+            if (beta == 0)
+                for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j];
+            else
+                for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j] + beta * cr[j];
+        }
+    }
+}
+
+/* C = beta * C (0 when beta == 0, whatever C holds): K == 0 or alpha == 0. */
+static void FN(scale_c)(dlk_idx M, dlk_idx N, T beta, T *C, dlk_idx ldc) {
+    for (dlk_idx i = 0; i < M; i++) {
+        T *cr = C + i * ldc;
+        if (beta == 0)
+            for (dlk_idx j = 0; j < N; j++) cr[j] = 0;
+        else if (beta != 1)
+            for (dlk_idx j = 0; j < N; j++) cr[j] = beta * cr[j];
+    }
+}
+
+int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T alpha,
+                 const T *A, dlk_idx lda, const T *B, dlk_idx ldb, T beta, T *C, dlk_idx ldc,
+                 int nthreads) {
+    if (M <= 0 || N <= 0) return DLK_OK;
+    if (K <= 0 || alpha == 0) {
+        FN(scale_c)(M, N, beta, C, ldc);
+        return DLK_OK;
+    }
+    /* Buffers sized for this problem, not for the largest blocks. */
+    const dlk_idx kcmax = DLK_MIN(K, DLK_GEMM_KC);
+    const dlk_idx ncmax = (DLK_MIN(N, DLK_GEMM_NC) + NR - 1) / NR * NR;
+    const dlk_idx mmmax = (DLK_MIN(M, DLK_GEMM_MM) + MR - 1) / MR * MR;
+    const size_t nb = (size_t)(kcmax * ncmax), na = (size_t)(kcmax * mmmax);
+    void *raw = malloc((nb + na) * sizeof(T) + 64);
+    if (!raw) return DLK_ENOMEM;
+    /* 64-byte alignment: every packed sliver load is one aligned vector. */
+    T *Bp = (T *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    T *Ap = Bp + nb;
+    /* Fixed threshold: one thread below it, whatever nthreads says; the tiling and
+     * order of operations are the same either way, so results do not change. */
+    if ((double)M * N * K < DLK_GEMM_PARALLEL_WORK) nthreads = 1;
+    (void)nthreads;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        for (dlk_idx jc = 0; jc < N; jc += DLK_GEMM_NC) {
+            const dlk_idx nc = DLK_MIN(DLK_GEMM_NC, N - jc);
+            const dlk_idx nsl = (nc + NR - 1) / NR;
+            for (dlk_idx pc = 0; pc < K; pc += DLK_GEMM_KC) {
+                const dlk_idx kc = DLK_MIN(DLK_GEMM_KC, K - pc);
+                /* Later K blocks add to what the first one wrote. */
+                const T beff = pc == 0 ? beta : (T)1;
+                dlk_idx s;
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+                for (s = 0; s < nsl; s++)
+                    FN(pack_b)(trans_b, B, ldb, pc, kc, jc + s * NR,
+                               DLK_MIN(NR, nc - s * NR), Bp + s * NR * kc);
+                for (dlk_idx i0 = 0; i0 < M; i0 += DLK_GEMM_MM) {
+                    const dlk_idx mm = DLK_MIN(DLK_GEMM_MM, M - i0);
+                    const dlk_idx msl = (mm + MR - 1) / MR;
+                    /* The barrier after this loop also waits for the B slivers. */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                    for (s = 0; s < msl; s++)
+                        FN(pack_a)(trans_a, A, lda, i0 + s * MR, DLK_MIN(MR, mm - s * MR), pc,
+                                   kc, Ap + s * MR * kc);
+                    const dlk_idx mblocks = (mm + DLK_GEMM_MC - 1) / DLK_GEMM_MC;
+                    const dlk_idx nblocks =
+                        (nsl + DLK_GEMM_TILE_SLIVERS - 1) / DLK_GEMM_TILE_SLIVERS;
+                    dlk_idx t;
+                    /* Dynamic: on a shared machine a descheduled thread does not hold
+                     * the others up. Which thread runs a tile never changes its sums. */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                    for (t = 0; t < mblocks * nblocks; t++) {
+                        const dlk_idx ib = t / nblocks, jb = t % nblocks;
+                        const dlk_idx r0 = ib * DLK_GEMM_MC;
+                        const dlk_idx r1 = DLK_MIN(mm, r0 + DLK_GEMM_MC);
+                        const dlk_idx s0 = jb * DLK_GEMM_TILE_SLIVERS;
+                        const dlk_idx s1 = DLK_MIN(nsl, s0 + DLK_GEMM_TILE_SLIVERS);
+                        for (dlk_idx js = s0; js < s1; js++) {
+                            const T *bs = Bp + js * NR * kc;
+                            const dlk_idx n = DLK_MIN(NR, nc - js * NR);
+                            for (dlk_idx r = r0; r < r1; r += MR) {
+                                T *c = C + (i0 + r) * ldc + jc + js * NR;
+                                FN(micro_kernel)(kc, Ap + r * kc, bs, c, ldc,
+                                                 DLK_MIN(MR, r1 - r), n, alpha, beff);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(raw);
+    return DLK_OK;
+}
+
+void FN(dlk_gemm_blocking)(dlk_idx sizes[5]) {
+    sizes[0] = MR;
+    sizes[1] = NR;
+    sizes[2] = DLK_GEMM_KC;
+    sizes[3] = DLK_GEMM_MC;
+    sizes[4] = DLK_GEMM_NC;
+}
+
+#undef FN
+#undef NR
+#undef MR
