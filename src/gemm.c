@@ -15,14 +15,18 @@
 
 #include "gemm.h"
 
+/* log2 of the vector lanes for float (double has one less). */
 #if defined(__AVX512F__)
 #define DLK_GEMM_VBYTES 64
+#define DLK_GEMM_LOG2VL_F32 4
 #define DLK_GEMM_MR 14
 #elif defined(__AVX__)
 #define DLK_GEMM_VBYTES 32
+#define DLK_GEMM_LOG2VL_F32 3
 #define DLK_GEMM_MR 6
 #else
 #define DLK_GEMM_VBYTES 16
+#define DLK_GEMM_LOG2VL_F32 2
 #define DLK_GEMM_MR 6
 #endif
 #define DLK_GEMM_NV 2
@@ -41,28 +45,36 @@
 
 #define T float
 #define SUF f32
+#define DLK_GEMM_ITYPE int32_t
 #define DLK_GEMM_VL (DLK_GEMM_VBYTES / 4)
+#define DLK_GEMM_LOG2VL DLK_GEMM_LOG2VL_F32
 #define DLK_GEMM_KC 256
 #define DLK_GEMM_MC 126
 #define DLK_GEMM_NC 4096
 #include "gemm_tmpl.h"
 #undef T
 #undef SUF
+#undef DLK_GEMM_ITYPE
 #undef DLK_GEMM_VL
+#undef DLK_GEMM_LOG2VL
 #undef DLK_GEMM_KC
 #undef DLK_GEMM_MC
 #undef DLK_GEMM_NC
 
 #define T double
 #define SUF f64
+#define DLK_GEMM_ITYPE int64_t
 #define DLK_GEMM_VL (DLK_GEMM_VBYTES / 8)
+#define DLK_GEMM_LOG2VL (DLK_GEMM_LOG2VL_F32 - 1)
 #define DLK_GEMM_KC 256
 #define DLK_GEMM_MC 126
 #define DLK_GEMM_NC 2048
 #include "gemm_tmpl.h"
 #undef T
 #undef SUF
+#undef DLK_GEMM_ITYPE
 #undef DLK_GEMM_VL
+#undef DLK_GEMM_LOG2VL
 #undef DLK_GEMM_KC
 #undef DLK_GEMM_MC
 #undef DLK_GEMM_NC

@@ -21,7 +21,50 @@
 
 typedef T FN(gvec) __attribute__((vector_size(DLK_GEMM_VBYTES)));
 
-/* Sliver s of op(B)[pc:pc+kc, j0:j0+n] into dst[k * NR + j], zero past n. */
+typedef DLK_GEMM_ITYPE FN(gmask) __attribute__((vector_size(DLK_GEMM_VBYTES)));
+
+/* dst[k * dld + r] = src[r * ld + k] for k < VL, r < lanes: a VL x VL transpose in
+ * registers (log2 VL rounds of two-input shuffles, each swapping the off-diagonal
+ * h x h blocks of every 2h x 2h block). Only `rows` rows of src are read; the
+ * others count as zero. Packing a transposed operand element by element costs
+ * several cycles per element, as much as the GEMM itself when the other dimension
+ * is small (conv2d's grad_weight, M = 64); this is a fraction of a cycle. */
+static inline void FN(transpose_block)(const T *src, dlk_idx ld, dlk_idx rows, T *dst,
+                                       dlk_idx dld, dlk_idx lanes) {
+    FN(gvec) v[DLK_GEMM_VL];
+    const FN(gvec) zero = {0};
+#pragma GCC unroll 16
+    for (int r = 0; r < DLK_GEMM_VL; r++) {
+        if (r < rows)
+            memcpy(&v[r], src + r * ld, sizeof v[r]);
+        else
+            v[r] = zero;
+    }
+    /* Fully unrolled, so the shuffle masks are constants. */
+#pragma GCC unroll 4
+    for (int round = 1; round <= DLK_GEMM_LOG2VL; round++) {
+        const int h = DLK_GEMM_VL >> round;
+        FN(gmask) lo, hi;
+#pragma GCC unroll 16
+        for (int l = 0; l < DLK_GEMM_VL; l++) {
+            const int c = l - l % (2 * h), o = l % (2 * h);
+            lo[l] = o < h ? c + o : DLK_GEMM_VL + c + o - h;
+            hi[l] = o < h ? c + h + o : DLK_GEMM_VL + c + o;
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < DLK_GEMM_VL / 2; p++) {
+            const int i = p / h * 2 * h + p % h; /* the pairs (i, i + h) */
+            const FN(gvec) a = v[i], b = v[i + h];
+            v[i] = __builtin_shuffle(a, b, lo);
+            v[i + h] = __builtin_shuffle(a, b, hi);
+        }
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < DLK_GEMM_VL; k++)
+        memcpy(dst + k * dld, &v[k], (size_t)lanes * sizeof(T));
+}
+
+/* Sliver of op(B)[pc:pc+kc, j0:j0+n] into dst[k * NR + j], zero past n. */
 static void FN(pack_b)(int trans_b, const T *B, dlk_idx ldb, dlk_idx pc, dlk_idx kc,
                        dlk_idx j0, dlk_idx n, T *restrict dst) {
     if (!trans_b) {
@@ -34,17 +77,18 @@ static void FN(pack_b)(int trans_b, const T *B, dlk_idx ldb, dlk_idx pc, dlk_idx
             for (; j < NR; j++) d[j] = 0;
         }
     } else {
-        /* B stored N x K: column j of op(B) is row j of B, contiguous in k. Blocks of
-         * 8 k keep the writes within a few cache lines per pass. */
+        /* B stored N x K: column j of op(B) is row j of B, contiguous in k. */
         const T *src = B + j0 * ldb + pc;
-        for (dlk_idx k0 = 0; k0 < kc; k0 += 8) {
-            dlk_idx k1 = DLK_MIN(kc, k0 + 8);
-            for (dlk_idx j = 0; j < n; j++) {
-                const T *col = src + j * ldb;
-                for (dlk_idx k = k0; k < k1; k++) dst[k * NR + j] = col[k];
-            }
-            for (dlk_idx k = k0; k < k1; k++)
-                for (dlk_idx j = n; j < NR; j++) dst[k * NR + j] = 0;
+        dlk_idx k0 = 0;
+        for (; k0 + DLK_GEMM_VL <= kc; k0 += DLK_GEMM_VL)
+            for (int jv = 0; jv < DLK_GEMM_NV; jv++)
+                FN(transpose_block)(src + jv * DLK_GEMM_VL * ldb + k0, ldb,
+                                    DLK_MIN(DLK_GEMM_VL, DLK_MAX(0, n - jv * DLK_GEMM_VL)),
+                                    dst + k0 * NR + jv * DLK_GEMM_VL, NR, DLK_GEMM_VL);
+        for (dlk_idx k = k0; k < kc; k++) {
+            dlk_idx j = 0;
+            for (; j < n; j++) dst[k * NR + j] = src[j * ldb + k];
+            for (; j < NR; j++) dst[k * NR + j] = 0;
         }
     }
 }
@@ -63,13 +107,20 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
             for (; i < MR; i++) d[i] = 0;
         }
     } else {
+        /* Row i of the sliver is contiguous in k: transpose VL x VL blocks, MR rows
+         * in chunks of VL (the last chunk narrower), rows past m read as zero. */
         const T *src = A + i0 * lda + pc;
-        for (dlk_idx i = 0; i < m; i++) {
-            const T *row = src + i * lda;
-            for (dlk_idx k = 0; k < kc; k++) dst[k * MR + i] = row[k];
+        dlk_idx k0 = 0;
+        for (; k0 + DLK_GEMM_VL <= kc; k0 += DLK_GEMM_VL)
+            for (dlk_idx r0 = 0; r0 < MR; r0 += DLK_GEMM_VL)
+                FN(transpose_block)(src + r0 * lda + k0, lda,
+                                    DLK_MIN(DLK_GEMM_VL, DLK_MAX(0, m - r0)),
+                                    dst + k0 * MR + r0, MR, DLK_MIN(DLK_GEMM_VL, MR - r0));
+        for (dlk_idx k = k0; k < kc; k++) {
+            dlk_idx i = 0;
+            for (; i < m; i++) dst[k * MR + i] = src[i * lda + k];
+            for (; i < MR; i++) dst[k * MR + i] = 0;
         }
-        for (dlk_idx i = m; i < MR; i++)
-            for (dlk_idx k = 0; k < kc; k++) dst[k * MR + i] = 0;
     }
 }
 
@@ -83,8 +134,11 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
     const FN(gvec) zero = {0};
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < DLK_GEMM_NV; v++) acc[r][v] = zero;
-    /* The tile of C is needed only after the loop: start fetching it now. */
-    for (int r = 0; r < MR && r < m; r++) __builtin_prefetch(c + r * ldc, 1, 3);
+    /* The tile of C is needed only after the loop: start fetching it now (each row
+     * spans NR elements: first and last cache line, and any between). */
+    for (int r = 0; r < MR && r < m; r++)
+        for (int j = 0; j < NR; j += 64 / (int)sizeof(T)) __builtin_prefetch(c + r * ldc + j, 1, 3);
+    for (int r = 0; r < MR && r < m; r++) __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);
 #pragma GCC unroll 4
     for (dlk_idx k = 0; k < kc; k++) {
         FN(gvec) bv[DLK_GEMM_NV];
