@@ -13,10 +13,13 @@
  *               micro-kernel: MR x NR tile of C in registers over kc
  *
  * Slivers are zero-padded to full MR / NR, so the micro-kernel has no edges; a
- * partial tile of C goes through a small buffer. */
+ * partial tile of C goes through a small buffer. NR is DLK_GEMM_NV vectors, fewer
+ * when C is narrower (a 10-column C would otherwise compute 48 columns); it depends
+ * on N only, and every element's sum is the same whatever NR, so results do not
+ * change with it either. */
 
 #define FN(name) DLK_GEMM_CAT(name, SUF)
-#define NR (DLK_GEMM_NV * DLK_GEMM_VL)
+#define NRMAX (DLK_GEMM_NV * DLK_GEMM_VL)
 #define MR DLK_GEMM_MR
 
 typedef T FN(gvec) __attribute__((vector_size(DLK_GEMM_VBYTES)));
@@ -64,9 +67,11 @@ static inline void FN(transpose_block)(const T *src, dlk_idx ld, dlk_idx rows, T
         memcpy(dst + k * dld, &v[k], (size_t)lanes * sizeof(T));
 }
 
-/* Sliver of op(B)[pc:pc+kc, j0:j0+n] into dst[k * NR + j], zero past n. */
+/* Sliver of op(B)[pc:pc+kc, j0:j0+n] into dst[k * NR + j], zero past n; NR = nv
+ * vectors. */
 static void FN(pack_b)(int trans_b, const T *B, dlk_idx ldb, dlk_idx pc, dlk_idx kc,
-                       dlk_idx j0, dlk_idx n, T *restrict dst) {
+                       dlk_idx j0, dlk_idx n, T *restrict dst, int nv) {
+    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
     if (!trans_b) {
         const T *src = B + pc * ldb + j0;
         for (dlk_idx k = 0; k < kc; k++) {
@@ -81,7 +86,7 @@ static void FN(pack_b)(int trans_b, const T *B, dlk_idx ldb, dlk_idx pc, dlk_idx
         const T *src = B + j0 * ldb + pc;
         dlk_idx k0 = 0;
         for (; k0 + DLK_GEMM_VL <= kc; k0 += DLK_GEMM_VL)
-            for (int jv = 0; jv < DLK_GEMM_NV; jv++)
+            for (int jv = 0; jv < nv; jv++)
                 FN(transpose_block)(src + jv * DLK_GEMM_VL * ldb + k0, ldb,
                                     DLK_MIN(DLK_GEMM_VL, DLK_MAX(0, n - jv * DLK_GEMM_VL)),
                                     dst + k0 * NR + jv * DLK_GEMM_VL, NR, DLK_GEMM_VL);
@@ -125,15 +130,17 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
 }
 
 /* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C; beta == 0 does not read C.
- * The MR x NR accumulator lives in DLK_GEMM_MR * DLK_GEMM_NV vector registers; each k
- * loads NV vectors of B and broadcasts MR values of A (MR * NV FMAs). */
+ * The MR x NR accumulator lives in MR * nv vector registers (nv is a constant at each
+ * call site); each k loads nv vectors of B and broadcasts MR values of A (MR * nv
+ * FMAs). */
 static inline __attribute__((always_inline)) void FN(micro_kernel)(
     dlk_idx kc, const T *restrict a, const T *restrict b, T *restrict c, dlk_idx ldc,
-    dlk_idx m, dlk_idx n, T alpha, T beta) {
+    dlk_idx m, dlk_idx n, T alpha, T beta, const int nv) {
+    const int NR = nv * DLK_GEMM_VL;
     FN(gvec) acc[MR][DLK_GEMM_NV];
     const FN(gvec) zero = {0};
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < DLK_GEMM_NV; v++) acc[r][v] = zero;
+        for (int v = 0; v < nv; v++) acc[r][v] = zero;
     /* The tile of C is needed only after the loop: start fetching it now (each row
      * spans NR elements: first and last cache line, and any between). */
     for (int r = 0; r < MR && r < m; r++)
@@ -142,17 +149,17 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
 #pragma GCC unroll 4
     for (dlk_idx k = 0; k < kc; k++) {
         FN(gvec) bv[DLK_GEMM_NV];
-        for (int v = 0; v < DLK_GEMM_NV; v++)
+        for (int v = 0; v < nv; v++)
             memcpy(&bv[v], b + k * NR + v * DLK_GEMM_VL, sizeof bv[v]);
         for (int r = 0; r < MR; r++) {
             const T ar = a[k * MR + r];
-            for (int v = 0; v < DLK_GEMM_NV; v++) acc[r][v] += ar * bv[v];
+            for (int v = 0; v < nv; v++) acc[r][v] += ar * bv[v];
         }
     }
     if (m == MR && n == NR) {
         for (int r = 0; r < MR; r++) {
             T *cr = c + r * ldc;
-            for (int v = 0; v < DLK_GEMM_NV; v++) {
+            for (int v = 0; v < nv; v++) {
                 FN(gvec) cv;
                 if (beta == 0) {
                     cv = alpha * acc[r][v];
@@ -165,9 +172,9 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
         }
     } else {
         /* Partial tile: spill the registers, then update only the m x n corner. */
-        T buf[MR * NR] __attribute__((aligned(64)));
+        T buf[MR * NRMAX] __attribute__((aligned(64)));
         for (int r = 0; r < MR; r++)
-            for (int v = 0; v < DLK_GEMM_NV; v++)
+            for (int v = 0; v < nv; v++)
                 memcpy(buf + r * NR + v * DLK_GEMM_VL, &acc[r][v], sizeof acc[r][v]);
         for (dlk_idx r = 0; r < m; r++) {
             T *cr = c + r * ldc;
@@ -178,6 +185,17 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
                 for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j] + beta * cr[j];
         }
     }
+}
+
+/* The micro-kernel with nv as a compile-time constant (registers, unrolling). */
+static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, T *c, dlk_idx ldc,
+                                dlk_idx m, dlk_idx n, T alpha, T beta, int nv) {
+    if (nv == DLK_GEMM_NV)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV);
+    else if (nv == 1)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1);
+    else
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2);
 }
 
 /* C = beta * C (0 when beta == 0, whatever C holds): K == 0 or alpha == 0. */
@@ -199,6 +217,9 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
         FN(scale_c)(M, N, beta, C, ldc);
         return DLK_OK;
     }
+    /* Vectors per B sliver: all DLK_GEMM_NV unless C is narrower. */
+    const int nv = (int)DLK_MIN(DLK_GEMM_NV, (N + DLK_GEMM_VL - 1) / DLK_GEMM_VL);
+    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
     /* Buffers sized for this problem, not for the largest blocks. */
     const dlk_idx kcmax = DLK_MIN(K, DLK_GEMM_KC);
     const dlk_idx ncmax = (DLK_MIN(N, DLK_GEMM_NC) + NR - 1) / NR * NR;
@@ -231,7 +252,7 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
 #endif
                 for (s = 0; s < nsl; s++)
                     FN(pack_b)(trans_b, B, ldb, pc, kc, jc + s * NR,
-                               DLK_MIN(NR, nc - s * NR), Bp + s * NR * kc);
+                               DLK_MIN(NR, nc - s * NR), Bp + s * NR * kc, nv);
                 for (dlk_idx i0 = 0; i0 < M; i0 += DLK_GEMM_MM) {
                     const dlk_idx mm = DLK_MIN(DLK_GEMM_MM, M - i0);
                     const dlk_idx msl = (mm + MR - 1) / MR;
@@ -262,8 +283,8 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
                             const dlk_idx n = DLK_MIN(NR, nc - js * NR);
                             for (dlk_idx r = r0; r < r1; r += MR) {
                                 T *c = C + (i0 + r) * ldc + jc + js * NR;
-                                FN(micro_kernel)(kc, Ap + r * kc, bs, c, ldc,
-                                                 DLK_MIN(MR, r1 - r), n, alpha, beff);
+                                FN(micro_kernel_nv)(kc, Ap + r * kc, bs, c, ldc,
+                                                    DLK_MIN(MR, r1 - r), n, alpha, beff, nv);
                             }
                         }
                     }
@@ -277,12 +298,12 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
 
 void FN(dlk_gemm_blocking)(dlk_idx sizes[5]) {
     sizes[0] = MR;
-    sizes[1] = NR;
+    sizes[1] = NRMAX;
     sizes[2] = DLK_GEMM_KC;
     sizes[3] = DLK_GEMM_MC;
     sizes[4] = DLK_GEMM_NC;
 }
 
 #undef FN
-#undef NR
+#undef NRMAX
 #undef MR

@@ -69,6 +69,25 @@ def test_register_tile_edges(dtype, ta, tb):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANS)
+def test_narrow_c(dtype, ta, tb):
+    # C narrower than the full sliver runs 1- or 2-vector slivers: every width across
+    # those edges (for 4-, 8- and 16-lane vectors), with K past one block
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for N in (1, 3, 4, 5, 7, 8, 9, 10, 15, 16, 17, 24, 31, 32, 33):
+        check(2 * mr + 3, N, kc + 37, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_c_any_thread_count(dtype):
+    # a tall narrow C (linear's 10-class head) is parallel over its row blocks
+    a, b = operands(2000, 10, 1500, dtype, False, True, seed=12)
+    one = _gemm.gemm(a, b, False, True, nthreads=1)
+    for n in (2, 3):
+        assert np.array_equal(one, _gemm.gemm(a, b, False, True, nthreads=n))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
 def test_kc_edges(dtype, ta, tb):
     mr, nr, kc, mc, nc = blocking(dtype)
     for K in (kc - 1, kc, kc + 1, 2 * kc + 3):
