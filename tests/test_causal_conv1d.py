@@ -26,6 +26,7 @@ CASES = [
     (1, 2, 4, 2, 2, 10**30),  # beyond 64 bits
     (1, 3, 2500, 2, 3, 700),  # several 1024-step time blocks; taps cross block edges
     (2, 2, 2049, 3, 4, 1),    # last time block of one step
+    (2, 40, 1030, 24, 6, 3),  # stacked taps C_in*k = 240 past one GEMM K block; 2 blocks
 ]
 
 
@@ -200,14 +201,15 @@ def test_one_and_two_threads_bit_identical(dtype):
         x, w, b, g, d = make(shape, dtype, seed=9)
         results = []
         try:
-            for n in (1, 2):
+            for n in (1, 2, 3):
                 dlkern.set_num_threads(n)
                 results.append((F.causal_conv1d(x, w, b, d),)
                                + F.causal_conv1d_backward(g, x, w, d))
         finally:
             dlkern.set_num_threads(None)
-        for a, e in zip(*results):
-            np.testing.assert_array_equal(a, e)
+        for other in results[1:]:
+            for a, e in zip(results[0], other):
+                np.testing.assert_array_equal(a, e)
 
 
 X = np.zeros((2, 3, 8))
