@@ -40,6 +40,10 @@
  * rows (conv2d's 64 x 1024: 22 slivers, 6 tiles), large enough that a tile amortizes
  * its A block. */
 #define DLK_GEMM_TILE_SLIVERS 4
+/* C with at most this many rows reads full slivers of an untransposed B in place
+ * instead of packing them (see gemm_tmpl.h): measured faster up to 128 rows (64 x 1024
+ * x 192: 187 -> 217 GFLOP/s on one core), slower from 256 (226 -> 214). */
+#define DLK_GEMM_DIRECT_B_MAX_M 128
 /* Below this many multiply-adds a call runs on one thread: a parallel region costs
  * a few us on an idle machine, much more on a busy one, and 2^20 multiply-adds take
  * ~10 us on one core. */

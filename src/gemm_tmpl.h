@@ -131,11 +131,12 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
 
 /* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C; beta == 0 does not read C.
  * The MR x NR accumulator lives in MR * nv vector registers (nv is a constant at each
- * call site); each k loads nv vectors of B and broadcasts MR values of A (MR * nv
+ * call site); each k loads nv vectors of B (row k of the sliver at b + k * ldbk:
+ * NR when packed, ldb when read in place) and broadcasts MR values of A (MR * nv
  * FMAs). */
 static inline __attribute__((always_inline)) void FN(micro_kernel)(
     dlk_idx kc, const T *restrict a, const T *restrict b, T *restrict c, dlk_idx ldc,
-    dlk_idx m, dlk_idx n, T alpha, T beta, const int nv) {
+    dlk_idx m, dlk_idx n, T alpha, T beta, const int nv, dlk_idx ldbk) {
     const int NR = nv * DLK_GEMM_VL;
     FN(gvec) acc[MR][DLK_GEMM_NV];
     const FN(gvec) zero = {0};
@@ -150,7 +151,7 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
     for (dlk_idx k = 0; k < kc; k++) {
         FN(gvec) bv[DLK_GEMM_NV];
         for (int v = 0; v < nv; v++)
-            memcpy(&bv[v], b + k * NR + v * DLK_GEMM_VL, sizeof bv[v]);
+            memcpy(&bv[v], b + k * ldbk + v * DLK_GEMM_VL, sizeof bv[v]);
         for (int r = 0; r < MR; r++) {
             const T ar = a[k * MR + r];
             for (int v = 0; v < nv; v++) acc[r][v] += ar * bv[v];
@@ -188,14 +189,15 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
 }
 
 /* The micro-kernel with nv as a compile-time constant (registers, unrolling). */
-static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, T *c, dlk_idx ldc,
-                                dlk_idx m, dlk_idx n, T alpha, T beta, int nv) {
+static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, dlk_idx ldbk, T *c,
+                                dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
+                                int nv) {
     if (nv == DLK_GEMM_NV)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk);
     else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk);
     else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk);
 }
 
 /* C = beta * C (0 when beta == 0, whatever C holds): K == 0 or alpha == 0. */
@@ -220,6 +222,12 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
     /* Vectors per B sliver: all DLK_GEMM_NV unless C is narrower. */
     const int nv = (int)DLK_MIN(DLK_GEMM_NV, (N + DLK_GEMM_VL - 1) / DLK_GEMM_VL);
     const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
+    /* With few rows of C each B sliver serves few micro-kernel calls, and packing it
+     * costs a sizable part of the work (16% of the time at 64 x 1024 x 192): full
+     * slivers of an untransposed B are then read in place (row stride ldb); only a
+     * partial last sliver is packed, for its zero padding. The FMAs are the same
+     * either way. */
+    const int direct_b = !trans_b && M <= DLK_GEMM_DIRECT_B_MAX_M;
     /* Buffers sized for this problem, not for the largest blocks. */
     const dlk_idx kcmax = DLK_MIN(K, DLK_GEMM_KC);
     const dlk_idx ncmax = (DLK_MIN(N, DLK_GEMM_NC) + NR - 1) / NR * NR;
@@ -251,7 +259,8 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
 #pragma omp for schedule(static) nowait
 #endif
                 for (s = 0; s < nsl; s++)
-                    FN(pack_b)(trans_b, B, ldb, pc, kc, jc + s * NR,
+                    if (!direct_b || (s + 1) * NR > nc)
+                        FN(pack_b)(trans_b, B, ldb, pc, kc, jc + s * NR,
                                DLK_MIN(NR, nc - s * NR), Bp + s * NR * kc, nv);
                 for (dlk_idx i0 = 0; i0 < M; i0 += DLK_GEMM_MM) {
                     const dlk_idx mm = DLK_MIN(DLK_GEMM_MM, M - i0);
@@ -279,11 +288,14 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
                         const dlk_idx s0 = jb * DLK_GEMM_TILE_SLIVERS;
                         const dlk_idx s1 = DLK_MIN(nsl, s0 + DLK_GEMM_TILE_SLIVERS);
                         for (dlk_idx js = s0; js < s1; js++) {
-                            const T *bs = Bp + js * NR * kc;
                             const dlk_idx n = DLK_MIN(NR, nc - js * NR);
+                            const int in_place = direct_b && n == NR;
+                            const T *bs = in_place ? B + pc * ldb + jc + js * NR
+                                                   : Bp + js * NR * kc;
+                            const dlk_idx ldbk = in_place ? ldb : NR;
                             for (dlk_idx r = r0; r < r1; r += MR) {
                                 T *c = C + (i0 + r) * ldc + jc + js * NR;
-                                FN(micro_kernel_nv)(kc, Ap + r * kc, bs, c, ldc,
+                                FN(micro_kernel_nv)(kc, Ap + r * kc, bs, ldbk, c, ldc,
                                                     DLK_MIN(MR, r1 - r), n, alpha, beff, nv);
                             }
                         }
