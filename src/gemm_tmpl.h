@@ -229,7 +229,13 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
      * either way. */
     const int direct_b = !trans_b && M <= DLK_GEMM_DIRECT_B_MAX_M;
     /* Buffers sized for this problem, not for the largest blocks. */
-    const dlk_idx kcmax = DLK_MIN(K, DLK_GEMM_KC);
+    /* K in near-equal blocks of at most KC, rounded up to whole vectors (the packing
+     * transposes VL x VL blocks): K = 224 runs 112 + 112, not 192 + 32 (a thin block
+     * pays a whole pass over C for little work). Depends on K only. */
+    const dlk_idx kblocks = (K + DLK_GEMM_KC - 1) / DLK_GEMM_KC;
+    const dlk_idx kcb = DLK_MIN(
+        DLK_GEMM_KC, ((K + kblocks - 1) / kblocks + DLK_GEMM_VL - 1) / DLK_GEMM_VL * DLK_GEMM_VL);
+    const dlk_idx kcmax = kcb;
     const dlk_idx ncmax = (DLK_MIN(N, DLK_GEMM_NC) + NR - 1) / NR * NR;
     const dlk_idx mmmax = (DLK_MIN(M, DLK_GEMM_MM) + MR - 1) / MR * MR;
     const size_t nb = (size_t)(kcmax * ncmax), na = (size_t)(kcmax * mmmax);
@@ -250,8 +256,8 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
         for (dlk_idx jc = 0; jc < N; jc += DLK_GEMM_NC) {
             const dlk_idx nc = DLK_MIN(DLK_GEMM_NC, N - jc);
             const dlk_idx nsl = (nc + NR - 1) / NR;
-            for (dlk_idx pc = 0; pc < K; pc += DLK_GEMM_KC) {
-                const dlk_idx kc = DLK_MIN(DLK_GEMM_KC, K - pc);
+            for (dlk_idx pc = 0; pc < K; pc += kcb) {
+                const dlk_idx kc = DLK_MIN(kcb, K - pc);
                 /* Later K blocks add to what the first one wrote. */
                 const T beff = pc == 0 ? beta : (T)1;
                 dlk_idx s;
