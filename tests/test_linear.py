@@ -1,4 +1,4 @@
-"""linear: the GEMM binding against the NumPy reference, float64 loops and PyTorch."""
+"""linear: the C kernel (over dlkern's GEMM) against the NumPy reference, float64 loops and PyTorch."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
