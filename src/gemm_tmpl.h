@@ -228,13 +228,13 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
      * partial last sliver is packed, for its zero padding. The FMAs are the same
      * either way. */
     const int direct_b = !trans_b && M <= DLK_GEMM_DIRECT_B_MAX_M;
-    /* Buffers sized for this problem, not for the largest blocks. */
     /* K in near-equal blocks of at most KC, rounded up to whole vectors (the packing
      * transposes VL x VL blocks): K = 224 runs 112 + 112, not 192 + 32 (a thin block
      * pays a whole pass over C for little work). Depends on K only. */
     const dlk_idx kblocks = (K + DLK_GEMM_KC - 1) / DLK_GEMM_KC;
     const dlk_idx kcb = DLK_MIN(
         DLK_GEMM_KC, ((K + kblocks - 1) / kblocks + DLK_GEMM_VL - 1) / DLK_GEMM_VL * DLK_GEMM_VL);
+    /* Buffers sized for this problem, not for the largest blocks. */
     const dlk_idx kcmax = kcb;
     const dlk_idx ncmax = (DLK_MIN(N, DLK_GEMM_NC) + NR - 1) / NR * NR;
     const dlk_idx mmmax = (DLK_MIN(M, DLK_GEMM_MM) + MR - 1) / MR * MR;
@@ -247,7 +247,7 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
     /* Fixed threshold: one thread below it, whatever nthreads says; the tiling and
      * order of operations are the same either way, so results do not change. */
     if ((double)M * N * K < DLK_GEMM_PARALLEL_WORK) nthreads = 1;
-    (void)nthreads;
+    (void)nthreads; /* unused without OpenMP */
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
