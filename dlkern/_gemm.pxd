@@ -9,3 +9,7 @@ cdef extern from "gemm.h":
                      const double *A, dlk_idx lda, const double *B, dlk_idx ldb, double beta,
                      double *C, dlk_idx ldc, int nthreads) nogil
     void dlk_gemm_blocking(int is_f64, dlk_idx sizes[5]) nogil
+    void dlk_transpose_f32(dlk_idx rows, dlk_idx cols, const float *src, dlk_idx lds,
+                           float *dst, dlk_idx ldd) nogil
+    void dlk_transpose_f64(dlk_idx rows, dlk_idx cols, const double *src, dlk_idx lds,
+                           double *dst, dlk_idx ldd) nogil

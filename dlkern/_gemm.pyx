@@ -5,7 +5,8 @@
 import numpy as np
 cimport numpy as cnp
 from dlkern._common cimport dlk_idx, DLK_OK
-from dlkern._gemm cimport dlk_gemm_f32, dlk_gemm_f64, dlk_gemm_blocking
+from dlkern._gemm cimport (dlk_gemm_f32, dlk_gemm_f64, dlk_gemm_blocking,
+                           dlk_transpose_f32, dlk_transpose_f64)
 from dlkern._threads import get_num_threads
 
 cnp.import_array()
@@ -88,3 +89,23 @@ def blocking(dtype):
     cdef dlk_idx s[5]
     dlk_gemm_blocking(np.dtype(dtype) == np.float64, s)
     return tuple(int(s[i]) for i in range(5))
+
+
+def transpose(a):
+    """a.T as a new C-contiguous array through dlk_transpose (for the tests); a is a 2-D
+    float32/float64 array whose rows may be strided."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64) or a.ndim != 2:
+        raise TypeError("transpose: a must be a 2-D float32 or float64 array")
+    a, lda_ = _rows_strided(a)
+    cdef dlk_idx rows = a.shape[0], cols = a.shape[1], lds = lda_
+    out = np.empty((cols, rows), dtype=a.dtype)
+    cdef char *sp = cnp.PyArray_BYTES(a)
+    cdef char *dp = cnp.PyArray_BYTES(out)
+    cdef dlk_idx ldd = max(rows, 1)
+    if a.dtype == np.float32:
+        with nogil:
+            dlk_transpose_f32(rows, cols, <float *>sp, lds, <float *>dp, ldd)
+    else:
+        with nogil:
+            dlk_transpose_f64(rows, cols, <double *>sp, lds, <double *>dp, ldd)
+    return out

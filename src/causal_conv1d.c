@@ -5,14 +5,18 @@
  * written once per task with K = C_in*k (or C_out*k), not k times with K = C_in:
  *   forward   out[:, t0:t1]  = W (C_out, C_in*k) @ X     (+ bias: prefilled, beta 1)
  *             X[c*k + j][t] = x[c][t0 + t - s_j]   (0 before time 0)
- *   grad_W   (C_out, C_in*k) += g[:, t0:t1] @ X^T   (the same X)
+ *   grad_W'  (C_out, k*C_in) += g[:, t0:t1] @ XT   (unpacked to the weight's layout)
+ *             XT[t][j*C_in + c] = x[c][t0 + t - s_j]  (the same values, time-major)
  *   grad_x    grad_x[:, t0:t1] = Wx (C_in, k*C_out) @ G
  *             G[j*C_out + o][t] = g[o][t0 + t + s_j]  (0 past time L-1)
  *             Wx[c][j*C_out + o] = w[o][c][j]
  * with s_j = (k-1-j)*dilation. The weight, read as a (C_out, C_in*k) row-major matrix,
- * is already W, and grad_W comes out in the weight's own layout. X and G are built
- * per task in per-thread buffers (they stay in L2 for the GEMM that reads them); a
- * tap with s_j >= L only contributes zero rows.
+ * is already W. X, XT and G are built per task in per-thread buffers (they stay in L2
+ * for the GEMM that reads them); a tap with s_j >= L only contributes zeros. grad_W
+ * sums over time, the contiguous axis of g and x: with X itself as the operand the
+ * GEMM would have to transpose it while packing; XT is built by block transposes
+ * (dlk_transpose) straight from x, and the GEMM then reads it in place (measured
+ * ~165 -> ~210 GFLOP/s per core for 64 x 192 x 1024).
  *
  * Threads: tasks are spread over nthreads (dynamic), each GEMM runs on one thread,
  * and grad_W is summed in a fixed number of task chunks, each with its own partial
@@ -50,18 +54,22 @@
 #define T float
 #define SUFFIX f32
 #define GEMM dlk_gemm_f32
+#define TRANSPOSE dlk_transpose_f32
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX
 #undef GEMM
+#undef TRANSPOSE
 
 #define T double
 #define SUFFIX f64
 #define GEMM dlk_gemm_f64
+#define TRANSPOSE dlk_transpose_f64
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX
 #undef GEMM
+#undef TRANSPOSE
 
 #else /* DLK_CC1D_BODY: the templated body */
 
@@ -81,6 +89,19 @@ static void SFX(cc1d_stack_x)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k,
             for (dlk_idx t = 0; t < z; t++) row[t] = 0;
             if (z < nt) memcpy(row + z, xn + c * L + t0 + z - s, (size_t)(nt - z) * sizeof(T));
         }
+}
+
+/* XT[t][j*C_in + c] = xn[c][t0 + t - s_j] for t < nt (zero where t0 + t < s_j). */
+static void SFX(cc1d_stack_xt)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k,
+                               dlk_idx dilation, dlk_idx t0, dlk_idx nt, T *XT) {
+    const dlk_idx Kx = k * C_in;
+    for (dlk_idx j = 0; j < k; j++) {
+        const dlk_idx s = (k - 1 - j) * dilation;
+        const dlk_idx z = DLK_MIN(nt, DLK_MAX(0, s - t0)); /* leading zero rows */
+        for (dlk_idx t = 0; t < z; t++)
+            for (dlk_idx c = 0; c < C_in; c++) XT[t * Kx + j * C_in + c] = 0;
+        if (z < nt) TRANSPOSE(C_in, nt - z, xn + t0 + z - s, L, XT + z * Kx + j * C_in, Kx);
+    }
 }
 
 /* G[j*C_out + o][t] = gn[o][t0 + t + s_j] for t < nt (zero where t0 + t + s_j >= L). */
@@ -202,9 +223,9 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
     if (nchunks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     {
-        T *X = SFX(cc1d_alloc)(Kx * tb);
+        T *XT = SFX(cc1d_alloc)(Kx * tb);
         T *G = SFX(cc1d_alloc)(Kg * tb);
-        int mine = (X && G) ? DLK_OK : DLK_ENOMEM;
+        int mine = (XT && G) ? DLK_OK : DLK_ENOMEM;
         dlk_idx c;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -220,15 +241,15 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                 const dlk_idx t0 = (task % nblocks) * DLK_CC1D_TIME_BLOCK;
                 const dlk_idx nt = DLK_MIN(DLK_CC1D_TIME_BLOCK, L - t0);
                 const T *gn = grad_out + n * C_out * L;
-                SFX(cc1d_stack_x)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, X);
-                mine = GEMM(0, 1, C_out, Kx, nt, 1, gn + t0, L, X, nt, 1, gw, Kx, 1);
+                SFX(cc1d_stack_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, XT);
+                mine = GEMM(0, 0, C_out, Kx, nt, 1, gn + t0, L, XT, Kx, 1, gw, Kx, 1);
                 if (mine != DLK_OK) break;
                 SFX(cc1d_stack_g)(gn, C_out, L, k, dilation, t0, nt, G);
                 mine = GEMM(0, 0, C_in, nt, Kg, 1, wx, Kg, G, nt, 0,
                             grad_x + n * C_in * L + t0, L, 1);
             }
         }
-        free(X);
+        free(XT);
         free(G);
         if (mine != DLK_OK) {
 #ifdef _OPENMP
@@ -240,7 +261,11 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
     if (status == DLK_OK) {
         for (dlk_idx cc = 1; cc < nchunks; cc++) /* chunk order: fixed */
             for (dlk_idx i = 0; i < wsize; i++) partial[i] += partial[cc * wsize + i];
-        memcpy(grad_weight, partial, (size_t)wsize * sizeof(T));
+        /* partial[o][j*C_in + c] -> grad_weight[o][c][j] */
+        for (dlk_idx oo = 0; oo < C_out; oo++)
+            for (dlk_idx c = 0; c < C_in; c++)
+                for (dlk_idx j = 0; j < k; j++)
+                    grad_weight[(oo * C_in + c) * k + j] = partial[oo * Kx + j * C_in + c];
     }
     free(wx);
     free(partial);

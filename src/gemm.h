@@ -31,6 +31,15 @@ int dlk_gemm_f64(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, doub
                  const double *A, dlk_idx lda, const double *B, dlk_idx ldb, double beta,
                  double *C, dlk_idx ldc, int nthreads);
 
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: a transpose in
+ * VL x VL register blocks (the GEMM's own packing routine), for kernels that need an
+ * operand time-major (causal_conv1d's grad_weight). Single-threaded; src and dst
+ * must not overlap. */
+void dlk_transpose_f32(dlk_idx rows, dlk_idx cols, const float *src, dlk_idx lds, float *dst,
+                       dlk_idx ldd);
+void dlk_transpose_f64(dlk_idx rows, dlk_idx cols, const double *src, dlk_idx lds,
+                       double *dst, dlk_idx ldd);
+
 /* The blocking this build uses, for tests that straddle every edge:
  * sizes = {MR, NR, KC, MC, NC} for float64 (is_f64) or float32. */
 void dlk_gemm_blocking(int is_f64, dlk_idx sizes[5]);

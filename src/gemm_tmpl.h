@@ -314,6 +314,23 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
     return DLK_OK;
 }
 
+void FN(dlk_transpose)(dlk_idx rows, dlk_idx cols, const T *src, dlk_idx lds, T *dst,
+                       dlk_idx ldd) {
+    dlk_idx c0 = 0;
+    for (; c0 + DLK_GEMM_VL <= cols; c0 += DLK_GEMM_VL)
+        for (dlk_idx r0 = 0; r0 < rows; r0 += DLK_GEMM_VL) {
+            const dlk_idx nr = DLK_MIN(DLK_GEMM_VL, rows - r0);
+            /* Full blocks with a constant width: whole-vector stores, not memcpy calls. */
+            if (nr == DLK_GEMM_VL)
+                FN(transpose_block)(src + r0 * lds + c0, lds, DLK_GEMM_VL, dst + c0 * ldd + r0,
+                                    ldd, DLK_GEMM_VL);
+            else
+                FN(transpose_block)(src + r0 * lds + c0, lds, nr, dst + c0 * ldd + r0, ldd, nr);
+        }
+    for (; c0 < cols; c0++)
+        for (dlk_idx r = 0; r < rows; r++) dst[c0 * ldd + r] = src[r * lds + c0];
+}
+
 void FN(dlk_gemm_blocking)(dlk_idx sizes[5]) {
     sizes[0] = MR;
     sizes[1] = NRMAX;

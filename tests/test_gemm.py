@@ -242,6 +242,14 @@ def test_any_thread_count_same_result(dtype):
             assert np.array_equal(one, _gemm.gemm(a, b, False, tb, nthreads=n)), (M, N, K, n)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose(dtype):
+    rng = np.random.default_rng(14)
+    for rows, cols in [(1, 1), (3, 5), (16, 16), (17, 33), (40, 15), (64, 1030)]:
+        a = rng.standard_normal((rows, cols + 3)).astype(dtype)[:, 2:2 + cols]  # strided rows
+        assert np.array_equal(_gemm.transpose(a), a.T)
+
+
 def test_bad_arguments():
     a = np.ones((3, 4), np.float32)
     with pytest.raises(TypeError, match="float32 or float64"):
