@@ -16,7 +16,7 @@
  * sums over time, the contiguous axis of g and x: with X itself as the operand the
  * GEMM would have to transpose it while packing; XT is built by block transposes
  * (dlk_transpose) straight from x, and the GEMM then reads it in place (measured
- * ~165 -> ~210 GFLOP/s per core for 64 x 192 x 1024).
+ * ~157 -> ~202 GFLOP/s per core for 64 x 192 x 1024).
  *
  * Threads: tasks are spread over nthreads (dynamic), each GEMM runs on one thread,
  * and grad_W is summed in a fixed number of task chunks, each with its own partial
