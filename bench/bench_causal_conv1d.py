@@ -1,4 +1,4 @@
-"""Dilated causal conv1d (TCN block): dlkern (C over BLAS) vs the NumPy reference vs
+"""Dilated causal conv1d (TCN block): dlkern (C over its own GEMM) vs the NumPy reference vs
 PyTorch's conv1d on a left-padded input, forward and forward+backward.
 
 GFLOP/s count 2*N*C_out*C_in*k*L per pass (forward; forward+backward is three passes).

@@ -1,4 +1,4 @@
-"""linear: dlkern (C over BLAS GEMM) vs the NumPy reference vs torch.nn.functional.linear,
+"""linear: dlkern (C over its own GEMM) vs the NumPy reference vs torch.nn.functional.linear,
 forward and forward+backward. GFLOP/s count 2*M*in*out per GEMM (three for fwd+bwd);
 read them against the sgemm ceiling of bench_blas.py in the same run."""
 import numpy as np

@@ -1,31 +1,27 @@
 # Thin binding of src/causal_conv1d.c: receives validated arrays (dlkern/_args),
-# makes them contiguous, allocates outputs, releases the GIL and calls C with BLAS
-# limited to one thread (the kernel spreads its one-thread GEMMs over OpenMP threads;
-# see src/causal_conv1d.h for why: bit-identical results for any thread count).
+# makes them contiguous, allocates outputs, releases the GIL and calls C (which runs on
+# dlkern's own GEMM, bit-identical for any thread count: no BLAS thread limit needed).
 import numpy as np
-from dlkern._checks import blas_dims
-from dlkern._threads import one_thread_blas
 cimport numpy as cnp
-from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
 
 cnp.import_array()
 
 cdef extern from "causal_conv1d.h":
-    int dlk_causal_conv1d_forward_f32(const dlk_blas *blas, const float *x, const float *weight,
+    int dlk_causal_conv1d_forward_f32(const float *x, const float *weight,
                                       const float *bias, float *out, dlk_idx N, dlk_idx C_in,
                                       dlk_idx L, dlk_idx C_out, dlk_idx k, dlk_idx dilation,
                                       int nthreads) nogil
-    int dlk_causal_conv1d_forward_f64(const dlk_blas *blas, const double *x,
+    int dlk_causal_conv1d_forward_f64(const double *x,
                                       const double *weight, const double *bias, double *out,
                                       dlk_idx N, dlk_idx C_in, dlk_idx L, dlk_idx C_out,
                                       dlk_idx k, dlk_idx dilation, int nthreads) nogil
-    int dlk_causal_conv1d_backward_f32(const dlk_blas *blas, const float *grad_out,
+    int dlk_causal_conv1d_backward_f32(const float *grad_out,
                                        const float *x, const float *weight, float *grad_x,
                                        float *grad_weight, float *grad_bias, dlk_idx N,
                                        dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
                                        dlk_idx dilation, int nthreads) nogil
-    int dlk_causal_conv1d_backward_f64(const dlk_blas *blas, const double *grad_out,
+    int dlk_causal_conv1d_backward_f64(const double *grad_out,
                                        const double *x, const double *weight, double *grad_x,
                                        double *grad_weight, double *grad_bias, dlk_idx N,
                                        dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
@@ -40,25 +36,22 @@ def forward(x, weight, bias, dilation, int nthreads):
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
     # Any Python int is valid; shifts of L or more only read padding, so clamp first.
     cdef dlk_idx d = min(dilation, max(L, 1))
-    blas_dims("causal_conv1d", (N, C_in, L, C_out, k))
     out = np.empty((N, C_out, L), dtype=x.dtype)
     cdef cnp.ndarray xa = x, wa = weight, oa = out
     cdef char *bp = NULL
     if bias is not None:
         bp = (<cnp.ndarray>bias).data
-    cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    with one_thread_blas():  # identical results for any thread count
-        if x.dtype == np.float32:
-            with nogil:
-                status = dlk_causal_conv1d_forward_f32(&blas, <float *>xa.data, <float *>wa.data,
-                                                       <float *>bp, <float *>oa.data, N, C_in, L,
-                                                       C_out, k, d, nthreads)
-        else:
-            with nogil:
-                status = dlk_causal_conv1d_forward_f64(&blas, <double *>xa.data, <double *>wa.data,
-                                                       <double *>bp, <double *>oa.data, N, C_in, L,
-                                                       C_out, k, d, nthreads)
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_causal_conv1d_forward_f32(<float *>xa.data, <float *>wa.data,
+                                                   <float *>bp, <float *>oa.data, N, C_in, L,
+                                                   C_out, k, d, nthreads)
+    else:
+        with nogil:
+            status = dlk_causal_conv1d_forward_f64(<double *>xa.data, <double *>wa.data,
+                                                   <double *>bp, <double *>oa.data, N, C_in, L,
+                                                   C_out, k, d, nthreads)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d: out of memory")
     return out
@@ -72,27 +65,24 @@ def backward(grad_out, x, weight, dilation, int nthreads):
     cdef dlk_idx C_out = weight.shape[0], k = weight.shape[2]
     # Any Python int is valid; shifts of L or more only read padding, so clamp first.
     cdef dlk_idx d = min(dilation, max(L, 1))
-    blas_dims("causal_conv1d_backward", (N, C_in, L, C_out, k))
     grad_x = np.empty_like(x)
     grad_weight = np.empty_like(weight)
     grad_bias = np.empty(C_out, dtype=x.dtype)
     cdef cnp.ndarray ga = grad_out, xa = x, wa = weight
     cdef cnp.ndarray gxa = grad_x, gwa = grad_weight, gba = grad_bias
-    cdef dlk_blas blas = dlk_blas_table()
     cdef int status
-    with one_thread_blas():  # identical results for any thread count
-        if x.dtype == np.float32:
-            with nogil:
-                status = dlk_causal_conv1d_backward_f32(
-                    &blas, <float *>ga.data, <float *>xa.data, <float *>wa.data,
-                    <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
-                    N, C_in, L, C_out, k, d, nthreads)
-        else:
-            with nogil:
-                status = dlk_causal_conv1d_backward_f64(
-                    &blas, <double *>ga.data, <double *>xa.data, <double *>wa.data,
-                    <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
-                    N, C_in, L, C_out, k, d, nthreads)
+    if x.dtype == np.float32:
+        with nogil:
+            status = dlk_causal_conv1d_backward_f32(
+                <float *>ga.data, <float *>xa.data, <float *>wa.data,
+                <float *>gxa.data, <float *>gwa.data, <float *>gba.data,
+                N, C_in, L, C_out, k, d, nthreads)
+    else:
+        with nogil:
+            status = dlk_causal_conv1d_backward_f64(
+                <double *>ga.data, <double *>xa.data, <double *>wa.data,
+                <double *>gxa.data, <double *>gwa.data, <double *>gba.data,
+                N, C_in, L, C_out, k, d, nthreads)
     if status != DLK_OK:
         raise MemoryError("causal_conv1d_backward: out of memory")
     return grad_x, grad_weight, grad_bias

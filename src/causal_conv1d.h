@@ -1,4 +1,5 @@
-/* Dilated causal conv1d (the TCN building block), forward and backward, over BLAS.
+/* Dilated causal conv1d (the TCN building block), forward and backward, over
+ * dlkern's GEMM (gemm.h).
  *
  * Layout (all C-contiguous): x (N, C_in, L), weight (C_out, C_in, k), bias (C_out,),
  * out / grad_out (N, C_out, L). Tap j reads x shifted right by s_j = (k-1-j)*dilation:
@@ -8,36 +9,32 @@
  * (forward; grad_x and grad_weight each cost the same), in N*k GEMMs per pass.
  *
  * Threads: (sample, time block) tasks (and, for grad_weight, a fixed number of task
- * chunks) are spread over nthreads OpenMP threads, each calling BLAS on its own tasks. The CALLER MUST
- * LIMIT BLAS TO ONE THREAD for the call (the binding does, with threadpoolctl):
- * OpenBLAS's GEMM rounds differently depending on how its own threads split the
- * matrix, so a threaded BLAS would make results depend on the thread count; with
- * one-thread GEMMs of fixed shapes and fixed-order reductions the results are
- * bit-identical for any nthreads, and the two pools never oversubscribe the cores.
- * Return DLK_OK or DLK_ENOMEM. All dimensions (N, C_in, C_out, L, k) must fit in int.
+ * chunks with their own partial sums, added in order) are spread over nthreads OpenMP
+ * threads, each running one-thread GEMMs, so results are bit-identical for any
+ * nthreads.
+ * Return DLK_OK or DLK_ENOMEM.
  */
 #ifndef DLK_CAUSAL_CONV1D_H
 #define DLK_CAUSAL_CONV1D_H
 
-#include "dlk_blas.h"
 #include "dlk_common.h"
 
 /* bias may be NULL. */
-int dlk_causal_conv1d_forward_f32(const dlk_blas *blas, const float *x, const float *weight,
+int dlk_causal_conv1d_forward_f32(const float *x, const float *weight,
                                   const float *bias, float *out, dlk_idx N, dlk_idx C_in,
                                   dlk_idx L, dlk_idx C_out, dlk_idx k, dlk_idx dilation,
                                   int nthreads);
-int dlk_causal_conv1d_forward_f64(const dlk_blas *blas, const double *x, const double *weight,
+int dlk_causal_conv1d_forward_f64(const double *x, const double *weight,
                                   const double *bias, double *out, dlk_idx N, dlk_idx C_in,
                                   dlk_idx L, dlk_idx C_out, dlk_idx k, dlk_idx dilation,
                                   int nthreads);
 
 /* grad_x (N, C_in, L), grad_weight (C_out, C_in, k), grad_bias (C_out,): all written. */
-int dlk_causal_conv1d_backward_f32(const dlk_blas *blas, const float *grad_out, const float *x,
+int dlk_causal_conv1d_backward_f32(const float *grad_out, const float *x,
                                    const float *weight, float *grad_x, float *grad_weight,
                                    float *grad_bias, dlk_idx N, dlk_idx C_in, dlk_idx L,
                                    dlk_idx C_out, dlk_idx k, dlk_idx dilation, int nthreads);
-int dlk_causal_conv1d_backward_f64(const dlk_blas *blas, const double *grad_out,
+int dlk_causal_conv1d_backward_f64(const double *grad_out,
                                    const double *x, const double *weight, double *grad_x,
                                    double *grad_weight, double *grad_bias, dlk_idx N,
                                    dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,

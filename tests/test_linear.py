@@ -1,4 +1,4 @@
-"""linear: the GEMM binding against the NumPy reference, float64 loops and PyTorch."""
+"""linear: the C kernel (over dlkern's GEMM) against the NumPy reference, float64 loops and PyTorch."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -151,6 +151,29 @@ def test_one_and_two_threads_bit_identical(dtype):
         dlkern.set_num_threads(None)
     for a, e in zip(*results):
         np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_odd_shape_any_thread_count(dtype):
+    # Past every blocking edge of dlk_gemm in all three products: in_features and the
+    # batch exceed its K block (256), partial register tiles in M and N; threads
+    # never change a bit.
+    x, w, b, g = make((523, 301), 261, dtype, seed=10)
+    results = []
+    try:
+        for n in (1, 2, 3):
+            dlkern.set_num_threads(n)
+            results.append((F.linear(x, w, b),) + F.linear_backward(g, x, w))
+    finally:
+        dlkern.set_num_threads(None)
+    g64, x64, w64 = (a.astype(np.float64) for a in (g, x, w))
+    want = (einsum_oracle(x, w, b), g64 @ w64, g64.T @ x64, g64.sum(axis=0))
+    rtol = 4e-4 if dtype == np.float32 else None
+    for a, e in zip(results[0], want):
+        assert_close(a, e, dtype=dtype, rtol=rtol)
+    for other in results[1:]:
+        for a, e in zip(results[0], other):
+            np.testing.assert_array_equal(a, e)
 
 
 X = np.zeros((2, 3))

@@ -1,4 +1,4 @@
-"""Dilated causal conv1d (the TCN building block): C kernels over BLAS GEMM.
+"""Dilated causal conv1d (the TCN building block): C kernels over dlkern's own GEMM.
 
 Twin of dlkern.reference.causal_conv1d (same signatures, same errors)."""
 from dlkern import _causal_conv1d

@@ -1,4 +1,4 @@
-"""linear (fully connected layer): C over BLAS GEMM (src/linear.c). Twin of
+"""linear (fully connected layer): C over dlkern's own GEMM (src/linear.c). Twin of
 dlkern.reference.linear."""
 from dlkern import _linear
 from dlkern._args.linear import parse_backward, parse_forward

@@ -1,0 +1,274 @@
+"""dlkern's own GEMM (src/gemm.c) against NumPy's matmul in float64.
+
+Sizes straddle every blocking edge of the packed kernel (the register tile MR x NR,
+the cache blocks KC and MC and NC), so partial tiles, tails and zero padding are all
+exercised; threads must never change a single bit."""
+import numpy as np
+import pytest
+
+from dlkern import _gemm
+from dlkern.testing import assert_close
+
+DTYPES = [np.float32, np.float64]
+TRANS = [(False, False), (False, True), (True, False), (True, True)]
+
+
+def blocking(dtype):
+    return _gemm.blocking(dtype)
+
+
+def operands(M, N, K, dtype, ta, tb, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    return a, b
+
+
+def oracle(a, b, ta, tb):
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    return (a64.T if ta else a64) @ (b64.T if tb else b64)
+
+
+def check(M, N, K, dtype, ta, tb, nthreads=None, seed=0, tol_k=None):
+    a, b = operands(M, N, K, dtype, ta, tb, seed)
+    got = _gemm.gemm(a, b, trans_a=ta, trans_b=tb, nthreads=nthreads)
+    assert got.dtype == dtype and got.shape == (M, N)
+    # float32 error grows with K: scale the tolerance with sqrt(K) past a few hundred
+    rtol = None
+    if dtype == np.float32 and K > 256:
+        rtol = 2e-4 * np.sqrt(K / 256)
+    assert_close(got, oracle(a, b, ta, tb), dtype=dtype, rtol=rtol,
+                 err_msg=f"M={M} N={N} K={K} ta={ta} tb={tb}")
+
+
+def edge_sizes(dtype):
+    mr, nr, kc, mc, nc = blocking(dtype)
+    return mr, nr, kc, mc, nc
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (2, 3, 4), (5, 1, 7), (1, 9, 3), (17, 33, 65),
+                                   (64, 64, 128), (100, 37, 19)])
+def test_small_shapes(M, N, K, dtype, ta, tb):
+    check(M, N, K, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_register_tile_edges(dtype, ta, tb):
+    mr, nr, kc, mc, nc = blocking(dtype)
+    # K = 5: packing by scalar tails only; K = 37: vector transposes of partial
+    # slivers (rows past M or N read as zero) plus a tail
+    for M in (1, mr - 1, mr, mr + 1, 2 * mr + 1):
+        for N in (1, nr - 1, nr, nr + 1, 2 * nr - 1):
+            for K in (5, 37):
+                check(M, N, K, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_narrow_c(dtype, ta, tb):
+    # C narrower than the full sliver runs 1- or 2-vector slivers: every width across
+    # those edges (for 4-, 8- and 16-lane vectors), with K past one block
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for N in (1, 3, 4, 5, 7, 8, 9, 10, 15, 16, 17, 24, 31, 32, 33):
+        check(2 * mr + 3, N, kc + 37, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_c_any_thread_count(dtype):
+    # a tall narrow C (linear's 10-class head) is parallel over its row blocks
+    a, b = operands(2000, 10, 1500, dtype, False, True, seed=12)
+    one = _gemm.gemm(a, b, False, True, nthreads=1)
+    for n in (2, 3):
+        assert np.array_equal(one, _gemm.gemm(a, b, False, True, nthreads=n))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_kc_edges(dtype, ta, tb):
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for K in (kc - 1, kc, kc + 1, 2 * kc + 3):
+        check(mr + 3, nr + 5, K, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_mc_edges(dtype, ta, tb):
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for M in (mc - 1, mc + 1):
+        check(M, 2 * nr + 1, 9, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True)])
+def test_nc_edges(dtype, ta, tb):
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for N in (nc - 1, nc + 1):
+        check(mr + 1, N, 7, dtype, ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_big_odd(dtype, ta, tb):
+    check(517, 389, 611, dtype, ta, tb, seed=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_shapes(dtype):
+    # conv2d im2col forward, grad_weight, grad_col; linear forward / grad_w
+    check(64, 1024, 576, dtype, False, False)
+    check(64, 576, 1024, dtype, False, True)
+    check(576, 1024, 64, dtype, True, False)
+    check(256, 1000, 512, dtype, False, True)
+    check(1000, 512, 256, dtype, True, False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_alpha_beta(dtype, ta, tb):
+    M, N, K = 37, 45, 29
+    a, b = operands(M, N, K, dtype, ta, tb, seed=4)
+    c0 = np.random.default_rng(5).standard_normal((M, N)).astype(dtype)
+    for alpha, beta in [(1.0, 1.0), (0.5, -2.0), (-1.5, 0.0), (0.0, 3.0), (2.0, 0.5)]:
+        c = c0.copy()
+        got = _gemm.gemm(a, b, ta, tb, alpha=alpha, beta=beta, out=c)
+        assert got is c
+        want = alpha * oracle(a, b, ta, tb) + beta * c0.astype(np.float64)
+        assert_close(c, want, dtype=dtype, err_msg=f"alpha={alpha} beta={beta}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_beta_zero_ignores_nan(dtype, ta, tb):
+    for M, N, K in [(7, 9, 5), (130, 70, 300)]:
+        a, b = operands(M, N, K, dtype, ta, tb, seed=6)
+        c = np.full((M, N), np.nan, dtype=dtype)
+        _gemm.gemm(a, b, ta, tb, beta=0.0, out=c)
+        assert np.isfinite(c).all()
+        assert_close(c, oracle(a, b, ta, tb), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_beta_one_accumulates(dtype):
+    # grad_weight over samples: C += A_s @ B_s^T, as conv2d's backward does
+    rng = np.random.default_rng(7)
+    c = np.zeros((40, 70), dtype=dtype)
+    want = np.zeros((40, 70))
+    for s in range(4):
+        a = rng.standard_normal((40, 300)).astype(dtype)
+        b = rng.standard_normal((70, 300)).astype(dtype)
+        _gemm.gemm(a, b, False, True, beta=1.0, out=c)
+        want += a.astype(np.float64) @ b.astype(np.float64).T
+    assert_close(c, want, dtype=dtype, rtol=5e-4 if dtype == np.float32 else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N,K", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0)])
+def test_empty(M, N, K, dtype):
+    for ta, tb in TRANS:
+        a, b = operands(M, N, K, dtype, ta, tb)
+        got = _gemm.gemm(a, b, ta, tb)
+        assert got.shape == (M, N)
+        assert (got == 0).all()
+    if M and N:  # K == 0: C = beta * C, and beta == 0 clears NaN
+        a, b = operands(M, N, K, dtype, False, False)
+        c = np.full((M, N), 2.0, dtype=dtype)
+        _gemm.gemm(a, b, beta=0.5, out=c)
+        assert (c == 1.0).all()
+        c[:] = np.nan
+        _gemm.gemm(a, b, beta=0.0, out=c)
+        assert (c == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_leading_dimensions(dtype, ta, tb):
+    # column slices of wider matrices: row strides larger than the rows
+    M, N, K = 50, 41, 67
+    rng = np.random.default_rng(8)
+    wa = rng.standard_normal((K, M + 13) if ta else (M, K + 13)).astype(dtype)
+    wb = rng.standard_normal((N, K + 7) if tb else (K, N + 7)).astype(dtype)
+    a = wa[:, :M] if ta else wa[:, :K]
+    b = wb[:, :K] if tb else wb[:, :N]
+    wc = np.full((M, N + 9), 5.0, dtype=dtype)
+    c = wc[:, 3:3 + N]
+    _gemm.gemm(a, b, ta, tb, beta=0.0, out=c)
+    assert_close(c, oracle(a, b, ta, tb), dtype=dtype)
+    assert (wc[:, :3] == 5).all() and (wc[:, 3 + N:] == 5).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_inputs(dtype):
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((60, 80)).astype(dtype)[::2, ::3]
+    b = np.asfortranarray(rng.standard_normal((27, 33)).astype(dtype))
+    assert_close(_gemm.gemm(a, b), oracle(a, b, False, False), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_one_and_two_threads_bit_identical(dtype, ta, tb):
+    a, b = operands(700, 900, 1100, dtype, ta, tb, seed=10)
+    one = _gemm.gemm(a, b, ta, tb, nthreads=1)
+    two = _gemm.gemm(a, b, ta, tb, nthreads=2)
+    assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta", [False, True])
+def test_b_in_place_same_bits_as_packed(dtype, ta):
+    # C with few rows reads an untransposed B in place, taller C packs it: the rows
+    # both compute must agree to the bit (K past one block, a partial last sliver)
+    mr, nr, kc, mc, nc = blocking(dtype)
+    M, N, K = 300, 3 * nr + 5, 2 * kc + 7
+    a, b = operands(M, N, K, dtype, ta, False, seed=13)
+    full = _gemm.gemm(a, b, ta, False)
+    for rows in (1, mr + 3, 64):
+        part = _gemm.gemm(a[:, :rows] if ta else a[:rows], b, ta, False)
+        assert np.array_equal(part, full[:rows]), rows
+    check(64, N, K, dtype, ta, False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_thread_count_same_result(dtype):
+    for M, N, K, tb in [(300, 500, 700, True), (64, 1024, 576, True), (33, 20, 2000, True),
+                        (64, 1000, 576, False), (130, 700, 400, False)]:
+        a, b = operands(M, N, K, dtype, False, tb, seed=11)
+        one = _gemm.gemm(a, b, False, tb, nthreads=1)
+        for n in (2, 3, 4):
+            assert np.array_equal(one, _gemm.gemm(a, b, False, tb, nthreads=n)), (M, N, K, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose(dtype):
+    rng = np.random.default_rng(14)
+    for rows, cols in [(1, 1), (3, 5), (16, 16), (17, 33), (40, 15), (64, 1030)]:
+        a = rng.standard_normal((rows, cols + 3)).astype(dtype)[:, 2:2 + cols]  # strided rows
+        assert np.array_equal(_gemm.transpose(a), a.T)
+
+
+def test_bad_arguments():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _gemm.gemm(a, a.astype(np.float64).T)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _gemm.gemm(a.astype(np.int32), a.T.astype(np.int32))
+    with pytest.raises(ValueError, match="2-D"):
+        _gemm.gemm(a[0], a.T)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        _gemm.gemm(a, a)
+    with pytest.raises(ValueError, match="needs out"):
+        _gemm.gemm(a, a.T, beta=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        _gemm.gemm(a, a.T, out=np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="out must be"):
+        _gemm.gemm(a, a.T, out=np.zeros((3, 3), np.float64))
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _gemm.gemm(a, a.T, out=np.zeros((3, 6), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="nthreads"):
+        _gemm.gemm(a, a.T, nthreads=0)
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        _gemm.gemm([[1.0]], a)
