@@ -119,4 +119,61 @@ static inline double dlk_avx512_dot_f64(const double *a, const double *b, dlk_id
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
 }
 
+/* exp(x - m) of a row, summed in double, stored to e when e != NULL (softmax and
+ * cross-entropy keep the exps; log-softmax only needs their sum). The exp is
+ * dlk_expneg_f32 of softmax_exp.h operation for operation (same constants, same fused
+ * multiply-adds), written with intrinsics so that it shares one loop with the store
+ * and the widening sum: gcc 12 does not if-convert the scalar version inside a
+ * reduction loop, so the plain-C row needs a second pass over the exps.
+ * The tail is a masked load of -inf: exp gives 0 there and adds nothing. */
+static inline __m512 dlk_avx512_expneg_ps(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33f);
+    const __m512 shifter = _mm512_set1_ps(12582912.0f + 127.0f);
+    __m512 xc = _mm512_max_ps(lo, x); /* a nan x is returned: it stays nan */
+    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter);
+    __m512 nf = _mm512_sub_ps(t, shifter);
+    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 q = _mm512_set1_ps(1.393364160e-03f);
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.369148709e-03f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.166646674e-02f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.666650474e-01f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+    __m512 y = _mm512_mul_ps(p, s);
+    return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);
+}
+
+static inline __m512d dlk_avx512_widen_add(__m512d acc_lo, __m512 v, __m512d *acc_hi) {
+    *acc_hi = _mm512_add_pd(*acc_hi, _mm512_cvtps_pd(_mm256_castpd_ps(
+                                         _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    return _mm512_add_pd(acc_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+}
+
+static inline double dlk_avx512_expneg_sum_f32(const float *x, float m, float *e, dlk_idx n) {
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512 y0 = dlk_avx512_expneg_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
+        __m512 y1 = dlk_avx512_expneg_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j + 16), vm));
+        if (e) {
+            _mm512_storeu_ps(e + j, y0);
+            _mm512_storeu_ps(e + j + 16, y1);
+        }
+        a0 = dlk_avx512_widen_add(a0, y0, &a1);
+        a2 = dlk_avx512_widen_add(a2, y1, &a3);
+    }
+    for (; j < n; j += 16) {
+        __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + j);
+        __m512 y = dlk_avx512_expneg_ps(_mm512_sub_ps(v, vm));
+        if (e) _mm512_mask_storeu_ps(e + j, k, y);
+        a0 = dlk_avx512_widen_add(a0, y, &a1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
 #endif
