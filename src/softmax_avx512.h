@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include "dlk_common.h"
+#include "softmax_exp.h"
 
 static inline float dlk_avx512_max_f32(const float *x, dlk_idx n) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -174,6 +175,25 @@ static inline double dlk_avx512_expneg_sum_f32(const float *x, float m, float *e
         a0 = dlk_avx512_widen_add(a0, y, &a1);
     }
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+/* log_softmax backward of one row: out = g - exp(y) * s. y is a log-probability, so
+ * y <= 0 and the cheap exp of the forward applies (results below FLT_MIN flush to 0,
+ * about 1e-38 * |s| absolute). A vector holding any y > 0 (an output that did not come
+ * from log_softmax) takes the full-range scalar exp instead, so any input is right. */
+static inline void dlk_avx512_log_softmax_grad_f32(const float *g, const float *y, float *out,
+                                                   float s, dlk_idx n) {
+    const __m512 vs = _mm512_set1_ps(s), zero = _mm512_setzero_ps();
+    for (dlk_idx j = 0; j < n; j += 16) {
+        __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 yv = _mm512_maskz_loadu_ps(k, y + j);
+        if (_mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ)) {
+            for (dlk_idx d = j; d < j + 16 && d < n; d++) out[d] = g[d] - dlk_exp_f32(y[d]) * s;
+            continue;
+        }
+        __m512 gv = _mm512_maskz_loadu_ps(k, g + j);
+        _mm512_mask_storeu_ps(out + j, k, _mm512_fnmadd_ps(dlk_avx512_expneg_ps(yv), vs, gv));
+    }
 }
 
 #endif

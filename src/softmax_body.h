@@ -106,6 +106,17 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
              * inline; short rows: the exp over the block in one flat loop first, so it
              * vectorizes however short the rows are. */
             if (D >= DLK_SOFTMAX_FUSE_D) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+                if (sizeof(T) == sizeof(float)) {
+                    for (dlk_idx r = 0; r < nr; r++) {
+                        const float *gr = (const float *)gb + r * D;
+                        float s = (float)dlk_avx512_sum_f32(gr, D);
+                        dlk_avx512_log_softmax_grad_f32(gr, (const float *)yb + r * D,
+                                                        (float *)ob + r * D, s, D);
+                    }
+                    continue;
+                }
+#endif
                 for (dlk_idx r = 0; r < nr; r++) {
                     const T *gr = gb + r * D, *yr = yb + r * D;
                     T *orow = ob + r * D;

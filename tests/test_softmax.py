@@ -91,6 +91,25 @@ def test_softmax_gradcheck(backend, shape, dim):
         assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", [13, 100])
+def test_log_softmax_backward_of_any_output(dtype, D):
+    """The backward takes the output as given: values > 0 (not a log-probability),
+    -inf, nan, and very negative ones (exp below the smallest normal) all follow
+    g - exp(y) * sum(g)."""
+    y = _x((6, D), dtype, seed=11)
+    g = _x((6, D), dtype, seed=12, scale=1.0)
+    y[1, 5] = -np.inf
+    y[2, 7] = np.nan
+    y[3, :] = -np.abs(y[3, :]) - 80.0
+    y[4, :] = np.abs(y[4, :])
+    want = R.log_softmax_backward(g, y)
+    got = F.log_softmax_backward(g, y)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    assert_close(got[fin], want[fin], dtype=dtype)
+
+
 # ---------------------------------------------------------------- cross-entropy
 
 def _ce_case(shape, dtype, seed=0, ignore=True):
