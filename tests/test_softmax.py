@@ -318,11 +318,14 @@ def test_guard_nonfinite_matches_torch():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_exp_accuracy_over_the_whole_range(dtype):
-    """Row [0, v] for v from -ln(max) to 0: softmax's second entry is exp(v)/(1+exp(v))."""
+@pytest.mark.parametrize("D", [2, 64])
+def test_exp_accuracy_over_the_whole_range(dtype, D):
+    """Row [0, v] (then -inf: long rows take the vectorized exp) for v from -ln(max) to 0:
+    softmax's second entry is exp(v)/(1+exp(v))."""
     lo = -87.0 if dtype == np.float32 else -708.0
     v = np.linspace(lo, 0, 20001).astype(dtype)
-    x = np.stack([np.zeros_like(v), v], axis=1)
+    x = np.full((v.size, D), -np.inf, dtype)
+    x[:, 0], x[:, 1] = 0, v
     got = F.softmax(x)[:, 1].astype(np.float64)
     v64 = v.astype(np.float64)
     want = np.exp(v64) / (1 + np.exp(v64))
