@@ -8,13 +8,15 @@
  *
  * The math helpers assume a non-positive argument (every activation reduces to
  * exp(-|x|), expm1(x <= 0) or log1p(e) with e in [0, 1]), so nothing can overflow:
- *   exp:   x = k*ln2 + r, |r| <= ln2/2 (Cody-Waite split, round-to-nearest k by the
- *          1.5*2^mantissa trick); exp(r) by Taylor to degree 7 (float) / 13 (double),
- *          truncation < 0.1 ulp; 2^k built from the rounding trick's bits. Results below the
- *          smallest normal number flush to 0 (x < -87.34 float, -708.40 double), as torch's
- *          float32 sigmoid does: building subnormals exactly (2^(k/2) * 2^(k-k/2))
- *          cost 25% of sigmoid's time, measured, for values below 1e-38.
- *   expm1: same reduction; expm1(x) = 2^k*p + (2^k - 1) with p = expm1(r) (no cancellation
+ *   exp:   the softmax family's dlk_expneg_f32/f64 (softmax_exp.h): x = k*ln2 + r,
+ *          |r| <= ln2/2 (Cody-Waite split, round-to-nearest k by the 1.5*2^mantissa
+ *          trick), a near-minimax polynomial for exp(r), 2^k from the trick's bits.
+ *          Results below the smallest normal number flush to 0 (x < -87.34 float,
+ *          -708.40 double), as torch's float32 sigmoid does: building subnormals exactly
+ *          (2^(k/2) * 2^(k-k/2)) cost 25% of sigmoid's time, measured, for values
+ *          below 1e-38.
+ *   expm1: the same reduction, Taylor to degree 7 (float) / 13 (double), truncation
+ *          < 0.1 ulp; expm1(x) = 2^k*p + (2^k - 1) with p = expm1(r) (no cancellation
  *          for small x, where k = 0 and the result is p itself).
  *   log1p: log(1+e) = 2*atanh(s), s = e/(2+e) (or, when 1+e > sqrt(2), ln2 + 2*atanh(s)
  *          with s = (w-2)/(w+2), w = 1+e), so |s| <= 0.1716 and the odd series needs
@@ -32,6 +34,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "softmax_exp.h"
 
 /* Elements per parallel block: fixed, so which elements the vector body or the
  * scalar tail of a block handles never depends on the thread count; large enough
@@ -89,6 +93,7 @@ static inline double dlk_pow2_f64(double t) {
 #define DLK_ACT_I int32_t
 #define DLK_ACT_SUF(name) name##_f32
 #define DLK_ACT_POW2 dlk_pow2_f32
+#define DLK_ACT_EXPNEG dlk_expneg_f32
 #define DLK_ACT_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23 */
 #define DLK_ACT_LN2_HI 0.693145751953125f
 #define DLK_ACT_LN2_LO 1.428606765330187045e-06f
@@ -104,6 +109,7 @@ static inline double dlk_pow2_f64(double t) {
 #undef DLK_ACT_I
 #undef DLK_ACT_SUF
 #undef DLK_ACT_POW2
+#undef DLK_ACT_EXPNEG
 #undef DLK_ACT_ROUND_MAGIC
 #undef DLK_ACT_LN2_HI
 #undef DLK_ACT_LN2_LO
@@ -117,6 +123,7 @@ static inline double dlk_pow2_f64(double t) {
 #define DLK_ACT_I int64_t
 #define DLK_ACT_SUF(name) name##_f64
 #define DLK_ACT_POW2 dlk_pow2_f64
+#define DLK_ACT_EXPNEG dlk_expneg_f64
 #define DLK_ACT_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
 #define DLK_ACT_LN2_HI 6.93147180369123816490e-01
 #define DLK_ACT_LN2_LO 1.90821492927058770002e-10
@@ -139,16 +146,11 @@ static inline double dlk_pow2_f64(double t) {
 #define I DLK_ACT_I
 #define SUF DLK_ACT_SUF
 
-/* exp(x) for x <= 0. NaN passes through: the clamp and the flush test are false for
- * NaN, and r, hence p and the result, are NaN. */
+/* exp(x) for x <= 0: the softmax family's (softmax_exp.h; same contract: NaN passes
+ * through, results below the smallest normal flush to 0), one exp for the whole
+ * package. Its minimax polynomial is one degree below the Taylor one expm1 uses. */
 static inline T SUF(dlk_exp_neg)(T x) {
-    const T xc = x < DLK_ACT_EXP_LO ? DLK_ACT_EXP_LO : x;
-    const T t = xc * (T)1.44269504088896340736 + DLK_ACT_ROUND_MAGIC;
-    const T kf = t - DLK_ACT_ROUND_MAGIC; /* round-to-nearest k, exactly */
-    const T r = (xc - kf * DLK_ACT_LN2_HI) - kf * DLK_ACT_LN2_LO;
-    const T p = DLK_ACT_EXPM1_POLY(r);
-    const T res = ((T)1 + p) * DLK_ACT_POW2(t);
-    return x < DLK_ACT_EXP_LO ? (T)0 : res;
+    return DLK_ACT_EXPNEG(x);
 }
 
 /* expm1(x) for x <= 0 (NaN passes through); below -60 the result is -1 in both dtypes. */

@@ -9,7 +9,9 @@
  * - S >= BN_SPAN (or C == 1): one channel per unit (B == 1). Its sums are kept
  *   in BN_LANES register lanes (lane t takes the elements j = t mod BN_LANES of
  *   every row) and the coefficients are scalars: the common conv-net case.
- * - S small, e.g. (N, C) input where a channel is strided: B channels per unit,
+ * - S == 1 and C > 1, (N, C) input, in training (forward and backward): strips of
+ *   up to BN_STRIP channels with per-channel sums in local arrays (no heap scratch).
+ * - S small otherwise, where a channel is strided: B channels per unit,
  *   P = B*S < 2*BN_SPAN <= BN_WIDTH positions accumulated side by side in
  *   double arrays (position j belongs to channel j / S), i.e. vectorized across
  *   channels; each channel's positions are then summed in order.
@@ -68,6 +70,24 @@ static double bn_chan_sum(const double *acc, dlk_idx k, dlk_idx S, dlk_idx Lw) {
     double s = 0.0;
     for (dlk_idx j = lo; j < hi; ++j) s += acc[j];
     return s;
+}
+
+/* Most channels per strip of the (N, C) path. Narrow strips measured slower: rows are
+ * C values apart, so a strip's lines alias in L1 whatever its width and every pass
+ * streams it from L2, which wants long contiguous runs (16 channels: 4x slower than
+ * 128 on (256, 512)). */
+#define BN_STRIP 128
+
+/* Strip width: BN_STRIP, but at least 4 strips when C allows, so 2 threads balance;
+ * a multiple of 16 values (one vector). Depends only on C. */
+static dlk_idx bn_strip_width(dlk_idx C) {
+    dlk_idx w = ((C + 3) / 4 + 15) / 16 * 16;
+    return DLK_MIN(w, BN_STRIP);
+}
+
+/* (N, C) input with several channels: the strip path (see batch_norm_impl.h). */
+static int bn_use_strips(dlk_idx C, dlk_idx S) {
+    return S == 1 && C > 1;
 }
 
 /* Register lanes of the single-channel passes (4 zmm of doubles). */

@@ -309,6 +309,161 @@ static void SUF(bn1_eval_grad)(const T *restrict dy, const T *restrict x,
     *sgd = bn_lanes_sum(a2);
 }
 
+/* ---- (N, C) input (S == 1, C > 1): strips of at most BN_STRIP channels ----
+ * A strip is w contiguous values of every row (N rows, C values apart); its sums and
+ * coefficients live in small local arrays (no heap scratch, no per-position fills).
+ * Sums run over the rows in the same
+ * order as bn_sum / bn_centered / bn_centered_grad (4-row, 4-row and 2-row trees), so a
+ * channel's statistics do not depend on which path or thread computed them. */
+
+typedef struct {
+    double mean[BN_STRIP], var[BN_STRIP], invstd[BN_STRIP];
+    double sdy[BN_STRIP], sdyd[BN_STRIP]; /* sum dy, sum dy * (x - mean) */
+} SUF(bn_strip_stats);
+
+/* Batch statistics of the w <= BN_STRIP channels starting at x (row stride C), and
+ * with dy the two gradient sums, exactly as bn_batch_stats computes them. */
+static inline void SUF(bn_strip_batch_stats)(const T *restrict x, const T *restrict dy,
+                                             dlk_idx N, dlk_idx C, dlk_idx w, double eps,
+                                             SUF(bn_strip_stats) *st) {
+    double a1[BN_STRIP], a2[BN_STRIP], a3[BN_STRIP], a4[BN_STRIP], m[BN_STRIP];
+    double M = (double)N;
+    dlk_idx n = 0;
+    for (dlk_idx j = 0; j < w; ++j) a1[j] = 0.0;
+    for (; n + 4 <= N; n += 4) {
+        const T *restrict r0 = x + n * C, *restrict r1 = r0 + C;
+        const T *restrict r2 = r1 + C, *restrict r3 = r2 + C;
+        for (dlk_idx j = 0; j < w; ++j)
+            a1[j] += ((double)r0[j] + (double)r1[j]) + ((double)r2[j] + (double)r3[j]);
+    }
+    for (; n < N; ++n)
+        for (dlk_idx j = 0; j < w; ++j) a1[j] += (double)x[n * C + j];
+    for (dlk_idx j = 0; j < w; ++j) {
+        m[j] = a1[j] / M;
+        a1[j] = a2[j] = a3[j] = a4[j] = 0.0;
+    }
+    n = 0;
+    if (!dy) {
+        for (; n + 4 <= N; n += 4) {
+            const T *restrict r0 = x + n * C, *restrict r1 = r0 + C;
+            const T *restrict r2 = r1 + C, *restrict r3 = r2 + C;
+            for (dlk_idx j = 0; j < w; ++j) {
+                double d0 = (double)r0[j] - m[j], d1 = (double)r1[j] - m[j];
+                double d2 = (double)r2[j] - m[j], d3 = (double)r3[j] - m[j];
+                a1[j] += (d0 + d1) + (d2 + d3);
+                a2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+            }
+        }
+        for (; n < N; ++n)
+            for (dlk_idx j = 0; j < w; ++j) {
+                double d = (double)x[n * C + j] - m[j];
+                a1[j] += d;
+                a2[j] += d * d;
+            }
+    } else {
+        for (; n + 2 <= N; n += 2) {
+            const T *restrict x0 = x + n * C, *restrict x1 = x0 + C;
+            const T *restrict g0 = dy + n * C, *restrict g1 = g0 + C;
+            for (dlk_idx j = 0; j < w; ++j) {
+                double d0 = (double)x0[j] - m[j], d1 = (double)x1[j] - m[j];
+                double e0 = (double)g0[j], e1 = (double)g1[j];
+                a1[j] += d0 + d1;
+                a2[j] += d0 * d0 + d1 * d1;
+                a3[j] += e0 + e1;
+                a4[j] += e0 * d0 + e1 * d1;
+            }
+        }
+        for (; n < N; ++n)
+            for (dlk_idx j = 0; j < w; ++j) {
+                double d = (double)x[n * C + j] - m[j], g = (double)dy[n * C + j];
+                a1[j] += d;
+                a2[j] += d * d;
+                a3[j] += g;
+                a4[j] += g * d;
+            }
+    }
+    for (dlk_idx j = 0; j < w; ++j) { /* as in bn_batch_stats */
+        double sd = a1[j], var = (a2[j] - sd * sd / M) / M;
+        if (!(var > 0.0)) var = var != var ? var : 0.0;
+        st->mean[j] = m[j] + sd / M;
+        st->invstd[j] = 1.0 / sqrt(var + eps);
+        st->var[j] = var;
+        if (dy) {
+            st->sdy[j] = a3[j];
+            st->sdyd[j] = a4[j] - sd / M * a3[j];
+        }
+    }
+}
+
+/* y = ((x - hi) - lo) * sc + sh over the strip (training forward, as bn_apply) */
+static inline void SUF(bn_strip_apply)(const T *restrict x, T *restrict y, dlk_idx N,
+                                       dlk_idx C, dlk_idx w, const T *restrict hi,
+                                       const T *restrict lo, const T *restrict sc,
+                                       const T *restrict sh) {
+    for (dlk_idx n = 0; n < N; ++n)
+        for (dlk_idx j = 0; j < w; ++j)
+            y[n * C + j] = ((x[n * C + j] - hi[j]) - lo[j]) * sc[j] + sh[j];
+}
+
+/* grad_x = dy * k1 - k0 - ((x - hi) - lo) * kd over the strip (as bn_apply_grad) */
+static inline void SUF(bn_strip_apply_grad)(const T *restrict dy, const T *restrict x,
+                                            T *restrict gx, dlk_idx N, dlk_idx C, dlk_idx w,
+                                            const T *restrict hi, const T *restrict lo,
+                                            const T *restrict k1, const T *restrict k0,
+                                            const T *restrict kd) {
+    for (dlk_idx n = 0; n < N; ++n)
+        for (dlk_idx j = 0; j < w; ++j)
+            gx[n * C + j] = dy[n * C + j] * k1[j] - k0[j]
+                            - ((x[n * C + j] - hi[j]) - lo[j]) * kd[j];
+}
+
+/* Training forward of the strip of w channels at c0 (running stats updated). */
+static inline void SUF(bn_strip_train)(const T *x, T *y, dlk_idx N, dlk_idx C, dlk_idx c0,
+                                       dlk_idx w, const T *weight, const T *bias,
+                                       T *running_mean, T *running_var, double momentum,
+                                       double eps, double unbias) {
+    SUF(bn_strip_stats) st;
+    T hi[BN_STRIP], lo[BN_STRIP], sc[BN_STRIP], sh[BN_STRIP];
+    SUF(bn_strip_batch_stats)(x + c0, NULL, N, C, w, eps, &st);
+    for (dlk_idx j = 0; j < w; ++j) {
+        dlk_idx c = c0 + j;
+        if (running_mean) {
+            running_mean[c] = (T)((1.0 - momentum) * (double)running_mean[c]
+                                  + momentum * st.mean[j]);
+            running_var[c] = (T)((1.0 - momentum) * (double)running_var[c]
+                                 + momentum * st.var[j] * unbias);
+        }
+        hi[j] = (T)st.mean[j];
+        lo[j] = (T)(st.mean[j] - (double)hi[j]);
+        sc[j] = (T)((weight ? (double)weight[c] : 1.0) * st.invstd[j]);
+        sh[j] = bias ? bias[c] : (T)0;
+    }
+    SUF(bn_strip_apply)(x + c0, y + c0, N, C, w, hi, lo, sc, sh);
+}
+
+/* Training backward of the strip of w channels at c0. */
+static inline void SUF(bn_strip_backward)(const T *dy, const T *x, T *gx, dlk_idx N,
+                                          dlk_idx C, dlk_idx c0, dlk_idx w, const T *weight,
+                                          double eps, T *grad_weight, T *grad_bias) {
+    SUF(bn_strip_stats) st;
+    T hi[BN_STRIP], lo[BN_STRIP], k1[BN_STRIP], k0[BN_STRIP], kd[BN_STRIP];
+    double M = (double)N;
+    SUF(bn_strip_batch_stats)(x + c0, dy + c0, N, C, w, eps, &st);
+    for (dlk_idx j = 0; j < w; ++j) { /* as in dlk_batch_norm_backward */
+        dlk_idx c = c0 + j;
+        double sdy = st.sdy[j], sdyd = st.sdyd[j], is = st.invstd[j];
+        double wc = weight ? (double)weight[c] : 1.0;
+        grad_bias[c] = (T)sdy;
+        grad_weight[c] = (T)(sdyd * is);
+        hi[j] = (T)st.mean[j];
+        lo[j] = (T)(st.mean[j] - (double)hi[j]);
+        k1[j] = (T)(wc * is);
+        k0[j] = (T)(wc * is * sdy / M);
+        kd[j] = (T)(wc * is * is * is * sdyd / M);
+    }
+    SUF(bn_strip_apply_grad)(dy + c0, x + c0, gx + c0, N, C, w, hi, lo, k1, k0, kd);
+}
+
 /* ---- per-thread scratch ---- */
 
 typedef struct {
@@ -431,6 +586,23 @@ int SUF(dlk_batch_norm_train)(const T *x, dlk_idx N, dlk_idx C, dlk_idx S,
     double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
     int failed = 0;
     if (C == 0 || N == 0 || S == 0) return DLK_OK;
+    if (bn_use_strips(C, S)) {
+        dlk_idx W = bn_strip_width(C), nstrips = (C + W - 1) / W;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(bn_threads(nthreads, N, C, S))
+#endif
+        for (dlk_idx u = 0; u < nstrips; ++u) {
+            dlk_idx c0 = u * W;
+            dlk_idx w = DLK_MIN(W, C - c0);
+            if (w == BN_STRIP) /* a literal width unrolls the channel loops: 1.2-1.5x */
+                SUF(bn_strip_train)(x, y, N, C, c0, BN_STRIP, weight, bias, running_mean,
+                                    running_var, momentum, eps, unbias);
+            else
+                SUF(bn_strip_train)(x, y, N, C, c0, w, weight, bias, running_mean,
+                                    running_var, momentum, eps, unbias);
+        }
+        return DLK_OK;
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(bn_threads(nthreads, N, C, S))
 #endif
@@ -545,6 +717,23 @@ int SUF(dlk_batch_norm_backward)(const T *grad_out, const T *x, dlk_idx N, dlk_i
     if (C == 0) return DLK_OK;
     if (N == 0 || S == 0) {
         for (dlk_idx c = 0; c < C; ++c) grad_weight[c] = grad_bias[c] = (T)0;
+        return DLK_OK;
+    }
+    if (training && bn_use_strips(C, S)) {
+        dlk_idx W = bn_strip_width(C), nstrips = (C + W - 1) / W;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(bn_threads(nthreads, N, C, S))
+#endif
+        for (dlk_idx u = 0; u < nstrips; ++u) {
+            dlk_idx c0 = u * W;
+            dlk_idx w = DLK_MIN(W, C - c0);
+            if (w == BN_STRIP)
+                SUF(bn_strip_backward)(grad_out, x, grad_x, N, C, c0, BN_STRIP, weight, eps,
+                                       grad_weight, grad_bias);
+            else
+                SUF(bn_strip_backward)(grad_out, x, grad_x, N, C, c0, w, weight, eps,
+                                       grad_weight, grad_bias);
+        }
         return DLK_OK;
     }
 #ifdef _OPENMP

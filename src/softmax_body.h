@@ -24,7 +24,7 @@ static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_l
     dlk_idx br = SFX(block_rows)(D);
     dlk_idx nblocks = (rows + br - 1) / br;
     /* log_softmax needs the exps only for the sums: a per-thread scratch block */
-    dlk_idx scratch = is_log ? br * D : 0;
+    dlk_idx scratch = is_log && !SFX(exp_sum_only)(D) ? br * D : 0;
     int status = DLK_OK;
     if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
 #ifdef _OPENMP
@@ -102,7 +102,29 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
                 for (dlk_idx d = 0; d < D; d++) orow[d] = yr[d] * (gr[d] - dot);
             }
         } else {
-            /* d log_softmax: gx = g - exp(y) * sum(g); exp over the block in one flat loop */
+            /* d log_softmax: gx = g - exp(y) * sum(g). Long rows: one pass, the exp
+             * inline; short rows: the exp over the block in one flat loop first, so it
+             * vectorizes however short the rows are. */
+            if (D >= DLK_SOFTMAX_FUSE_D) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+                if (sizeof(T) == sizeof(float)) {
+                    for (dlk_idx r = 0; r < nr; r++) {
+                        const float *gr = (const float *)gb + r * D;
+                        float s = (float)dlk_avx512_sum_f32(gr, D);
+                        dlk_avx512_log_softmax_grad_f32(gr, (const float *)yb + r * D,
+                                                        (float *)ob + r * D, s, D);
+                    }
+                    continue;
+                }
+#endif
+                for (dlk_idx r = 0; r < nr; r++) {
+                    const T *gr = gb + r * D, *yr = yb + r * D;
+                    T *orow = ob + r * D;
+                    T s = (T)SFX(row_sum)(gr, D);
+                    for (dlk_idx d = 0; d < D; d++) orow[d] = gr[d] - EXPFULL(yr[d]) * s;
+                }
+                continue;
+            }
             dlk_idx n = nr * D;
             for (dlk_idx k = 0; k < n; k++) ob[k] = EXPFULL(yb[k]);
             for (dlk_idx r = 0; r < nr; r++) {

@@ -96,14 +96,14 @@ static inline double dlk_exp_f64(double x) {
 }
 
 /* exp for arguments that are <= 0, -inf or nan: the shifted logits x - max(x) of the
- * softmax family. Cheaper than the full-range versions (one scale factor, no upper
+ * softmax family, and exp(-|x|) of the activations (src/activations.c uses these too). Cheaper than the full-range versions (one scale factor, no upper
  * clamp). Results below the smallest normal number (x < ln(FLT_MIN) ~ -87.34 in float32,
  * x < ln(DBL_MIN) ~ -708.40 in float64) are flushed to 0 rather than returned as
  * subnormals: they are at most ~1e-38 (1e-308) relative to the row's largest term.
  * The 2^n factor comes straight from the shifter's bits (the exponent bias is folded into
  * the shifter), so no float-to-int conversion happens and a nan simply propagates. */
 static inline float dlk_expneg_f32(float x) {
-    const float lo = -87.33f;
+    const float lo = -87.33654f; /* just above ln(FLT_MIN): 2^n stays normal */
     const float shifter = 12582912.0f + 127.0f; /* 1.5*2^23 + exponent bias */
     float xc = x < lo ? lo : x;              /* -inf -> lo; nan stays nan */
     float t = xc * 1.44269504088896341f + shifter;
@@ -125,7 +125,7 @@ static inline float dlk_expneg_f32(float x) {
 }
 
 static inline double dlk_expneg_f64(double x) {
-    const double lo = -708.39;
+    const double lo = -708.39641853226; /* just above ln(DBL_MIN) */
     const double shifter = 6755399441055744.0 + 1023.0; /* 1.5*2^52 + exponent bias */
     double xc = x < lo ? lo : x;
     double t = xc * 1.4426950408889634074 + shifter;

@@ -27,6 +27,7 @@
 #define row_sum_f64 dlk_avx512_sum_f64
 #define row_dot_f32 dlk_avx512_dot_f32
 #define row_dot_f64 dlk_avx512_dot_f64
+#define DLK_SOFTMAX_FUSED_F32 1
 #else
 static inline T SFX(row_max)(const T *x, dlk_idx n) {
     T m = -(T)INFINITY;
@@ -52,12 +53,24 @@ static inline double SFX(row_dot)(const T *a, const T *b, dlk_idx n) {
 
 /* For rows [0, rows) of length D starting at x: m[r] = max of row r,
  * e[r*D + d] = exp(x[r*D + d] - m[r]) and s[r] = sum of row r of e (double).
+ * e may be NULL (only the sums are wanted) when SFX(exp_sum_only)(D) says so.
  * Long rows are exponentiated row by row; short rows (D < FUSE_D) are
  * shifted row by row and exponentiated in one flat loop over the whole block, so the
  * exp vectorizes however short the rows are. The path depends only on D. */
 static inline void SFX(rows_shifted_exp)(const T *restrict x, dlk_idx rows, dlk_idx D,
                                          T *restrict m, T *restrict e, double *restrict s) {
     if (D >= DLK_SOFTMAX_FUSE_D) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+        if (sizeof(T) == sizeof(float)) { /* exp, store and sum in one pass */
+            for (dlk_idx r = 0; r < rows; r++) {
+                const float *xr = (const float *)x + r * D;
+                float mr = dlk_avx512_max_f32(xr, D);
+                m[r] = (T)mr;
+                s[r] = dlk_avx512_expneg_sum_f32(xr, mr, e ? (float *)e + r * D : NULL, D);
+            }
+            return;
+        }
+#endif
         for (dlk_idx r = 0; r < rows; r++) {
             const T *xr = x + r * D;
             T *er = e + r * D;
@@ -86,4 +99,13 @@ static inline void SFX(rows_shifted_exp)(const T *restrict x, dlk_idx rows, dlk_
 static inline dlk_idx SFX(block_rows)(dlk_idx D) {
     dlk_idx r = D > 0 ? DLK_SOFTMAX_BLOCK_ELEMS / D : DLK_SOFTMAX_BLOCK_ELEMS;
     return r < 1 ? 1 : r;
+}
+
+/* Whether rows_shifted_exp can sum the exps of rows of length D without storing them. */
+static inline int SFX(exp_sum_only)(dlk_idx D) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+    return sizeof(T) == sizeof(float) && D >= DLK_SOFTMAX_FUSE_D;
+#else
+    return 0;
+#endif
 }

@@ -18,6 +18,8 @@ BACKENDS = [F, R]
 # kernel's accumulator width (folded), odd channel counts and batch of one.
 SHAPES = [
     (5, 3), (2, 1), (64, 300), (3, 37),
+    # (N, C) strips: full 128-channel strips plus a partial one; narrower strips of 48
+    (40, 600), (5, 130),
     (4, 3, 7), (3, 1, 5), (7, 2, 1), (4, 37, 3), (2, 5, 600), (2, 2, 4500),
     (2, 3, 4, 5), (1, 4, 3, 3), (20, 10, 1, 1), (3, 2, 1, 9), (2, 3, 2, 3, 2),
 ]
@@ -196,7 +198,7 @@ def test_zero_variance_channel(dtype, be, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("be", BACKENDS, ids=["dlkern", "reference"])
-@pytest.mark.parametrize("shape", [(16, 4, 6, 6), (512, 3)])
+@pytest.mark.parametrize("shape", [(16, 4, 6, 6), (512, 3), (40, 600)])
 def test_huge_offset_tiny_spread(dtype, be, shape):
     # values ~1e4 with spread ~1e-2: E[x^2]-E[x]^2 would lose every digit in
     # float32 (and most in float64); the two-pass variance does not.
@@ -374,7 +376,7 @@ def test_non_contiguous_and_fortran_inputs(dtype, training):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 # every shape has >= 32768 values, below which the kernels run on one thread
-@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000)])
+@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000), (70, 600)])
 def test_one_and_two_threads_bit_identical(dtype, shape):
     x, w, b, rm, rv, g = _data(shape, dtype, seed=10, offset=3.0)
     results = []

@@ -20,6 +20,9 @@ GRID = [
     ((7, 13), -1), ((7, 13), 0), ((4096 // 64, 10), 1), ((3, 1000), -1), ((2, 3, 65), 1),
     ((2, 5, 70, 3), 1), ((2, 5, 7, 3), 2), ((3, 4, 5, 6), 0), ((11,), 0), ((), 0),
     ((1, 1), -1), ((5, 1), 1), ((3, 200), 0), ((2, 7, 129), 1),
+    # long rows (the fused exp-and-sum loop): 32-wide steps only, a full 16-wide tail
+    # step, a masked tail
+    ((4, 64), -1), ((3, 80), -1), ((2, 111), -1),
 ]
 
 
@@ -86,6 +89,25 @@ def test_softmax_gradcheck(backend, shape, dim):
         numeric = numerical_gradient(lambda: float(np.sum(f(x, dim) * p)), x)
         analytic = getattr(backend, name + "_backward")(p, f(x, dim), dim)
         assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", [13, 100])
+def test_log_softmax_backward_of_any_output(dtype, D):
+    """The backward takes the output as given: values > 0 (not a log-probability),
+    -inf, nan, and very negative ones (exp below the smallest normal) all follow
+    g - exp(y) * sum(g)."""
+    y = _x((6, D), dtype, seed=11)
+    g = _x((6, D), dtype, seed=12, scale=1.0)
+    y[1, 5] = -np.inf
+    y[2, 7] = np.nan
+    y[3, :] = -np.abs(y[3, :]) - 80.0
+    y[4, :] = np.abs(y[4, :])
+    want = R.log_softmax_backward(g, y)
+    got = F.log_softmax_backward(g, y)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    assert_close(got[fin], want[fin], dtype=dtype)
 
 
 # ---------------------------------------------------------------- cross-entropy
@@ -296,11 +318,14 @@ def test_guard_nonfinite_matches_torch():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_exp_accuracy_over_the_whole_range(dtype):
-    """Row [0, v] for v from -ln(max) to 0: softmax's second entry is exp(v)/(1+exp(v))."""
+@pytest.mark.parametrize("D", [2, 64])
+def test_exp_accuracy_over_the_whole_range(dtype, D):
+    """Row [0, v] (then -inf: long rows take the vectorized exp) for v from -ln(max) to 0:
+    softmax's second entry is exp(v)/(1+exp(v))."""
     lo = -87.0 if dtype == np.float32 else -708.0
     v = np.linspace(lo, 0, 20001).astype(dtype)
-    x = np.stack([np.zeros_like(v), v], axis=1)
+    x = np.full((v.size, D), -np.inf, dtype)
+    x[:, 0], x[:, 1] = 0, v
     got = F.softmax(x)[:, 1].astype(np.float64)
     v64 = v.astype(np.float64)
     want = np.exp(v64) / (1 + np.exp(v64))
