@@ -28,6 +28,9 @@
 /* Vectors of DLK_VW columns per register tile of the blocked forward: two (8
  * channels x 2 vectors = 16 accumulators, 10 loads per 16 FMAs) when the row
  * is wide enough to fill them, else one (narrow rows would waste lanes). */
+#ifndef DLK_DW_ROWS
+#define DLK_DW_ROWS 4
+#endif
 static int direct_tile_cols(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW / 2 ? 2 : 1; }
 
 #define T float

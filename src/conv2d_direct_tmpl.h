@@ -44,50 +44,44 @@ static inline void FN(dot_row_lanes)(T *restrict acc, const T *restrict a,
  * (Cg planes of Hp x Wp, padding already applied, so no bounds checks): for
  * each output row and each DLK_VW-wide block of output columns, OCB output
  * channels accumulate in vector registers over every (input channel, tap);
- * each input vector loaded feeds OCB FMAs. OCB, NV (vectors per row tile) and
- * R (rows per tile) are compile-time constants at every call site (always
- * inlined), so the loops unroll into independent accumulators. Rows of xpad
- * are split by column phase (direct_phase_dims), so every load is contiguous,
- * whatever the stride. GCC/clang vector extensions make the register
- * blocking explicit (auto-vectorization vectorized the wrong loop here). */
+ * each input vector loaded feeds OCB FMAs. The (input channel, tap) pairs run
+ * as one flat loop t over toff[t], their offsets in xpad (direct_tap_offsets):
+ * no divisions or nested loop overhead next to as few as 8 FMAs per pair
+ * (depthwise). OCB, NV (vectors per row tile) and R (rows per tile) are
+ * compile-time constants at every call site (always inlined), so the loops
+ * unroll into independent accumulators. Rows of xpad are split by column phase
+ * (direct_phase_dims), so every load is contiguous, whatever the stride. GCC/
+ * clang vector extensions make the register blocking explicit
+ * (auto-vectorization vectorized the wrong loop here). */
 typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 
 static inline __attribute__((always_inline)) void FN(direct_tile)(
-    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
+    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Wp, const dlk_idx *toff, const T *w,
     const T *bias, T *y, const int OCB, const int NV, const int R, dlk_idx oh_begin,
     dlk_idx oh_end) {
-    const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
-    const dlk_idx OW = g->OW, OHW = g->OH * OW;
-    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
-    const dlk_idx Wq = Wp / sw; /* Wp = sw phases of Wq columns, see direct_padded_dims */
+    const dlk_idx CKK = g->C / g->groups * g->KH * g->KW;
+    const dlk_idx OW = g->OW, OHW = g->OH * OW, rstep = g->stride_h * Wp;
     /* R output rows at a time (R > 1 only for few channels, e.g. depthwise):
      * one weight broadcast then feeds R * NV FMAs. */
     for (dlk_idx oh = oh_begin; oh + R <= oh_end; oh += R) {
         for (dlk_idx ow0 = 0; ow0 < OW; ow0 += NV * DLK_VW) {
-            FN(vec) acc[4][8][2];
+            FN(vec) acc[8][8][2];
+            const T *base = xpad + oh * rstep + ow0;
             for (int r = 0; r < R; r++)
                 for (int o = 0; o < OCB; o++) {
                     const FN(vec) zero = {0};
                     for (int v = 0; v < NV; v++) acc[r][o][v] = zero + (bias ? bias[o] : (T)0);
                 }
-            for (dlk_idx ic = 0; ic < Cg; ic++) {
-                for (dlk_idx kh = 0; kh < KH; kh++) {
-                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0;
-                    const T *wk = w + ic * KK + kh * KW;
-                    for (dlk_idx kw = 0; kw < KW; kw++) {
-                        FN(vec) xv[4][2];
-                        for (int r = 0; r < R; r++) {
-                            const dlk_idx q = kw * dw;
-                            const T *xs = prow + r * sh * Wp + (q % sw) * Wq + q / sw;
-                            for (int v = 0; v < NV; v++)
-                                memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
-                        }
-                        for (int o = 0; o < OCB; o++) {
-                            const T wv = wk[o * Cg * KK + kw];
-                            for (int r = 0; r < R; r++)
-                                for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
-                        }
-                    }
+            for (dlk_idx t = 0; t < CKK; t++) {
+                const T *xs = base + toff[t];
+                FN(vec) xv[8][2];
+                for (int r = 0; r < R; r++)
+                    for (int v = 0; v < NV; v++)
+                        memcpy(&xv[r][v], xs + r * rstep + v * DLK_VW, sizeof xv[r][v]);
+                for (int o = 0; o < OCB; o++) {
+                    const T wv = w[o * CKK + t];
+                    for (int r = 0; r < R; r++)
+                        for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
                 }
             }
             for (int r = 0; r < R; r++)
@@ -108,6 +102,21 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                 }
         }
     }
+}
+
+/* toff[ic * KH * KW + kh * KW + kw]: offset in the phase-split padded planes
+ * (direct_phase_dims, Hp rows of Wp) of tap (kh, kw) of input channel ic,
+ * relative to the element that output (0, 0) reads at tap (0, 0). */
+static void FN(direct_tap_offsets)(const dlk_conv2d_geom *g, dlk_idx Hp, dlk_idx Wp,
+                                   dlk_idx *toff) {
+    const dlk_idx Cg = g->C / g->groups, sw = g->stride_w, Wq = Wp / sw;
+    for (dlk_idx ic = 0; ic < Cg; ic++)
+        for (dlk_idx kh = 0; kh < g->KH; kh++)
+            for (dlk_idx kw = 0; kw < g->KW; kw++) {
+                const dlk_idx q = kw * g->dil_w;
+                toff[(ic * g->KH + kh) * g->KW + kw] =
+                    (ic * Hp + kh * g->dil_h) * Wp + (q % sw) * Wq + q / sw;
+            }
 }
 
 /* Padded plane geometry for direct_tile: rows and columns that the tiles
@@ -185,19 +194,23 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
         return DLK_OK;
     }
+    dlk_idx *toff = (dlk_idx *)malloc((size_t)(Cg * KK) * sizeof(dlk_idx));
+    if (!toff) return DLK_ENOMEM;
+    FN(direct_tap_offsets)(g, Hp, Wp, toff);
     int failed = 0;
     /* One task per (sample, group): its input planes are copied once into a
      * zero-padded per-thread buffer, then every output channel of the group is
-     * computed from it in blocks of up to 8 channels. */
+     * computed from it in blocks of up to 8 channels. Every task writes the
+     * same interior positions of the buffer, so the zero padding is set once
+     * per thread (calloc), not per task. */
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *xpad = (T *)malloc(pad_bytes);
+        T *xpad = (T *)calloc(pad_bytes / sizeof(T), sizeof(T));
         if (!xpad) failed = 1;
 #pragma omp for schedule(static)
         for (dlk_idx t = 0; t < g->N * g->groups; t++) {
             if (!xpad) continue;
             const dlk_idx n = t / g->groups, grp = t % g->groups;
-            for (dlk_idx i = 0; i < Cg * Hp * Wp; i++) xpad[i] = 0;
             for (dlk_idx ic = 0; ic < Cg; ic++) {
                 const T *xp = x + (n * C + grp * Cg + ic) * H * W;
                 for (dlk_idx ih = 0; ih < H; ih++) {
@@ -225,36 +238,37 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
 #define DLK_TILE(OCB)                                                            \
     do {                                                                         \
         if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);        \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, 0, OH);      \
         } else { /* narrow rows: two rows per tile keep 2*OCB accumulators */    \
             const dlk_idx main_rows = OH - OH % 2;                               \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 2, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 2, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
         }                                                                        \
         ocl += OCB;                                                              \
     } while (0)
-#define DLK_TILE_ROWS(OCB)                                                       \
+#define DLK_TILE_ROWS(OCB, RR)                                                   \
     do {                                                                         \
-        const dlk_idx main_rows = OH - OH % 4;                                   \
+        const dlk_idx main_rows = OH - OH % RR;                                  \
         if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 4, 0, main_rows);  \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, main_rows, OH); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, RR, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, main_rows, OH); \
         } else {                                                                 \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 4, 0, main_rows);  \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, RR, 0, main_rows); \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
         }                                                                        \
         ocl += OCB;                                                              \
     } while (0)
                 if (left >= 8) DLK_TILE(8);
                 else if (left >= 4) DLK_TILE(4);
-                else if (left >= 2) DLK_TILE_ROWS(2);
-                else DLK_TILE_ROWS(1);
+                else if (left >= 2) DLK_TILE_ROWS(2, 4);
+                else DLK_TILE_ROWS(1, DLK_DW_ROWS);
 #undef DLK_TILE
 #undef DLK_TILE_ROWS
             }
         }
         free(xpad);
     }
+    free(toff);
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
