@@ -13,6 +13,7 @@
  * forward allocates one padded buffer per thread (DLK_ENOMEM on failure). Matches dlkern/reference/conv2d.py.
  */
 #include "conv2d.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,18 +30,22 @@
  * channels x 2 vectors = 16 accumulators, 10 loads per 16 FMAs) when the row
  * is wide enough to fill them, else one (narrow rows would waste lanes). */
 #ifndef DLK_DW_ROWS
-#define DLK_DW_ROWS 4
+#define DLK_DW_ROWS 8
 #endif
 static int direct_tile_cols(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW / 2 ? 2 : 1; }
 
 #define T float
+#define TI uint32_t
 #define SUF f32
 #include "conv2d_direct_tmpl.h"
 #undef T
+#undef TI
 #undef SUF
 
 #define T double
+#define TI uint64_t
 #define SUF f64
 #include "conv2d_direct_tmpl.h"
 #undef T
+#undef TI
 #undef SUF
