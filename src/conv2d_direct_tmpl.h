@@ -133,8 +133,8 @@ static void FN(direct_pad_copy)(const dlk_conv2d_geom *g, const T *xp, dlk_idx n
         for (dlk_idx ih = 0; ih < H; ih++) {
             T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp;
             const T *restrict src = xp + (ic * H + ih) * W;
-            if (sw == 1) {
-                memcpy(dst + g->pad_w, src, W * sizeof(T));
+            if (sw == 1) { /* inline: a memcpy call per short row costs more than the row */
+                for (dlk_idx iw = 0; iw < W; iw++) dst[g->pad_w + iw] = src[iw];
             } else {
                 for (dlk_idx iw = 0; iw < W; iw++) {
                     const dlk_idx q = iw + g->pad_w;
@@ -221,37 +221,38 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                 T *yp = y + (n * OC + oc) * OHW;
                 const dlk_idx left = OCg - ocl;
                 const int wide = direct_tile_cols(g->OW) == 2;
-                /* constant arguments so each call inlines into its own unrolled,
-                 * register-allocated loop nest */
-#define DLK_TILE(OCB)                                                            \
-    do {                                                                         \
-        if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, 0, OH);      \
-        } else { /* narrow rows: two rows per tile keep 2*OCB accumulators */    \
-            const dlk_idx main_rows = OH - OH % 2;                               \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 2, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
-        }                                                                        \
-        ocl += OCB;                                                              \
-    } while (0)
-#define DLK_TILE_ROWS(OCB, RR)                                                   \
-    do {                                                                         \
-        const dlk_idx main_rows = OH - OH % RR;                                  \
-        if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, RR, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, main_rows, OH); \
-        } else {                                                                 \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, RR, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
-        }                                                                        \
-        ocl += OCB;                                                              \
-    } while (0)
-                if (left >= 8) DLK_TILE(8);
-                else if (left >= 4) DLK_TILE(4);
-                else if (left >= 2) DLK_TILE_ROWS(2, 4);
-                else DLK_TILE_ROWS(1, DLK_DW_ROWS);
+                /* OCB = min(left, 8) channels per tile, R rows so that OCB * R * NV
+                 * gives 12-24 accumulators: each weight broadcast feeds R * NV
+                 * FMAs, each input vector OCB. Rows left over (OH % R) run with
+                 * R = 1. Constant arguments, so each call inlines into its own
+                 * unrolled, register-allocated loop nest. */
+#define DLK_TILE(OCB, R2, R1)                                                      \
+    case OCB: {                                                                    \
+        const int RR = wide ? R2 : R1;                                             \
+        const dlk_idx main_rows = OH - OH % RR;                                    \
+        if (wide) {                                                                \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, R2, 0, main_rows); \
+            if (R2 > 1)                                                            \
+                FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, main_rows, OH); \
+        } else {                                                                   \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, R1, 0, main_rows); \
+            if (R1 > 1)                                                            \
+                FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        }                                                                          \
+        ocl += OCB;                                                                \
+        break;                                                                     \
+    }
+                switch (DLK_MIN(left, 8)) {
+                DLK_TILE(8, 1, 2)
+                DLK_TILE(7, 1, 2)
+                DLK_TILE(6, 2, 4)
+                DLK_TILE(5, 2, 4)
+                DLK_TILE(4, 2, 4)
+                DLK_TILE(3, 4, 4)
+                DLK_TILE(2, 4, 8)
+                default: DLK_TILE(1, DLK_DW_ROWS, 8)
+                }
 #undef DLK_TILE
-#undef DLK_TILE_ROWS
             }
         }
         free(xpad);
