@@ -190,7 +190,6 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     const dlk_idx KK = g->KH * g->KW, OH = g->OH;
     dlk_idx Hp, Wp;
     FN(direct_phase_dims)(g, &Hp, &Wp);
-    const dlk_idx sw = g->stride_w, Wq = Wp / sw;
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
     if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
@@ -302,35 +301,49 @@ static int FN(direct_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
  * once per channel block by gw_sample, long before they are loaded as vectors
  * (a vector load of just-written scalars would stall on store forwarding). Lanes are summed in a fixed order and added to out[o *
  * CKK + j]. OCB and TB are constants at every call site (always inlined). */
+/* Sum of a vector's lanes, pairwise in a fixed order. */
+static inline T FN(lane_sum)(FN(vec) v) {
+    T lanes[DLK_VW];
+    memcpy(lanes, &v, sizeof lanes);
+    for (int half = DLK_VW / 2; half >= 1; half /= 2)
+        for (int l = 0; l < half; l++) lanes[l] += lanes[l + half];
+    return lanes[0];
+}
+
 static inline __attribute__((always_inline)) void FN(gw_tile)(
     const dlk_conv2d_geom *g, const T *gy, const T *gtail, const T *xpad, dlk_idx rstep,
-    const dlk_idx *toff, T *out, dlk_idx CKK, const int OCB, const int TB) {
+    const dlk_idx *toff, T *out, T *vout, dlk_idx CKK, const int OCB, const int TB) {
     const dlk_idx OW = g->OW, OHW = g->OH * OW, full = OW - OW % DLK_VW, nv = OW - full;
     FN(vec) acc[4][12];
     for (int o = 0; o < OCB; o++)
         for (int j = 0; j < TB; j++) acc[o][j] = (FN(vec)){0};
     FN(ivec) mask = {0};
     for (dlk_idx l = 0; l < nv; l++) mask[l] = (TI)~(TI)0;
-    for (dlk_idx oh = 0; oh < g->OH; oh++) {
-        const T *xr[12], *gr[4];
-        for (int j = 0; j < TB; j++) xr[j] = xpad + oh * rstep + toff[j];
-        for (int o = 0; o < OCB; o++) gr[o] = gy + o * OHW + oh * OW;
-        for (dlk_idx ow0 = 0; ow0 < full; ow0 += DLK_VW) {
+    /* column blocks outside, rows inside: the inner loop runs OH times (not
+     * OW / 16, often 1 or 2) with two running offsets, one into grad_out, one
+     * into xpad */
+    const T *xr[12], *gr[4];
+    for (int j = 0; j < TB; j++) xr[j] = xpad + toff[j];
+    for (int o = 0; o < OCB; o++) gr[o] = gy + o * OHW;
+    for (dlk_idx ow0 = 0; ow0 < full; ow0 += DLK_VW) {
+        for (dlk_idx oh = 0, go = ow0, xo = ow0; oh < g->OH; oh++, go += OW, xo += rstep) {
             FN(vec) gv[4];
-            for (int o = 0; o < OCB; o++) memcpy(&gv[o], gr[o] + ow0, sizeof gv[o]);
+            for (int o = 0; o < OCB; o++) memcpy(&gv[o], gr[o] + go, sizeof gv[o]);
             for (int j = 0; j < TB; j++) {
                 FN(vec) xv;
-                memcpy(&xv, xr[j] + ow0, sizeof xv);
+                memcpy(&xv, xr[j] + xo, sizeof xv);
                 for (int o = 0; o < OCB; o++) acc[o][j] += gv[o] * xv;
             }
         }
-        if (nv) {
+    }
+    if (nv) {
+        for (dlk_idx oh = 0, xo = full; oh < g->OH; oh++, xo += rstep) {
             FN(vec) gv[4];
             for (int o = 0; o < OCB; o++)
                 memcpy(&gv[o], gtail + (o * g->OH + oh) * DLK_VW, sizeof gv[o]);
             for (int j = 0; j < TB; j++) {
                 FN(ivec) xi;
-                memcpy(&xi, xr[j] + full, sizeof xi);
+                memcpy(&xi, xr[j] + xo, sizeof xi);
                 xi &= mask;
                 FN(vec) xv;
                 memcpy(&xv, &xi, sizeof xv);
@@ -338,13 +351,18 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
             }
         }
     }
+    if (vout) { /* lanes kept: one vector add per output instead of a lane sum */
+        for (int o = 0; o < OCB; o++)
+            for (int j = 0; j < TB; j++) {
+                FN(vec) v;
+                memcpy(&v, vout + (o * CKK + j) * DLK_VW, sizeof v);
+                v += acc[o][j];
+                memcpy(vout + (o * CKK + j) * DLK_VW, &v, sizeof v);
+            }
+        return;
+    }
     for (int o = 0; o < OCB; o++)
-        for (int j = 0; j < TB; j++) {
-            T lanes[DLK_VW], sum = 0;
-            memcpy(lanes, &acc[o][j], sizeof lanes);
-            for (int l = 0; l < DLK_VW; l++) sum += lanes[l];
-            out[o * CKK + j] += sum;
-        }
+        for (int j = 0; j < TB; j++) out[o * CKK + j] += FN(lane_sum)(acc[o][j]);
 }
 
 /* Taps [0, ntaps) of OCB output channels in blocks of at most TBMAX, the last
@@ -358,7 +376,9 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
         }                                                                               \
     }
 #define DLK_GW_CASE(OCB, TB) \
-    case TB: FN(gw_tile)(g, gy, gtail, xpad, rstep, toff + j0, out + j0, CKK, OCB, TB); break;
+    case TB: FN(gw_tile)(g, gy, gtail, xpad, rstep, toff + j0, out + j0,        \
+                      vout ? vout + j0 * DLK_VW : NULL, CKK, OCB, TB);                 \
+        break;
 #define DLK_GW_CASE_HI_4(OCB)
 #define DLK_GW_CASE_HI_8(OCB) DLK_GW_CASE(OCB, 5) DLK_GW_CASE(OCB, 6) DLK_GW_CASE(OCB, 7) \
     DLK_GW_CASE(OCB, 8)
@@ -372,12 +392,13 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
  * more taps instead). */
 static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *xpad,
                           dlk_idx rstep, const dlk_idx *toff, dlk_idx ntaps, T *out_group,
-                          dlk_idx CKK, T *gtail) {
+                          dlk_idx CKK, T *gtail, T *vout_group) {
     const dlk_idx OCg = g->OC / g->groups, OW = g->OW, OHW = g->OH * OW;
     const dlk_idx full = OW - OW % DLK_VW;
     for (dlk_idx ocl = 0; ocl < OCg;) {
         const T *gy = gy_group + ocl * OHW;
         T *out = out_group + ocl * CKK;
+        T *vout = vout_group ? vout_group + ocl * CKK * DLK_VW : NULL;
         const dlk_idx left = OCg - ocl;
         if (full < OW)
             for (dlk_idx o = 0; o < DLK_MIN(4, left); o++)
@@ -410,21 +431,27 @@ static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *
  * group) copies each sample's input channels, a slab of at most
  * DLK_GW_SLAB_BYTES at a time (stays in L2), into zero-padded phase-split
  * planes (as the forward), then gw_sample accumulates register tiles of
- * (output channel, tap) sums over the output plane. Partial sums per chunk are
- * added in chunk order, so the result is the same for any thread count. */
+ * (output channel, tap) sums over the output plane. Each chunk keeps its
+ * partial sums as whole vectors (DLK_VW lanes per weight) when they fit in
+ * DLK_GW_VPART_BYTES: on small planes (few FMAs per weight and sample) summing
+ * the lanes per sample would cost as much as the FMAs. Chunks, then lanes,
+ * are added in a fixed order, so the result is the same for any thread count. */
 #define DLK_GW_CHUNKS 8
 #define DLK_GW_SLAB_BYTES ((size_t)256 << 10)
+#define DLK_GW_VPART_BYTES ((size_t)8 << 20)
 static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                   T *grad_weight, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, KK = g->KH * g->KW;
     const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, CKK = Cg * KK;
     const dlk_idx P = DLK_MAX(1, DLK_MIN(g->N, DLK_GW_CHUNKS));
     const dlk_idx per = (g->N + P - 1) / P, total = OC * CKK;
+    const dlk_idx lanes =
+        (size_t)(P * total * DLK_VW) * sizeof(T) <= DLK_GW_VPART_BYTES ? DLK_VW : 1;
     dlk_idx Hp, Wp;
     FN(direct_phase_dims)(g, &Hp, &Wp);
     const dlk_idx plane = Hp * Wp, rstep = g->stride_h * Wp;
     const dlk_idx slab = DLK_MAX(1, DLK_MIN(Cg, (dlk_idx)(DLK_GW_SLAB_BYTES / sizeof(T)) / plane));
-    T *part = (T *)calloc((size_t)(P * total), sizeof(T));
+    T *part = (T *)calloc((size_t)(P * total * lanes), sizeof(T));
     dlk_idx *toff = (dlk_idx *)malloc((size_t)CKK * sizeof(dlk_idx));
     if (!part || !toff) {
         free(part);
@@ -444,15 +471,16 @@ static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
         for (dlk_idx t = 0; t < P * g->groups; t++) {
             if (!xpad) continue;
             const dlk_idx p = t / g->groups, grp = t % g->groups;
-            T *pw = part + p * total + grp * OCg * CKK;
+            T *pw = part + (p * total + grp * OCg * CKK) * lanes;
             for (dlk_idx n = p * per; n < DLK_MIN(g->N, (p + 1) * per); n++) {
                 const T *gy = grad_out + (n * OC + grp * OCg) * g->OH * g->OW;
                 for (dlk_idx c0 = 0; c0 < Cg; c0 += slab) {
                     const dlk_idx nc = DLK_MIN(slab, Cg - c0);
                     FN(direct_pad_copy)(g, x + (n * C + grp * Cg + c0) * g->H * g->W, nc, Hp,
                                         Wp, xpad);
-                    FN(gw_sample)(g, gy, xpad, rstep, toff + c0 * KK, nc * KK, pw + c0 * KK,
-                                  CKK, gtail);
+                    FN(gw_sample)(g, gy, xpad, rstep, toff + c0 * KK, nc * KK,
+                                  pw + c0 * KK * lanes, CKK, gtail,
+                                  lanes > 1 ? pw + c0 * KK * lanes : NULL);
                 }
             }
         }
@@ -462,9 +490,19 @@ static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     if (!failed) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (dlk_idx i = 0; i < total; i++) {
-            T s = 0;
-            for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
-            grad_weight[i] = s;
+            if (lanes > 1) {
+                FN(vec) s = {0};
+                for (dlk_idx p = 0; p < P; p++) {
+                    FN(vec) v;
+                    memcpy(&v, part + (p * total + i) * DLK_VW, sizeof v);
+                    s += v;
+                }
+                grad_weight[i] = FN(lane_sum)(s);
+            } else {
+                T s = 0;
+                for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
+                grad_weight[i] = s;
+            }
         }
     }
     free(part);

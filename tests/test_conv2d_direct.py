@@ -33,6 +33,7 @@ CASES = [
     ((1, 1, 3, 50), (1, 1, 1, 13), 1, 0, 1, 1),        # 13 taps on one channel: 12 + 1
     ((2, 24, 48, 48), (4, 24, 3, 3), 1, 1, 1, 1),      # grad_weight in two channel slabs
     ((9, 2, 6, 7), (3, 2, 3, 3), 1, 1, 1, 1),          # 9 samples: chunks of 2, last of 1
+    ((8, 48, 5, 5), (48, 48, 3, 3), 1, 1, 1, 1),       # grad_weight partials too big for vectors
 ]
 
 
