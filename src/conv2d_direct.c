@@ -11,7 +11,7 @@
  * Backward: grad_x as the forward of grad_out with the flipped kernel when the
  * stride is 1, else one task per input plane (n, c) (scatter-add, owned plane);
  * grad_weight one task per (fixed chunk of samples, group), register tiles of
- * up to 4 output channels x 4 taps (2 x 8, 1 x 12) per pass over grad_out,
+ * up to 4 output channels x 6 taps (2 x 8, 1 x 12) per pass over grad_out,
  * partial sums per chunk added in chunk order; grad_bias one task per oc.
  * Complexity O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward;
  * work buffers are per thread or per call (DLK_ENOMEM on failure). Matches
