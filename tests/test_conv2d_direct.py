@@ -14,11 +14,11 @@ DTYPES = [np.float32, np.float64]
 
 # (x shape, weight shape, stride, padding, dilation, groups), with the branch each hits.
 # Forward tiles: 8/4/2/1 output channels; 1 or 2 vectors of 16 columns per row; 2, 4
-# or 8 rows per tile plus leftover rows. grad_weight tiles: 4 channels x 4 taps,
+# or 8 rows per tile plus leftover rows. grad_weight tiles: 4 channels x 6 taps,
 # 2 x 8, 1 x 12, each with a shorter last tap block; full vectors plus a masked tail.
 CASES = [
     ((2, 1, 28, 28), (6, 1, 5, 5), 1, 0, 1, 1),        # LeNet-like: OW 24 (16 + tail 8), 4+2 ch, 25 taps
-    ((2, 3, 32, 32), (32, 3, 3, 3), 1, 1, 1, 1),       # CIFAR-like: 8-channel tiles, 27 taps = 6x4 + 3
+    ((2, 3, 32, 32), (32, 3, 3, 3), 1, 1, 1, 1),       # CIFAR-like: 8-channel tiles, 27 taps = 4x6 + 3
     ((2, 8, 13, 17), (8, 1, 3, 3), 1, 1, 1, 8),        # depthwise: 13 rows = 8 + 5, OW 17 = 16 + 1
     ((1, 4, 9, 33), (8, 1, 3, 3), 1, 1, 1, 4),         # depthwise x2: 2-channel tiles, OW 33 (3 vectors)
     ((2, 3, 10, 16), (3, 3, 3, 3), 1, 1, 1, 1),        # 3 output channels: 2 + 1, OW exactly 16
@@ -34,6 +34,9 @@ CASES = [
     ((2, 24, 48, 48), (4, 24, 3, 3), 1, 1, 1, 1),      # grad_weight in two channel slabs
     ((9, 2, 6, 7), (3, 2, 3, 3), 1, 1, 1, 1),          # 9 samples: chunks of 2, last of 1
     ((8, 48, 5, 5), (48, 48, 3, 3), 1, 1, 1, 1),       # grad_weight partials too big for vectors
+    ((2, 1, 5, 30), (4, 1, 1, 11), 1, 0, 1, 1),        # 11 taps: grad_weight 4 x 6 then 4 x 5
+    ((2, 2, 6, 20), (4, 2, 2, 2), 1, 0, 1, 1),         # 8 taps: 4 x 6 then 4 x 2
+    ((2, 1, 6, 20), (5, 1, 2, 5), 1, 1, 1, 1),         # 10 taps: 4 x 6 + 4 x 4, then 1 x 10
 ]
 
 
