@@ -23,71 +23,55 @@ static inline void FN(scatter_row)(T *restrict xr, const T *restrict yr, T wv, d
     }
 }
 
-/* acc[j] += a[ow] * b[ow * sw] over ow in [lo, hi), lane j = (ow - lo) % DLK_LANES:
- * partial sums stay in a SIMD register across rows and are reduced once per
- * tap, in a fixed order. */
-static inline void FN(dot_row_lanes)(T *restrict acc, const T *restrict a,
-                                     const T *restrict b, dlk_idx lo, dlk_idx hi,
-                                     dlk_idx sw) {
-    dlk_idx o = lo;
-    if (sw == 1) {
-        for (; o + DLK_LANES <= hi; o += DLK_LANES)
-            for (int j = 0; j < DLK_LANES; j++) acc[j] += a[o + j] * b[o + j];
-    } else {
-        for (; o + DLK_LANES <= hi; o += DLK_LANES)
-            for (int j = 0; j < DLK_LANES; j++) acc[j] += a[o + j] * b[(o + j) * sw];
-    }
-    for (int j = 0; o < hi; o++, j++) acc[j] += a[o] * b[o * sw];
-}
-
 /* Forward on one (sample, group) from its zero-padded input planes xpad
  * (Cg planes of Hp x Wp, padding already applied, so no bounds checks): for
  * each output row and each DLK_VW-wide block of output columns, OCB output
  * channels accumulate in vector registers over every (input channel, tap);
- * each input vector loaded feeds OCB FMAs. OCB, NV (vectors per row tile) and
- * R (rows per tile) are compile-time constants at every call site (always
- * inlined), so the loops unroll into independent accumulators. Rows of xpad
- * are split by column phase (direct_phase_dims), so every load is contiguous,
- * whatever the stride. GCC/clang vector extensions make the register
- * blocking explicit (auto-vectorization vectorized the wrong loop here). */
+ * each input vector loaded feeds OCB FMAs. The (input channel, tap) pairs run
+ * as one flat loop t over toff[t], their offsets in xpad (direct_tap_offsets):
+ * no divisions or nested loop overhead next to as few as 8 FMAs per pair
+ * (depthwise). OCB, NV (vectors per row tile) and R (rows per tile) are
+ * compile-time constants at every call site (always inlined), so the loops
+ * unroll into independent accumulators. Rows of xpad are split by column phase
+ * (direct_phase_dims), so every load is contiguous, whatever the stride. GCC/
+ * clang vector extensions make the register blocking explicit
+ * (auto-vectorization vectorized the wrong loop here). */
 typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
+/* integer lanes of T's width, for masks */
+typedef TI FN(ivec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 
 static inline __attribute__((always_inline)) void FN(direct_tile)(
-    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Hp, dlk_idx Wp, const T *w,
+    const dlk_conv2d_geom *g, const T *xpad, dlk_idx Wp, const dlk_idx *toff, const T *w,
     const T *bias, T *y, const int OCB, const int NV, const int R, dlk_idx oh_begin,
     dlk_idx oh_end) {
-    const dlk_idx Cg = g->C / g->groups, KH = g->KH, KW = g->KW, KK = KH * KW;
-    const dlk_idx OW = g->OW, OHW = g->OH * OW;
-    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
-    const dlk_idx Wq = Wp / sw; /* Wp = sw phases of Wq columns, see direct_padded_dims */
+    const dlk_idx CKK = g->C / g->groups * g->KH * g->KW;
+    const dlk_idx OW = g->OW, OHW = g->OH * OW, rstep = g->stride_h * Wp;
     /* R output rows at a time (R > 1 only for few channels, e.g. depthwise):
      * one weight broadcast then feeds R * NV FMAs. */
     for (dlk_idx oh = oh_begin; oh + R <= oh_end; oh += R) {
         for (dlk_idx ow0 = 0; ow0 < OW; ow0 += NV * DLK_VW) {
-            FN(vec) acc[4][8][2];
+            FN(vec) acc[8][8][2];
+            const T *base = xpad + oh * rstep + ow0;
             for (int r = 0; r < R; r++)
                 for (int o = 0; o < OCB; o++) {
                     const FN(vec) zero = {0};
                     for (int v = 0; v < NV; v++) acc[r][o][v] = zero + (bias ? bias[o] : (T)0);
                 }
-            for (dlk_idx ic = 0; ic < Cg; ic++) {
-                for (dlk_idx kh = 0; kh < KH; kh++) {
-                    const T *prow = xpad + (ic * Hp + oh * sh + kh * dh) * Wp + ow0;
-                    const T *wk = w + ic * KK + kh * KW;
-                    for (dlk_idx kw = 0; kw < KW; kw++) {
-                        FN(vec) xv[4][2];
-                        for (int r = 0; r < R; r++) {
-                            const dlk_idx q = kw * dw;
-                            const T *xs = prow + r * sh * Wp + (q % sw) * Wq + q / sw;
-                            for (int v = 0; v < NV; v++)
-                                memcpy(&xv[r][v], xs + v * DLK_VW, sizeof xv[r][v]);
-                        }
-                        for (int o = 0; o < OCB; o++) {
-                            const T wv = wk[o * Cg * KK + kw];
-                            for (int r = 0; r < R; r++)
-                                for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
-                        }
-                    }
+            /* one base pointer per row and one shared tap offset keep the
+             * address arithmetic out of the loop (runtime row strides otherwise
+             * cost an index register per row and spill) */
+            const T *rowp[8];
+            for (int r = 0; r < R; r++) rowp[r] = base + r * rstep;
+            for (dlk_idx t = 0; t < CKK; t++) {
+                const dlk_idx off = toff[t];
+                FN(vec) xv[8][2];
+                for (int r = 0; r < R; r++)
+                    for (int v = 0; v < NV; v++)
+                        memcpy(&xv[r][v], rowp[r] + off + v * DLK_VW, sizeof xv[r][v]);
+                for (int o = 0; o < OCB; o++) {
+                    const T wv = w[o * CKK + t];
+                    for (int r = 0; r < R; r++)
+                        for (int v = 0; v < NV; v++) acc[r][o][v] += wv * xv[r][v];
                 }
             }
             for (int r = 0; r < R; r++)
@@ -110,14 +94,19 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
     }
 }
 
-/* Padded plane geometry for direct_tile: rows and columns that the tiles
- * touch, including the slack of the last (partial) column block. */
-static void FN(direct_padded_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *Wp) {
-    /* column tiles are 2*DLK_VW wide (see direct_tile_cols) */
-    const dlk_idx blocks = 2 * ((g->OW + 2 * DLK_VW - 1) / (2 * DLK_VW));
-    *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
-    *Wp = DLK_MAX(g->W + g->pad_w,
-                  (blocks * DLK_VW - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1);
+/* toff[ic * KH * KW + kh * KW + kw]: offset in the phase-split padded planes
+ * (direct_phase_dims, Hp rows of Wp) of tap (kh, kw) of input channel ic,
+ * relative to the element that output (0, 0) reads at tap (0, 0). */
+static void FN(direct_tap_offsets)(const dlk_conv2d_geom *g, dlk_idx Hp, dlk_idx Wp,
+                                   dlk_idx *toff) {
+    const dlk_idx Cg = g->C / g->groups, sw = g->stride_w, Wq = Wp / sw;
+    for (dlk_idx ic = 0; ic < Cg; ic++)
+        for (dlk_idx kh = 0; kh < g->KH; kh++)
+            for (dlk_idx kw = 0; kw < g->KW; kw++) {
+                const dlk_idx q = kw * g->dil_w;
+                toff[(ic * g->KH + kh) * g->KW + kw] =
+                    (ic * Hp + kh * g->dil_h) * Wp + (q % sw) * Wq + q / sw;
+            }
 }
 
 /* Padded planes of the blocked forward: Hp rows; each row holds its padded
@@ -131,6 +120,28 @@ static void FN(direct_phase_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx
                                blocks * DLK_VW + (g->KW - 1) * g->dil_w / sw);
     *Hp = DLK_MAX(g->H + g->pad_h, (g->OH - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1);
     *Wrow = sw * Wq;
+}
+
+/* Copies nc input planes (H x W, contiguous from xp) into the interior of
+ * the phase-split padded planes xpad (direct_phase_dims). Only interior
+ * positions are written, the same ones for every call with one geometry, so
+ * a buffer zeroed once keeps its zero padding. */
+static void FN(direct_pad_copy)(const dlk_conv2d_geom *g, const T *xp, dlk_idx nc, dlk_idx Hp,
+                                dlk_idx Wp, T *xpad) {
+    const dlk_idx H = g->H, W = g->W, sw = g->stride_w, Wq = Wp / sw;
+    for (dlk_idx ic = 0; ic < nc; ic++)
+        for (dlk_idx ih = 0; ih < H; ih++) {
+            T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp;
+            const T *restrict src = xp + (ic * H + ih) * W;
+            if (sw == 1) { /* inline: a memcpy call per short row costs more than the row */
+                for (dlk_idx iw = 0; iw < W; iw++) dst[g->pad_w + iw] = src[iw];
+            } else {
+                for (dlk_idx iw = 0; iw < W; iw++) {
+                    const dlk_idx q = iw + g->pad_w;
+                    dst[(q % sw) * Wq + q / sw] = src[iw];
+                }
+            }
+        }
 }
 
 /* Forward without a padded copy: one task per output plane; for each (input
@@ -179,40 +190,29 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     const dlk_idx KK = g->KH * g->KW, OH = g->OH;
     dlk_idx Hp, Wp;
     FN(direct_phase_dims)(g, &Hp, &Wp);
-    const dlk_idx sw = g->stride_w, Wq = Wp / sw;
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
     if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
         return DLK_OK;
     }
+    dlk_idx *toff = (dlk_idx *)malloc((size_t)(Cg * KK) * sizeof(dlk_idx));
+    if (!toff) return DLK_ENOMEM;
+    FN(direct_tap_offsets)(g, Hp, Wp, toff);
     int failed = 0;
     /* One task per (sample, group): its input planes are copied once into a
      * zero-padded per-thread buffer, then every output channel of the group is
-     * computed from it in blocks of up to 8 channels. */
+     * computed from it in blocks of up to 8 channels. Every task writes the
+     * same interior positions of the buffer, so the zero padding is set once
+     * per thread (calloc), not per task. */
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *xpad = (T *)malloc(pad_bytes);
+        T *xpad = (T *)calloc(pad_bytes / sizeof(T), sizeof(T));
         if (!xpad) failed = 1;
 #pragma omp for schedule(static)
         for (dlk_idx t = 0; t < g->N * g->groups; t++) {
             if (!xpad) continue;
             const dlk_idx n = t / g->groups, grp = t % g->groups;
-            for (dlk_idx i = 0; i < Cg * Hp * Wp; i++) xpad[i] = 0;
-            for (dlk_idx ic = 0; ic < Cg; ic++) {
-                const T *xp = x + (n * C + grp * Cg + ic) * H * W;
-                for (dlk_idx ih = 0; ih < H; ih++) {
-                    T *restrict dst = xpad + (ic * Hp + ih + g->pad_h) * Wp;
-                    const T *restrict src = xp + ih * W;
-                    if (sw == 1) {
-                        memcpy(dst + g->pad_w, src, W * sizeof(T));
-                    } else {
-                        for (dlk_idx iw = 0; iw < W; iw++) {
-                            const dlk_idx q = iw + g->pad_w;
-                            dst[(q % sw) * Wq + q / sw] = src[iw];
-                        }
-                    }
-                }
-            }
+            FN(direct_pad_copy)(g, x + (n * C + grp * Cg) * H * W, Cg, Hp, Wp, xpad);
             for (dlk_idx ocl = 0; ocl < OCg;) {
                 const dlk_idx oc = grp * OCg + ocl;
                 const T *w = weight + oc * Cg * KK;
@@ -220,41 +220,43 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                 T *yp = y + (n * OC + oc) * OHW;
                 const dlk_idx left = OCg - ocl;
                 const int wide = direct_tile_cols(g->OW) == 2;
-                /* constant arguments so each call inlines into its own unrolled,
-                 * register-allocated loop nest */
-#define DLK_TILE(OCB)                                                            \
-    do {                                                                         \
-        if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, 0, OH);        \
-        } else { /* narrow rows: two rows per tile keep 2*OCB accumulators */    \
-            const dlk_idx main_rows = OH - OH % 2;                               \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 2, 0, main_rows); \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
-        }                                                                        \
-        ocl += OCB;                                                              \
-    } while (0)
-#define DLK_TILE_ROWS(OCB)                                                       \
-    do {                                                                         \
-        const dlk_idx main_rows = OH - OH % 4;                                   \
-        if (wide) {                                                              \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 4, 0, main_rows);  \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 2, 1, main_rows, OH); \
-        } else {                                                                 \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 4, 0, main_rows);  \
-            FN(direct_tile)(g, xpad, Hp, Wp, w, b, yp, OCB, 1, 1, main_rows, OH); \
-        }                                                                        \
-        ocl += OCB;                                                              \
-    } while (0)
-                if (left >= 8) DLK_TILE(8);
-                else if (left >= 4) DLK_TILE(4);
-                else if (left >= 2) DLK_TILE_ROWS(2);
-                else DLK_TILE_ROWS(1);
+                /* OCB = min(left, 8) channels per tile, R rows so that OCB * R * NV
+                 * gives 12-24 accumulators: each weight broadcast feeds R * NV
+                 * FMAs, each input vector OCB. Rows left over (OH % R) run with
+                 * R = 1. Constant arguments, so each call inlines into its own
+                 * unrolled, register-allocated loop nest. */
+#define DLK_TILE(OCB, R2, R1)                                                      \
+    case OCB: {                                                                    \
+        const int RR = wide ? R2 : R1;                                             \
+        const dlk_idx main_rows = OH - OH % RR;                                    \
+        if (wide) {                                                                \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, R2, 0, main_rows); \
+            if (R2 > 1)                                                            \
+                FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 2, 1, main_rows, OH); \
+        } else {                                                                   \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, R1, 0, main_rows); \
+            if (R1 > 1)                                                            \
+                FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        }                                                                          \
+        ocl += OCB;                                                                \
+        break;                                                                     \
+    }
+                switch (DLK_MIN(left, 8)) {
+                DLK_TILE(8, 1, 2)
+                DLK_TILE(7, 1, 2)
+                DLK_TILE(6, 2, 4)
+                DLK_TILE(5, 2, 4)
+                DLK_TILE(4, 2, 4)
+                DLK_TILE(3, 4, 4)
+                DLK_TILE(2, 4, 8)
+                default: DLK_TILE(1, DLK_DW_ROWS, 8)
+                }
 #undef DLK_TILE
-#undef DLK_TILE_ROWS
             }
         }
         free(xpad);
     }
+    free(toff);
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
@@ -289,87 +291,221 @@ static int FN(direct_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
     return status;
 }
 
+/* grad_weight tile: acc[o][j] = sum over the output plane of grad_out channel
+ * o (of OCB, planes OHW apart from gy) times x at tap j (of TB, offsets toff
+ * into the padded planes xpad). Each grad_out vector loaded feeds TB FMAs and
+ * each x vector OCB, with OCB * TB independent accumulators. The last partial
+ * column block of a row reads zero-filled grad_out lanes and x lanes masked to
+ * zero: x there may be a real column no output reads, and 0 * inf would turn
+ * the gradient NaN. The zero-filled tails (gtail, OCB x OH vectors) are built
+ * once per channel block by gw_sample, long before they are loaded as vectors
+ * (a vector load of just-written scalars would stall on store forwarding). Lanes are summed in a fixed order and added to out[o *
+ * CKK + j]. OCB and TB are constants at every call site (always inlined). */
+/* Sum of a vector's lanes, pairwise in a fixed order. */
+static inline T FN(lane_sum)(FN(vec) v) {
+    T lanes[DLK_VW];
+    memcpy(lanes, &v, sizeof lanes);
+    for (int half = DLK_VW / 2; half >= 1; half /= 2)
+        for (int l = 0; l < half; l++) lanes[l] += lanes[l + half];
+    return lanes[0];
+}
+
+static inline __attribute__((always_inline)) void FN(gw_tile)(
+    const dlk_conv2d_geom *g, const T *gy, const T *gtail, const T *xpad, dlk_idx rstep,
+    const dlk_idx *toff, T *out, T *vout, dlk_idx CKK, const int OCB, const int TB) {
+    const dlk_idx OW = g->OW, OHW = g->OH * OW, full = OW - OW % DLK_VW, nv = OW - full;
+    FN(vec) acc[4][12];
+    for (int o = 0; o < OCB; o++)
+        for (int j = 0; j < TB; j++) acc[o][j] = (FN(vec)){0};
+    FN(ivec) mask = {0};
+    for (dlk_idx l = 0; l < nv; l++) mask[l] = (TI)~(TI)0;
+    /* column blocks outside, rows inside: the inner loop runs OH times (not
+     * OW / 16, often 1 or 2) with two running offsets, one into grad_out, one
+     * into xpad */
+    const T *xr[12], *gr[4];
+    for (int j = 0; j < TB; j++) xr[j] = xpad + toff[j];
+    for (int o = 0; o < OCB; o++) gr[o] = gy + o * OHW;
+    for (dlk_idx ow0 = 0; ow0 < full; ow0 += DLK_VW) {
+        for (dlk_idx oh = 0, go = ow0, xo = ow0; oh < g->OH; oh++, go += OW, xo += rstep) {
+            FN(vec) gv[4];
+            for (int o = 0; o < OCB; o++) memcpy(&gv[o], gr[o] + go, sizeof gv[o]);
+            for (int j = 0; j < TB; j++) {
+                FN(vec) xv;
+                memcpy(&xv, xr[j] + xo, sizeof xv);
+                for (int o = 0; o < OCB; o++) acc[o][j] += gv[o] * xv;
+            }
+        }
+    }
+    if (nv) {
+        for (dlk_idx oh = 0, xo = full; oh < g->OH; oh++, xo += rstep) {
+            FN(vec) gv[4];
+            for (int o = 0; o < OCB; o++)
+                memcpy(&gv[o], gtail + (o * g->OH + oh) * DLK_VW, sizeof gv[o]);
+            for (int j = 0; j < TB; j++) {
+                FN(ivec) xi;
+                memcpy(&xi, xr[j] + xo, sizeof xi);
+                xi &= mask;
+                FN(vec) xv;
+                memcpy(&xv, &xi, sizeof xv);
+                for (int o = 0; o < OCB; o++) acc[o][j] += gv[o] * xv;
+            }
+        }
+    }
+    if (vout) { /* lanes kept: one vector add per output instead of a lane sum */
+        for (int o = 0; o < OCB; o++)
+            for (int j = 0; j < TB; j++) {
+                FN(vec) v;
+                memcpy(&v, vout + (o * CKK + j) * DLK_VW, sizeof v);
+                v += acc[o][j];
+                memcpy(vout + (o * CKK + j) * DLK_VW, &v, sizeof v);
+            }
+        return;
+    }
+    for (int o = 0; o < OCB; o++)
+        for (int j = 0; j < TB; j++) out[o * CKK + j] += FN(lane_sum)(acc[o][j]);
+}
+
+/* Taps [0, ntaps) of OCB output channels in blocks of at most TBMAX, the last
+ * block with exactly the taps left (each tile size its own inlined loop). */
+#define DLK_GW_TAPS(OCB, TBMAX)                                                         \
+    for (dlk_idx j0 = 0; j0 < ntaps; j0 += TBMAX) {                                     \
+        const dlk_idx nb = DLK_MIN(TBMAX, ntaps - j0);                                  \
+        switch (nb) {                                                                   \
+        DLK_GW_CASE(OCB, 1) DLK_GW_CASE(OCB, 2) DLK_GW_CASE(OCB, 3) DLK_GW_CASE(OCB, 4) \
+        DLK_GW_CASE_HI_##TBMAX(OCB)                                                     \
+        }                                                                               \
+    }
+#define DLK_GW_CASE(OCB, TB) \
+    case TB: FN(gw_tile)(g, gy, gtail, xpad, rstep, toff + j0, out + j0,        \
+                      vout ? vout + j0 * DLK_VW : NULL, CKK, OCB, TB);                 \
+        break;
+#define DLK_GW_CASE_HI_4(OCB)
+#define DLK_GW_CASE_HI_6(OCB) DLK_GW_CASE(OCB, 5) DLK_GW_CASE(OCB, 6)
+#define DLK_GW_CASE_HI_8(OCB) DLK_GW_CASE(OCB, 5) DLK_GW_CASE(OCB, 6) DLK_GW_CASE(OCB, 7) \
+    DLK_GW_CASE(OCB, 8)
+#define DLK_GW_CASE_HI_12(OCB) DLK_GW_CASE_HI_8(OCB) DLK_GW_CASE(OCB, 9) \
+    DLK_GW_CASE(OCB, 10) DLK_GW_CASE(OCB, 11) DLK_GW_CASE(OCB, 12)
+
+/* One sample's contribution for the output channels [0, OCg) of a group and
+ * the ntaps (input channel, tap) pairs whose offsets are toff, from padded
+ * planes xpad: 4 channels x 6 taps per pass over grad_out (measured: 4 x 4 and 4 x 7
+ * are slower on CIFAR's first layer), 2 x 8, or 1 x 12
+ * (few channels per group, e.g. depthwise, reuse each grad_out vector over
+ * more taps instead). */
+static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *xpad,
+                          dlk_idx rstep, const dlk_idx *toff, dlk_idx ntaps, T *out_group,
+                          dlk_idx CKK, T *gtail, T *vout_group) {
+    const dlk_idx OCg = g->OC / g->groups, OW = g->OW, OHW = g->OH * OW;
+    const dlk_idx full = OW - OW % DLK_VW;
+    for (dlk_idx ocl = 0; ocl < OCg;) {
+        const T *gy = gy_group + ocl * OHW;
+        T *out = out_group + ocl * CKK;
+        T *vout = vout_group ? vout_group + ocl * CKK * DLK_VW : NULL;
+        const dlk_idx left = OCg - ocl;
+        if (full < OW)
+            for (dlk_idx o = 0; o < DLK_MIN(4, left); o++)
+                for (dlk_idx oh = 0; oh < g->OH; oh++) {
+                    T *dst = gtail + (o * g->OH + oh) * DLK_VW;
+                    for (dlk_idx l = 0; l < DLK_VW; l++)
+                        dst[l] = full + l < OW ? gy[o * OHW + oh * OW + full + l] : (T)0;
+                }
+        if (left >= 4) {
+            DLK_GW_TAPS(4, 6)
+            ocl += 4;
+        } else if (left >= 2) {
+            DLK_GW_TAPS(2, 8)
+            ocl += 2;
+        } else {
+            DLK_GW_TAPS(1, 12)
+            ocl += 1;
+        }
+    }
+}
+#undef DLK_GW_TAPS
+#undef DLK_GW_CASE
+#undef DLK_GW_CASE_HI_4
+#undef DLK_GW_CASE_HI_6
+#undef DLK_GW_CASE_HI_8
+#undef DLK_GW_CASE_HI_12
+
 /* grad_weight[oc, c, kh, kw] = sum over n, oh, ow of grad_out[n, oc, oh, ow] *
  * xpad[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. The samples are split into
  * DLK_GW_CHUNKS fixed chunks (independent of the thread count); task (chunk,
- * input channel) builds each sample's zero-padded x plane once, then for every
- * output channel of the group and every tap accumulates one vector register over
- * the output plane (grad_out rows copied with a zeroed tail so partial column
- * blocks need no masks). Partial sums per chunk are added in chunk order, so
- * the result is the same for any thread count. */
+ * group) copies each sample's input channels, a slab of at most
+ * DLK_GW_SLAB_BYTES at a time (stays in L2), into zero-padded phase-split
+ * planes (as the forward), then gw_sample accumulates register tiles of
+ * (output channel, tap) sums over the output plane. Each chunk keeps its
+ * partial sums as whole vectors (DLK_VW lanes per weight) when they fit in
+ * DLK_GW_VPART_BYTES: on small planes (few FMAs per weight and sample) summing
+ * the lanes per sample would cost as much as the FMAs. Chunks, then lanes,
+ * are added in a fixed order, so the result is the same for any thread count. */
 #define DLK_GW_CHUNKS 8
+#define DLK_GW_SLAB_BYTES ((size_t)256 << 10)
+#define DLK_GW_VPART_BYTES ((size_t)8 << 20)
 static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                   T *grad_weight, int nthreads) {
-    const dlk_idx C = g->C, OC = g->OC, KH = g->KH, KW = g->KW, KK = KH * KW;
-    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups;
-    const dlk_idx OH = g->OH, OW = g->OW, H = g->H, W = g->W;
-    const dlk_idx OWr = (OW + DLK_VW - 1) / DLK_VW * DLK_VW;
-    const dlk_idx sh = g->stride_h, sw = g->stride_w, dh = g->dil_h, dw = g->dil_w;
+    const dlk_idx C = g->C, OC = g->OC, KK = g->KH * g->KW;
+    const dlk_idx Cg = C / g->groups, OCg = OC / g->groups, CKK = Cg * KK;
     const dlk_idx P = DLK_MAX(1, DLK_MIN(g->N, DLK_GW_CHUNKS));
-    const dlk_idx per = (g->N + P - 1) / P, total = OC * Cg * KK;
+    const dlk_idx per = (g->N + P - 1) / P, total = OC * CKK;
+    const dlk_idx lanes =
+        (size_t)(P * total * DLK_VW) * sizeof(T) <= DLK_GW_VPART_BYTES ? DLK_VW : 1;
     dlk_idx Hp, Wp;
-    FN(direct_padded_dims)(g, &Hp, &Wp);
-    T *part = (T *)calloc((size_t)(P * total), sizeof(T));
-    if (!part) return DLK_ENOMEM;
+    FN(direct_phase_dims)(g, &Hp, &Wp);
+    const dlk_idx plane = Hp * Wp, rstep = g->stride_h * Wp;
+    const dlk_idx slab = DLK_MAX(1, DLK_MIN(Cg, (dlk_idx)(DLK_GW_SLAB_BYTES / sizeof(T)) / plane));
+    T *part = (T *)calloc((size_t)(P * total * lanes), sizeof(T));
+    dlk_idx *toff = (dlk_idx *)malloc((size_t)CKK * sizeof(dlk_idx));
+    if (!part || !toff) {
+        free(part);
+        free(toff);
+        return DLK_ENOMEM;
+    }
+    FN(direct_tap_offsets)(g, Hp, Wp, toff);
+    /* offsets relative to the slab's first plane */
+    for (dlk_idx t = 0; t < CKK; t++) toff[t] -= (t / KK) / slab * slab * plane;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *xpad = (T *)malloc((size_t)(Hp * Wp + OH * OWr) * sizeof(T));
+        T *xpad = (T *)calloc((size_t)(slab * plane + 4 * g->OH * DLK_VW), sizeof(T));
         if (!xpad) failed = 1;
-        T *gyp = xpad ? xpad + Hp * Wp : NULL;
+        T *gtail = xpad ? xpad + slab * plane : NULL;
 #pragma omp for schedule(static)
-        for (dlk_idx t = 0; t < P * C; t++) {
+        for (dlk_idx t = 0; t < P * g->groups; t++) {
             if (!xpad) continue;
-            const dlk_idx p = t / C, c = t % C, grp = c / Cg, icl = c % Cg;
-            T *pw = part + p * total;
+            const dlk_idx p = t / g->groups, grp = t % g->groups;
+            T *pw = part + (p * total + grp * OCg * CKK) * lanes;
             for (dlk_idx n = p * per; n < DLK_MIN(g->N, (p + 1) * per); n++) {
-                const T *xp = x + (n * C + c) * H * W;
-                for (dlk_idx i = 0; i < Hp * Wp; i++) xpad[i] = 0;
-                for (dlk_idx ih = 0; ih < H; ih++)
-                    memcpy(xpad + (ih + g->pad_h) * Wp + g->pad_w, xp + ih * W, W * sizeof(T));
-                for (dlk_idx ocl = 0; ocl < OCg; ocl++) {
-                    const dlk_idx oc = grp * OCg + ocl;
-                    const T *gsrc = grad_out + (n * OC + oc) * OH * OW;
-                    for (dlk_idx oh = 0; oh < OH; oh++) {
-                        memcpy(gyp + oh * OWr, gsrc + oh * OW, OW * sizeof(T));
-                        for (dlk_idx j = OW; j < OWr; j++) gyp[oh * OWr + j] = 0;
-                    }
-                    T *gwp = pw + (oc * Cg + icl) * KK;
-                    for (dlk_idx kh = 0; kh < KH; kh++)
-                        for (dlk_idx kw = 0; kw < KW; kw++) {
-                            FN(vec) acc = {0};
-                            for (dlk_idx oh = 0; oh < OH; oh++) {
-                                const T *xr = xpad + (oh * sh + kh * dh) * Wp + kw * dw;
-                                const T *gr = gyp + oh * OWr;
-                                for (dlk_idx ow0 = 0; ow0 < OWr; ow0 += DLK_VW) {
-                                    FN(vec) gv, xv;
-                                    memcpy(&gv, gr + ow0, sizeof gv);
-                                    if (sw == 1) {
-                                        memcpy(&xv, xr + ow0, sizeof xv);
-                                    } else {
-                                        T tmp[DLK_VW];
-                                        for (int j = 0; j < DLK_VW; j++) tmp[j] = xr[(ow0 + j) * sw];
-                                        memcpy(&xv, tmp, sizeof xv);
-                                    }
-                                    acc += gv * xv;
-                                }
-                            }
-                            T lanes[DLK_VW], s = 0;
-                            memcpy(lanes, &acc, sizeof lanes);
-                            for (int j = 0; j < DLK_VW; j++) s += lanes[j];
-                            gwp[kh * KW + kw] += s;
-                        }
+                const T *gy = grad_out + (n * OC + grp * OCg) * g->OH * g->OW;
+                for (dlk_idx c0 = 0; c0 < Cg; c0 += slab) {
+                    const dlk_idx nc = DLK_MIN(slab, Cg - c0);
+                    FN(direct_pad_copy)(g, x + (n * C + grp * Cg + c0) * g->H * g->W, nc, Hp,
+                                        Wp, xpad);
+                    FN(gw_sample)(g, gy, xpad, rstep, toff + c0 * KK, nc * KK,
+                                  pw + c0 * KK * lanes, CKK, gtail,
+                                  lanes > 1 ? pw + c0 * KK * lanes : NULL);
                 }
             }
         }
         free(xpad);
     }
+    free(toff);
     if (!failed) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (dlk_idx i = 0; i < total; i++) {
-            T s = 0;
-            for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
-            grad_weight[i] = s;
+            if (lanes > 1) {
+                FN(vec) s = {0};
+                for (dlk_idx p = 0; p < P; p++) {
+                    FN(vec) v;
+                    memcpy(&v, part + (p * total + i) * DLK_VW, sizeof v);
+                    s += v;
+                }
+                grad_weight[i] = FN(lane_sum)(s);
+            } else {
+                T s = 0;
+                for (dlk_idx p = 0; p < P; p++) s += part[p * total + i];
+                grad_weight[i] = s;
+            }
         }
     }
     free(part);
