@@ -6,9 +6,7 @@ the NumPy twin dlkern.reference.conv2d.
 from dlkern import _conv2d
 from dlkern._args.conv2d import parse
 from dlkern._checks import contiguous
-from contextlib import nullcontext
-
-from dlkern._threads import get_num_threads, one_thread_blas
+from dlkern._threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 
@@ -116,12 +114,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
     im2col = _choose_algo(a) == "im2col"
-    # OpenBLAS rounds differently for different thread splits: one BLAS thread keeps
-    # results identical for any dlkern thread count (src/dlk_blas.h).
-    with one_thread_blas() if im2col else nullcontext():
-        return _conv2d.forward(contiguous(a.x), contiguous(a.weight), bias, a.out_hw[0],
-                               a.out_hw[1], a.stride, (a.padding[0], a.padding[2]), a.dilation,
-                               a.groups, im2col, IM2COL_MAX_BYTES, get_num_threads())
+    return _conv2d.forward(contiguous(a.x), contiguous(a.weight), bias, a.out_hw[0],
+                           a.out_hw[1], a.stride, (a.padding[0], a.padding[2]), a.dilation,
+                           a.groups, im2col, get_num_threads())
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -136,9 +131,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     gy, x, w = contiguous(a.grad_out), contiguous(a.x), contiguous(a.weight)
     grads = [None, None, None]
     for algo, parts in _backward_plan(a):
-        with one_thread_blas() if algo == "im2col" else nullcontext():  # see conv2d
-            got = _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]),
-                                   a.dilation, a.groups, algo == "im2col", IM2COL_MAX_BYTES,
-                                   get_num_threads(), parts)
+        got = _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]),
+                               a.dilation, a.groups, algo == "im2col", IM2COL_MAX_BYTES,
+                               get_num_threads(), parts)
         grads = [g if g is not None else old for g, old in zip(got, grads)]
     return tuple(grads)
