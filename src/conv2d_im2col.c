@@ -42,11 +42,23 @@
  * vector step loads 4 + 6 vectors for 24 FMAs. */
 #define WG_MO 4
 #define WG_NK 6
+/* Samples whose grad_weight partial sums share the SIMD lanes before the
+ * (comparatively costly) horizontal reduction. */
+#define WG_NS 4
+/* GCC folds a vector load into every FMA that uses it when registers are
+ * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
+ * that claims to modify v pins it in a register. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define DLK_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define DLK_IN_REGISTER(v) ((void)0)
+#endif
 /* Column-gradient rows per grad_x block (a multiple of PK_MR). */
 #define PK_MC 64
 
 #define T float
 #define SUF f32
+typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one per lane */
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
@@ -55,6 +67,7 @@
 
 #define T double
 #define SUF f64
+typedef long long pmask_f64 __attribute__((vector_size(64)));
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
 #include "conv2d_im2col_tmpl.h"

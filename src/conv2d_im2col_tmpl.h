@@ -14,7 +14,13 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T
     if (g->N * OC * OHW == 0) return DLK_OK;
     const dlk_idx Mp = FN(pk_round_m)(OCg), kcb = FN(pk_kc)(K);
     T *Ap = (T *)malloc((size_t)(G * Mp * K) * sizeof(T));
-    if (!Ap) return DLK_ENOMEM;
+    dlk_idx *rng = (dlk_idx *)malloc((size_t)(2 * (g->KH + g->KW)) * sizeof(dlk_idx));
+    if (!Ap || !rng) {
+        free(Ap);
+        free(rng);
+        return DLK_ENOMEM;
+    }
+    FN(pk_valid_ranges)(g, rng);
     for (dlk_idx grp = 0; grp < G; grp++)
         FN(pk_pack_a)(weight + grp * OCg * K, K, 1, OCg, K, Ap + grp * Mp * K);
     const dlk_idx nblk = (OHW + PK_NB - 1) / PK_NB, tasks = g->N * G * nblk;
@@ -32,13 +38,14 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T
             T *yg = y + (n * OC + grp * OCg) * OHW + p0;
             for (dlk_idx k0 = 0; k0 < K; k0 += kcb) {
                 const dlk_idx kc = DLK_MIN(kcb, K - k0);
-                FN(pk_pack_b_im2col)(g, xg, k0, kc, p0, nb, Bk);
+                FN(pk_pack_b_im2col)(g, xg, rng, k0, kc, p0, nb, Bk);
                 FN(pk_block)(OCg, nb, kc, Ap + grp * Mp * K + k0 * Mp, Bk, yg, OHW, k0 == 0,
                              bias ? bias + grp * OCg : NULL);
             }
         }
         free(Bk);
     }
+    free(rng);
     free(Ap);
     return failed ? DLK_ENOMEM : DLK_OK;
 }

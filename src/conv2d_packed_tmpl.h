@@ -134,48 +134,80 @@ static void FN(pk_pack_b_rows)(const T *src, dlk_idx ldb, dlk_idx k0, dlk_idx kc
     }
 }
 
+/* Valid output ranges of every kernel row and column (dlk_conv2d_valid_range),
+ * computed once per call so the packing does no divisions per row:
+ * rng[kh] = oh0, rng[KH + kh] = oh1, rng[2*KH + kw] = ow0, rng[2*KH + KW + kw] = ow1. */
+static void FN(pk_valid_ranges)(const dlk_conv2d_geom *g, dlk_idx *rng) {
+    for (dlk_idx kh = 0; kh < g->KH; kh++)
+        dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, kh * g->dil_h - g->pad_h, rng + kh,
+                               rng + g->KH + kh);
+    for (dlk_idx kw = 0; kw < g->KW; kw++)
+        dlk_conv2d_valid_range(g->OW, g->W, g->stride_w, kw * g->dil_w - g->pad_w,
+                               rng + 2 * g->KH + kw, rng + 2 * g->KH + g->KW + kw);
+}
+
 /* Pack the implicit column matrix of one (sample, group): B(k, j) for k =
- * (c, kh, kw) in [k0, k0 + kc) and output pixel p0 + j, j < nb, is x[c] at row
- * oh*sh + kh*dh - pad_h, column ow*sw + kw*dw - pad_w, or zero outside x: im2col
- * fused into the packing. xg points at the group's first input plane. */
-static void FN(pk_pack_b_im2col)(const dlk_conv2d_geom *g, const T *xg, dlk_idx k0,
-                                 dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
+ * (c, kh, kw) in [k0, k0 + kc) and output pixel p0 + j, j < nb <= PK_NB, is x[c] at
+ * row oh*sh + kh*dh - pad_h, column ow*sw + kw*dw - pad_w, or zero outside x:
+ * im2col fused into the packing. xg points at the group's first input plane,
+ * rng comes from pk_valid_ranges. The block is cut once into runs that stay in
+ * one output row and one panel; each kernel row then copies its runs. */
+static void FN(pk_pack_b_im2col)(const dlk_conv2d_geom *g, const T *xg, const dlk_idx *rng,
+                                 dlk_idx k0, dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
     const dlk_idx KH = g->KH, KW = g->KW, OW = g->OW, W = g->W, HW = g->H * g->W;
-    const dlk_idx sw = g->stride_w;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w;
     const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
+    dlk_idx run_j[PK_NB + 1], run_oh[PK_NB + 1], run_ow[PK_NB + 1], run_len[PK_NB + 1];
+    dlk_idx nruns = 0;
+    for (dlk_idx j = 0, oh = p0 / OW, ow = p0 % OW; j < nb; nruns++) {
+        const dlk_idx len = DLK_MIN(DLK_MIN(OW - ow, nb - j), PK_NR - j % PK_NR);
+        run_j[nruns] = j;
+        run_oh[nruns] = oh;
+        run_ow[nruns] = ow;
+        run_len[nruns] = len;
+        j += len;
+        ow += len;
+        if (ow == OW) {
+            ow = 0;
+            oh++;
+        }
+    }
+    dlk_idx c = k0 / (KH * KW), kh = (k0 / KW) % KH, kw = k0 % KW;
     for (dlk_idx kk = 0; kk < kc; kk++) {
-        const dlk_idx r = k0 + kk;
-        const dlk_idx c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
         const dlk_idx off_h = kh * g->dil_h - g->pad_h, off_w = kw * g->dil_w - g->pad_w;
-        dlk_idx oh0, oh1, ow0, ow1;
-        dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
-        dlk_conv2d_valid_range(OW, W, sw, off_w, &ow0, &ow1);
+        const dlk_idx oh0 = rng[kh], oh1 = rng[KH + kh];
+        const dlk_idx ow0 = rng[2 * KH + kw], ow1 = rng[2 * KH + KW + kw];
         const T *xp = xg + c * HW;
-        /* walk the block in runs that stay within one output row and one panel */
-        for (dlk_idx j = 0; j < nb;) {
-            const dlk_idx p = p0 + j, oh = p / OW, ow = p % OW;
-            const dlk_idx len = DLK_MIN(DLK_MIN(OW - ow, nb - j), PK_NR - j % PK_NR);
+        for (dlk_idx r = 0; r < nruns; r++) {
+            const dlk_idx j = run_j[r], oh = run_oh[r], ow = run_ow[r], len = run_len[r];
             T *restrict d = FN(pk_b_at)(Bk, kc, kk, j);
             if (oh < oh0 || oh >= oh1) {
                 for (dlk_idx t = 0; t < len; t++) d[t] = 0;
-            } else {
-                const dlk_idx a = DLK_MIN(DLK_MAX(ow0 - ow, 0), len);
-                const dlk_idx b = DLK_MAX(DLK_MIN(ow1 - ow, len), a);
-                for (dlk_idx t = 0; t < a; t++) d[t] = 0;
-                if (b > a) {
-                    /* first valid input element of the run */
-                    const T *restrict s =
-                        xp + (oh * g->stride_h + off_h) * W + (ow + a) * sw + off_w;
-                    if (sw == 1) {
-                        for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t];
-                    } else {
-                        for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t * sw];
-                    }
-                }
-                for (dlk_idx t = b; t < len; t++) d[t] = 0;
+                continue;
             }
-            j += len;
+            const dlk_idx a = DLK_MIN(DLK_MAX(ow0 - ow, 0), len);
+            const dlk_idx b = DLK_MAX(DLK_MIN(ow1 - ow, len), a);
+            /* first valid input element of the run */
+            const T *restrict s = xp + (oh * sh + off_h) * W + (ow + a) * sw + off_w;
+            if (sw == 1 && a == 0 && b == PK_NR) {
+                memcpy(d, s, PK_NR * sizeof(T));  /* whole panel row: two vector moves */
+                continue;
+            }
+            for (dlk_idx t = 0; t < a; t++) d[t] = 0;
+            if (sw == 1) {
+                for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t];
+            } else {
+                for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t * sw];
+            }
+            for (dlk_idx t = b; t < len; t++) d[t] = 0;
         }
         for (dlk_idx j = nb; j < nbp; j++) *FN(pk_b_at)(Bk, kc, kk, j) = 0;
+        if (++kw == KW) {
+            kw = 0;
+            if (++kh == KH) {
+                kh = 0;
+                c++;
+            }
+        }
     }
 }

@@ -11,8 +11,8 @@
  * shifted by (kh*dil_h / sh) rows and (kw*dil_w / sw) columns: a contiguous
  * stream, for any stride and dilation, with no bounds checks. A register tile
  * of WG_MO output channels x WG_NK taps keeps its dot products in SIMD lanes
- * over the whole sample and reduces them once per sample in a fixed tree
- * order; samples are added in order, so neither the thread count nor the
+ * over a group of WG_NS samples and reduces them once per group in a fixed
+ * tree order; groups are added in order, so neither the thread count nor the
  * sample chunking (max_bytes) changes a bit of the result.
  * Cost per sample: O(Cg*H*W + OCg*OH*Wq) copies, then
  * OCg * K * OH * Wq multiply-adds (Wq - OW extra columns, e.g. 6% at 32x32). */
@@ -84,34 +84,68 @@ static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, cons
     for (dlk_idx i = g->OH * Wq; i < d->Lq; i++) dst[i] = 0;
 }
 
-/* Sum of the lanes of v, halving in a fixed order. */
-static inline T FN(wg_hsum)(FN(pvec) v) {
-    T t[64 / sizeof(T)];
-    memcpy(t, &v, sizeof t);
-    for (dlk_idx w = PK_VL / 2; w >= 1; w /= 2)
-        for (dlk_idx i = 0; i < w; i++) t[i] += t[i + w];
-    return t[0];
-}
+/* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
+ * level; built once per call, outside the tile loops. */
+typedef struct {
+    FN(pmask) lo[6], hi[6];
+} FN(wg_masks);
 
-/* out[i][j] = dot(gy[i][0:L], xs[j][0:L]) for a WG_MO x WG_NK tile, L a multiple
- * of the vector width. */
-static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, dlk_idx L,
-                               T out[WG_MO][WG_NK]) {
-    FN(pvec) acc[WG_MO][WG_NK];
-    const FN(pvec) zero = {0};
-    for (int i = 0; i < WG_MO; i++)
-        for (int j = 0; j < WG_NK; j++) acc[i][j] = zero;
-    for (dlk_idx q = 0; q < L; q += PK_VL) {
-        FN(pvec) gv[WG_MO];
-        for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], gy[i] + q, sizeof gv[i]);
-        for (int j = 0; j < WG_NK; j++) {
-            FN(pvec) xv;
-            memcpy(&xv, xs[j] + q, sizeof xv);
-            for (int i = 0; i < WG_MO; i++) acc[i][j] += gv[i] * xv;
+static void FN(wg_build_masks)(FN(wg_masks) *mk) {
+    int level = 0;
+    for (int s = (int)PK_VL; s > 1; s /= 2, level++) {
+        /* the vectors hold accumulators in blocks of s lanes; merge pairs into s/2 */
+        const int per = (int)PK_VL / s;
+        for (int l = 0; l < (int)PK_VL; l++) {
+            const int blk = l / (s / 2), t = l % (s / 2);
+            mk->lo[level][l] = blk < per ? blk * s + t : (int)PK_VL + (blk - per) * s + t;
+            mk->hi[level][l] = mk->lo[level][l] + s / 2;
         }
     }
-    for (int i = 0; i < WG_MO; i++)
-        for (int j = 0; j < WG_NK; j++) out[i][j] = FN(wg_hsum)(acc[i][j]);
+}
+
+/* out[a] = sum of the lanes of v[a] for a < n, VL vectors at a time, by a
+ * transposing tree: each level adds the low and high halves of every
+ * accumulator's partial sums while packing two vectors into one, so VL
+ * accumulators cost VL - 1 vector adds instead of VL scalar reductions. The
+ * order of the additions is fixed. */
+static inline void FN(wg_hsum_many)(const FN(pvec) *v, int n, const FN(wg_masks) *mk,
+                                    T *out) {
+    for (int base = 0; base < n; base += (int)PK_VL) {
+        FN(pvec) w[64 / sizeof(T)];
+        const FN(pvec) zero = {0};
+        for (int a = 0; a < (int)PK_VL; a++) w[a] = base + a < n ? v[base + a] : zero;
+        for (int m = (int)PK_VL, level = 0; m > 1; m /= 2, level++)
+            for (int i = 0; i < m / 2; i++)
+                w[i] = __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->lo[level]) +
+                       __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->hi[level]);
+        T t[64 / sizeof(T)];
+        memcpy(t, &w[0], sizeof t);
+        for (int a = 0; a < (int)PK_VL && base + a < n; a++) out[base + a] = t[a];
+    }
+}
+
+/* out[i][j] = sum over the ns samples s of dot(gy[s][i][0:L], xs[s][j][0:L])
+ * for a WG_MO x WG_NK tile (L a multiple of the vector width): the partial sums
+ * stay in SIMD lanes across the samples of the group and are reduced once. */
+static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, dlk_idx L,
+                               const FN(wg_masks) *mk, T out[WG_MO * WG_NK]) {
+    FN(pvec) acc[WG_MO * WG_NK];
+    const FN(pvec) zero = {0};
+    for (int a = 0; a < WG_MO * WG_NK; a++) acc[a] = zero;
+    for (int s = 0; s < ns; s++) {
+        const T *const *g = gy + s * WG_MO, *const *xr = xs + s * WG_NK;
+        for (dlk_idx q = 0; q < L; q += PK_VL) {
+            FN(pvec) gv[WG_MO];
+            for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
+            for (int j = 0; j < WG_NK; j++) {
+                FN(pvec) xv;
+                memcpy(&xv, xr[j] + q, sizeof xv);
+                DLK_IN_REGISTER(xv);
+                for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;
+            }
+        }
+    }
+    FN(wg_hsum_many)(acc, WG_MO * WG_NK, mk, out);
 }
 
 static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
@@ -124,13 +158,30 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     const FN(wg_dims) d = FN(wg_geometry)(g);
     /* per sample: Cg channels of nph phase planes, OCg padded grad_out rows */
     const dlk_idx xsz = Cg * d.nph * d.PL, per = xsz + OCg * d.Lq;
-    dlk_idx nb = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T)));
-    nb = DLK_MAX(1, DLK_MIN(nb, g->N));
+    /* samples per chunk: whole groups of WG_NS (the reduction groups start at
+     * sample 0 whatever the chunk, so max_bytes never changes the result) */
+    dlk_idx nb = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T))) / WG_NS * WG_NS;
+    nb = DLK_MIN(DLK_MAX(WG_NS, nb), g->N);
     /* + one zero row that pads the channel and tap tails of the tiles */
     T *buf = (T *)malloc((size_t)(nb * per + d.Lq) * sizeof(T));
     if (!buf) return DLK_ENOMEM;
     T *zrow = buf + nb * per;
     for (dlk_idx i = 0; i < d.Lq; i++) zrow[i] = 0;
+    /* where tap k = (c, kh, kw) starts in a sample's planes: phase plane of
+     * (c, kh*dh mod sh, kw*dw mod sw), shifted by whole phase rows and columns */
+    dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
+    if (!koff) {
+        free(buf);
+        return DLK_ENOMEM;
+    }
+    for (dlk_idx k = 0; k < K; k++) {
+        const dlk_idx c = k / (KH * KW), vh = (k / KW) % KH * g->dil_h, vw = k % KW * g->dil_w;
+        koff[k] = (c * d.nph + (vh % g->stride_h) * g->stride_w + vw % g->stride_w) * d.PL +
+                  vh / g->stride_h * d.Wq + vw / g->stride_w;
+    }
+    FN(wg_masks) masks;
+    FN(wg_build_masks)(&masks);
+    const int tap_major = xsz > OCg * d.Lq;
     const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
 #pragma omp parallel num_threads(nthreads)
     for (dlk_idx grp = 0; grp < G; grp++)
@@ -147,36 +198,33 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                     FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
                                     base + xsz + (r - Cg) * d.Lq);
             }
-            /* tiles are channel-block major, so a thread's consecutive tiles share
-             * their grad_out rows (and neighbouring taps share planes) in cache */
+            /* Tile order: consecutive tiles share the operand whose group
+             * footprint is larger (its rows stay in L1 across the sweep of the
+             * other), while the smaller operand's group stays in L2. */
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < nob * nkb; t++) {
-                const dlk_idx o0 = t / nkb * WG_MO, k0 = t % nkb * WG_NK;
-                for (dlk_idx nl = 0; nl < nbc; nl++) {
-                    const T *base = buf + nl * per;
-                    const T *gy[WG_MO], *xs[WG_NK];
-                    for (int i = 0; i < WG_MO; i++)
-                        gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * d.Lq : zrow;
-                    for (int j = 0; j < WG_NK; j++) {
-                        const dlk_idx k = k0 + j;
-                        if (k >= K) {
-                            xs[j] = zrow;
-                            continue;
-                        }
-                        const dlk_idx c = k / (KH * KW), vh = (k / KW) % KH * g->dil_h;
-                        const dlk_idx vw = k % KW * g->dil_w;
-                        xs[j] = base + (c * d.nph + (vh % g->stride_h) * g->stride_w +
-                                        vw % g->stride_w) * d.PL +
-                                vh / g->stride_h * d.Wq + vw / g->stride_w;
+                const dlk_idx o0 = (tap_major ? t % nob : t / nkb) * WG_MO;
+                const dlk_idx k0 = (tap_major ? t / nob : t % nkb) * WG_NK;
+                for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
+                    const int ns = (int)DLK_MIN(WG_NS, nbc - s0);
+                    const T *gy[WG_NS * WG_MO], *xs[WG_NS * WG_NK];
+                    for (int s = 0; s < ns; s++) {
+                        const T *base = buf + (s0 + s) * per;
+                        for (int i = 0; i < WG_MO; i++)
+                            gy[s * WG_MO + i] =
+                                o0 + i < OCg ? base + xsz + (o0 + i) * d.Lq : zrow;
+                        for (int j = 0; j < WG_NK; j++)
+                            xs[s * WG_NK + j] = k0 + j < K ? base + koff[k0 + j] : zrow;
                     }
-                    T out[WG_MO][WG_NK];
-                    FN(wg_tile)(gy, xs, d.Lq, out);
+                    T out[WG_MO * WG_NK];
+                    FN(wg_tile)(gy, xs, ns, d.Lq, &masks, out);
                     for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
                         for (int j = 0; j < WG_NK && k0 + j < K; j++)
-                            grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i][j];
+                            grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
                 }
             }
         }
+    free(koff);
     free(buf);
     return DLK_OK;
 }

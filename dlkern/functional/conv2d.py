@@ -17,7 +17,7 @@ __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 #: chunk in cache between the fill and the GEMM that reads it, which measured
 #: faster than bigger chunks. Module-level so it can be tuned (and lowered in
 #: tests to exercise the chunked path).
-IM2COL_MAX_BYTES = 4 * 2**20
+IM2COL_MAX_BYTES = 1 * 2**20
 
 
 #: Mirrors DLK_DIRECT_PAD_BYTES in src/conv2d_direct.c: the blocked direct
