@@ -14,20 +14,15 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T
     if (g->N * OC * OHW == 0) return DLK_OK;
     const dlk_idx Mp = FN(pk_round_m)(OCg), kcb = FN(pk_kc)(K);
     T *Ap = (T *)malloc((size_t)(G * Mp * K) * sizeof(T));
-    dlk_idx *rng = (dlk_idx *)malloc((size_t)(2 * (g->KH + g->KW)) * sizeof(dlk_idx));
-    if (!Ap || !rng) {
-        free(Ap);
-        free(rng);
-        return DLK_ENOMEM;
-    }
-    FN(pk_valid_ranges)(g, rng);
+    if (!Ap) return DLK_ENOMEM;
     for (dlk_idx grp = 0; grp < G; grp++)
         FN(pk_pack_a)(weight + grp * OCg * K, K, 1, OCg, K, Ap + grp * Mp * K);
     const dlk_idx nblk = (OHW + PK_NB - 1) / PK_NB, tasks = g->N * G * nblk;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *Bk = (T *)malloc((size_t)(kcb * PK_NB) * sizeof(T));
+        T *Bk = (T *)malloc((size_t)(kcb * PK_NB + FN(pk_window_max)(g)) * sizeof(T));
+        T *win = Bk + kcb * PK_NB;
         failed = !Bk;
 #pragma omp for schedule(dynamic, 1)
         for (dlk_idx t = 0; t < tasks; t++) {
@@ -36,16 +31,17 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T
             const dlk_idx nb = DLK_MIN(PK_NB, OHW - p0);
             const T *xg = x + (n * C + grp * Cg) * HW;
             T *yg = y + (n * OC + grp * OCg) * OHW + p0;
+            const FN(pk_window) w = FN(pk_window_of)(g, p0, nb);
+            FN(pk_build_window)(g, xg, &w, win);
             for (dlk_idx k0 = 0; k0 < K; k0 += kcb) {
                 const dlk_idx kc = DLK_MIN(kcb, K - k0);
-                FN(pk_pack_b_im2col)(g, xg, rng, k0, kc, p0, nb, Bk);
+                FN(pk_pack_b_window)(g, win, &w, k0, kc, p0, nb, Bk);
                 FN(pk_block)(OCg, nb, kc, Ap + grp * Mp * K + k0 * Mp, Bk, yg, OHW, k0 == 0,
                              bias ? bias + grp * OCg : NULL);
             }
         }
         free(Bk);
     }
-    free(rng);
     free(Ap);
     return failed ? DLK_ENOMEM : DLK_OK;
 }

@@ -134,36 +134,77 @@ static void FN(pk_pack_b_rows)(const T *src, dlk_idx ldb, dlk_idx k0, dlk_idx kc
     }
 }
 
-/* Valid output ranges of every kernel row and column (dlk_conv2d_valid_range),
- * computed once per call so the packing does no divisions per row:
- * rng[kh] = oh0, rng[KH + kh] = oh1, rng[2*KH + kw] = ow0, rng[2*KH + KW + kw] = ow1. */
-static void FN(pk_valid_ranges)(const dlk_conv2d_geom *g, dlk_idx *rng) {
-    for (dlk_idx kh = 0; kh < g->KH; kh++)
-        dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, kh * g->dil_h - g->pad_h, rng + kh,
-                               rng + g->KH + kh);
-    for (dlk_idx kw = 0; kw < g->KW; kw++)
-        dlk_conv2d_valid_range(g->OW, g->W, g->stride_w, kw * g->dil_w - g->pad_w,
-                               rng + 2 * g->KH + kw, rng + 2 * g->KH + g->KW + kw);
+/* The zero-padded input rows that one block of output pixels reads, for one
+ * (sample, group): Cg channels x R rows x sw column phases x Wq columns, where
+ * element (c, r, pw, j) is x[c] at row row0 + r - pad_h and column
+ * j*sw + pw - pad_w (zero outside x). Splitting columns by phase makes every
+ * tap's pixels of an output row contiguous, whatever the stride. */
+typedef struct {
+    dlk_idx row0, R, Wq;
+} FN(pk_window);
+
+static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_idx nb) {
+    FN(pk_window) w;
+    const dlk_idx first = p0 / g->OW, last = (p0 + nb - 1) / g->OW;
+    w.row0 = first * g->stride_h;
+    w.R = (last - first) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
+    w.Wq = g->OW + (g->KW - 1) * g->dil_w / g->stride_w;
+    return w;
 }
 
-/* Pack the implicit column matrix of one (sample, group): B(k, j) for k =
- * (c, kh, kw) in [k0, k0 + kc) and output pixel p0 + j, j < nb <= PK_NB, is x[c] at
- * row oh*sh + kh*dh - pad_h, column ow*sw + kw*dw - pad_w, or zero outside x:
- * im2col fused into the packing. xg points at the group's first input plane,
- * rng comes from pk_valid_ranges. The block is cut once into runs that stay in
- * one output row and one panel; each kernel row then copies its runs. */
-static void FN(pk_pack_b_im2col)(const dlk_conv2d_geom *g, const T *xg, const dlk_idx *rng,
-                                 dlk_idx k0, dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
-    const dlk_idx KH = g->KH, KW = g->KW, OW = g->OW, W = g->W, HW = g->H * g->W;
-    const dlk_idx sh = g->stride_h, sw = g->stride_w;
+/* Elements of the largest window of any block of at most PK_NB pixels. */
+static dlk_idx FN(pk_window_max)(const dlk_conv2d_geom *g) {
+    const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
+    const dlk_idx R = (rows - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
+    const dlk_idx Wq = g->OW + (g->KW - 1) * g->dil_w / g->stride_w;
+    return (g->C / g->groups) * R * g->stride_w * Wq;
+}
+
+static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
+                                T *win) {
+    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, sw = g->stride_w;
+    const dlk_idx R = w->R, Wq = w->Wq;
+    for (dlk_idx pw = 0; pw < sw; pw++) {
+        dlk_idx j0, j1;
+        dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
+        for (dlk_idx c = 0; c < Cg; c++)
+            for (dlk_idx r = 0; r < R; r++) {
+                T *restrict dst = win + ((c * R + r) * sw + pw) * Wq;
+                const dlk_idx ih = w->row0 + r - g->pad_h;
+                if (ih < 0 || ih >= H || j0 >= j1) {
+                    for (dlk_idx j = 0; j < Wq; j++) dst[j] = 0;
+                    continue;
+                }
+                const T *restrict src = xg + c * HW + ih * W + j0 * sw + pw - g->pad_w;
+                for (dlk_idx j = 0; j < j0; j++) dst[j] = 0;
+                if (sw == 1) {
+                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j];
+                } else {
+                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j * sw];
+                }
+                for (dlk_idx j = j1; j < Wq; j++) dst[j] = 0;
+            }
+    }
+}
+
+/* Pack the implicit column matrix of one (sample, group) from its window:
+ * B(k, j) for k = (c, kh, kw) in [k0, k0 + kc) and output pixel p0 + j,
+ * j < nb <= PK_NB, is x[c] at row oh*sh + kh*dh - pad_h, column
+ * ow*sw + kw*dw - pad_w, or zero outside x: im2col fused into the packing.
+ * The block is cut once into runs that stay in one output row and one panel;
+ * every run is then a plain copy, two vector moves when it fills a panel row. */
+static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
+                                 const FN(pk_window) *w, dlk_idx k0, dlk_idx kc, dlk_idx p0,
+                                 dlk_idx nb, T *Bk) {
+    const dlk_idx KH = g->KH, KW = g->KW, OW = g->OW, sh = g->stride_h, sw = g->stride_w;
+    const dlk_idx R = w->R, Wq = w->Wq;
     const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
-    dlk_idx run_j[PK_NB + 1], run_oh[PK_NB + 1], run_ow[PK_NB + 1], run_len[PK_NB + 1];
+    dlk_idx run_j[PK_NB + 1], run_src[PK_NB + 1], run_len[PK_NB + 1];
     dlk_idx nruns = 0;
     for (dlk_idx j = 0, oh = p0 / OW, ow = p0 % OW; j < nb; nruns++) {
         const dlk_idx len = DLK_MIN(DLK_MIN(OW - ow, nb - j), PK_NR - j % PK_NR);
         run_j[nruns] = j;
-        run_oh[nruns] = oh;
-        run_ow[nruns] = ow;
+        run_src[nruns] = (oh * sh - w->row0) * sw * Wq + ow;
         run_len[nruns] = len;
         j += len;
         ow += len;
@@ -174,32 +215,19 @@ static void FN(pk_pack_b_im2col)(const dlk_conv2d_geom *g, const T *xg, const dl
     }
     dlk_idx c = k0 / (KH * KW), kh = (k0 / KW) % KH, kw = k0 % KW;
     for (dlk_idx kk = 0; kk < kc; kk++) {
-        const dlk_idx off_h = kh * g->dil_h - g->pad_h, off_w = kw * g->dil_w - g->pad_w;
-        const dlk_idx oh0 = rng[kh], oh1 = rng[KH + kh];
-        const dlk_idx ow0 = rng[2 * KH + kw], ow1 = rng[2 * KH + KW + kw];
-        const T *xp = xg + c * HW;
+        const dlk_idx vw = kw * g->dil_w;
+        const T *base = win + ((c * R + kh * g->dil_h) * sw + vw % sw) * Wq + vw / sw;
         for (dlk_idx r = 0; r < nruns; r++) {
-            const dlk_idx j = run_j[r], oh = run_oh[r], ow = run_ow[r], len = run_len[r];
-            T *restrict d = FN(pk_b_at)(Bk, kc, kk, j);
-            if (oh < oh0 || oh >= oh1) {
-                for (dlk_idx t = 0; t < len; t++) d[t] = 0;
-                continue;
-            }
-            const dlk_idx a = DLK_MIN(DLK_MAX(ow0 - ow, 0), len);
-            const dlk_idx b = DLK_MAX(DLK_MIN(ow1 - ow, len), a);
-            /* first valid input element of the run */
-            const T *restrict s = xp + (oh * sh + off_h) * W + (ow + a) * sw + off_w;
-            if (sw == 1 && a == 0 && b == PK_NR) {
-                memcpy(d, s, PK_NR * sizeof(T));  /* whole panel row: two vector moves */
-                continue;
-            }
-            for (dlk_idx t = 0; t < a; t++) d[t] = 0;
-            if (sw == 1) {
-                for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t];
+            T *restrict d = FN(pk_b_at)(Bk, kc, kk, run_j[r]);
+            const T *restrict s = base + run_src[r];
+            const dlk_idx len = run_len[r];
+            if (len == PK_NR) {
+                memcpy(d, s, PK_NR * sizeof(T));
+            } else if (len == PK_VL) {
+                memcpy(d, s, PK_VL * sizeof(T));
             } else {
-                for (dlk_idx t = 0; t < b - a; t++) d[a + t] = s[t * sw];
+                for (dlk_idx t = 0; t < len; t++) d[t] = s[t];
             }
-            for (dlk_idx t = b; t < len; t++) d[t] = 0;
         }
         for (dlk_idx j = nb; j < nbp; j++) *FN(pk_b_at)(Bk, kc, kk, j) = 0;
         if (++kw == KW) {
