@@ -4,9 +4,10 @@
 
 /* y = conv2d(x, weight) + bias as one GEMM per (sample, group):
  * y_n,g (OCg x OH*OW) = W_g (OCg x K) @ col_n,g (K x OH*OW), K = Cg*KH*KW, with
- * the column matrix packed block by block straight from x. One task per
- * (sample, group, block of PK_NB output pixels); tasks write disjoint parts of
- * y, so any thread count gives the same bits. */
+ * the column matrix packed block by block from a zero-padded window of the
+ * input rows the block reads (pk_build_window), never stored whole. One task
+ * per (sample, group, block of PK_NB output pixels); tasks write disjoint parts
+ * of y, so any thread count gives the same bits. */
 static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T *weight,
                                    const T *bias, T *y, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, G = g->groups, Cg = C / G, OCg = OC / G;
