@@ -19,30 +19,49 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T
     for (dlk_idx grp = 0; grp < G; grp++)
         FN(pk_pack_a)(weight + grp * OCg * K, K, 1, OCg, K, Ap + grp * Mp * K);
     const dlk_idx nblk = (OHW + PK_NB - 1) / PK_NB, tasks = g->N * G * nblk;
+    /* vectors of output pixels never straddle two output rows: read B in place */
+    const int in_place = g->OW % PK_VL == 0;
+    dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
+    if (!koff) {
+        free(Ap);
+        return DLK_ENOMEM;
+    }
+    {
+        const FN(pk_window) w0 = FN(pk_window_of)(g, 0, 1);  /* same layout for all */
+        FN(pk_window_taps)(g, &w0, koff);
+    }
+    const dlk_idx win_size = FN(pk_window_size)(g);
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *Bk = (T *)malloc((size_t)(kcb * PK_NB + FN(pk_window_max)(g)) * sizeof(T));
-        T *win = Bk + kcb * PK_NB;
-        failed = !Bk;
+        T *win = (T *)malloc((size_t)(win_size + (in_place ? 0 : kcb * PK_NB)) * sizeof(T));
+        T *Bk = win + win_size;
+        failed = !win;
 #pragma omp for schedule(dynamic, 1)
         for (dlk_idx t = 0; t < tasks; t++) {
-            if (!Bk) continue;
+            if (!win) continue;
             const dlk_idx n = t / (G * nblk), grp = (t / nblk) % G, p0 = (t % nblk) * PK_NB;
             const dlk_idx nb = DLK_MIN(PK_NB, OHW - p0);
             const T *xg = x + (n * C + grp * Cg) * HW;
             T *yg = y + (n * OC + grp * OCg) * OHW + p0;
+            const T *bg = bias ? bias + grp * OCg : NULL;
             const FN(pk_window) w = FN(pk_window_of)(g, p0, nb);
             FN(pk_build_window)(g, xg, &w, win);
             for (dlk_idx k0 = 0; k0 < K; k0 += kcb) {
                 const dlk_idx kc = DLK_MIN(kcb, K - k0);
-                FN(pk_pack_b_window)(g, win, &w, k0, kc, p0, nb, Bk);
-                FN(pk_block)(OCg, nb, kc, Ap + grp * Mp * K + k0 * Mp, Bk, yg, OHW, k0 == 0,
-                             bias ? bias + grp * OCg : NULL);
+                const T *Ak = Ap + grp * Mp * K + k0 * Mp;
+                if (in_place) {
+                    FN(pk_block_window)(g, &w, OCg, p0, nb, kc, Ak, win, koff + k0, yg, OHW,
+                                        k0 == 0, bg);
+                } else {
+                    FN(pk_pack_b_window)(g, win, &w, koff, k0, kc, p0, nb, Bk);
+                    FN(pk_block)(OCg, nb, kc, Ak, Bk, yg, OHW, k0 == 0, bg);
+                }
             }
         }
-        free(Bk);
+        free(win);
     }
+    free(koff);
     free(Ap);
     return failed ? DLK_ENOMEM : DLK_OK;
 }

@@ -44,11 +44,14 @@ static void FN(pk_pack_a)(const T *base, dlk_idx sm, dlk_idx sk, dlk_idx M, dlk_
     }
 }
 
-/* One PK_MR x PK_NR tile: C = (first ? bias : C) + Ap @ Bp over kc. Only the top
- * mr rows and left nr columns of C exist; the padded panels make the rest zero. */
+/* One PK_MR x PK_NR tile: C = (first ? bias : C) + Ap @ B over kc. Only the top
+ * mr rows and left nr columns of C exist; the padded panels make the rest zero.
+ * B is a packed panel (koff NULL: row k at Bp + k*PK_NR), or read in place: row
+ * k is the vectors at Bp + koff[k] + voff0 and + voff1 (pk_block_window). */
 static inline __attribute__((always_inline)) void FN(pk_tile)(
-    dlk_idx kc, const T *restrict Ap, const T *restrict Bp, T *restrict C, dlk_idx ldc,
-    dlk_idx mr, dlk_idx nr, int first, const T *bias) {
+    dlk_idx kc, const T *restrict Ap, const T *restrict Bp, const dlk_idx *restrict koff,
+    dlk_idx voff0, dlk_idx voff1, T *restrict C, dlk_idx ldc, dlk_idx mr, dlk_idx nr,
+    int first, const T *bias) {
     FN(pvec) acc[PK_MR][2];
     const FN(pvec) zero = {0};
     if (first) {
@@ -73,8 +76,13 @@ static inline __attribute__((always_inline)) void FN(pk_tile)(
     }
     for (dlk_idx k = 0; k < kc; k++) {
         FN(pvec) b0, b1;
-        memcpy(&b0, Bp + k * PK_NR, sizeof b0);
-        memcpy(&b1, Bp + k * PK_NR + PK_VL, sizeof b1);
+        if (koff) { /* unpacked: row k of the panel is two vectors of the window */
+            memcpy(&b0, Bp + koff[k] + voff0, sizeof b0);
+            memcpy(&b1, Bp + koff[k] + voff1, sizeof b1);
+        } else {
+            memcpy(&b0, Bp + k * PK_NR, sizeof b0);
+            memcpy(&b1, Bp + k * PK_NR + PK_VL, sizeof b1);
+        }
         for (int i = 0; i < PK_MR; i++) {
             const T a = Ap[k * PK_MR + i];
             acc[i][0] += a * b0;
@@ -108,8 +116,8 @@ static void FN(pk_block)(dlk_idx M, dlk_idx nb, dlk_idx kc, const T *Ak, const T
         const T *bp = Bk + (j0 / PK_NR) * kc * PK_NR;
         const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
         for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
-            FN(pk_tile)(kc, Ak + m0 * kc, bp, C + m0 * ldc + j0, ldc, DLK_MIN(PK_MR, M - m0),
-                        nr, first, bias ? bias + m0 : NULL);
+            FN(pk_tile)(kc, Ak + m0 * kc, bp, NULL, 0, 0, C + m0 * ldc + j0, ldc,
+                        DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
     }
 }
 
@@ -140,36 +148,55 @@ static void FN(pk_pack_b_rows)(const T *src, dlk_idx ldb, dlk_idx k0, dlk_idx kc
  * j*sw + pw - pad_w (zero outside x). Splitting columns by phase makes every
  * tap's pixels of an output row contiguous, whatever the stride. */
 typedef struct {
-    dlk_idx row0, R, Wq;
+    dlk_idx row0, R, Wq;  /* first padded input row, rows built, columns per phase */
+    dlk_idx Rmax;         /* rows per channel in the layout: the largest R of any block */
 } FN(pk_window);
 
 static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_idx nb) {
     FN(pk_window) w;
     const dlk_idx first = p0 / g->OW, last = (p0 + nb - 1) / g->OW;
+    const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
     w.row0 = first * g->stride_h;
     w.R = (last - first) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
+    w.Rmax = (rows - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
     w.Wq = g->OW + (g->KW - 1) * g->dil_w / g->stride_w;
     return w;
 }
 
-/* Elements of the largest window of any block of at most PK_NB pixels. */
-static dlk_idx FN(pk_window_max)(const dlk_conv2d_geom *g) {
-    const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
-    const dlk_idx R = (rows - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
-    const dlk_idx Wq = g->OW + (g->KW - 1) * g->dil_w / g->stride_w;
-    return (g->C / g->groups) * R * g->stride_w * Wq;
+/* Elements of a window (every block's fits). */
+static dlk_idx FN(pk_window_size)(const dlk_conv2d_geom *g) {
+    const FN(pk_window) w = FN(pk_window_of)(g, 0, 1);
+    return (g->C / g->groups) * w.Rmax * g->stride_w * w.Wq;
+}
+
+/* Where tap k = (c, kh, kw) starts in a window: channel c, row kh*dh, column
+ * phase (kw*dw) % sw, shifted by (kw*dw) / sw; add a pixel's run offset. */
+static void FN(pk_window_taps)(const dlk_conv2d_geom *g, const FN(pk_window) *w,
+                               dlk_idx *koff) {
+    const dlk_idx KH = g->KH, KW = g->KW, K = (g->C / g->groups) * KH * KW;
+    const dlk_idx sw = g->stride_w;
+    for (dlk_idx k = 0; k < K; k++) {
+        const dlk_idx c = k / (KH * KW), kh = (k / KW) % KH, vw = k % KW * g->dil_w;
+        koff[k] = ((c * w->Rmax + kh * g->dil_h) * sw + vw % sw) * w->Wq + vw / sw;
+    }
+}
+
+/* Window offset of output pixel p's element for a tap (add koff). */
+static inline dlk_idx FN(pk_window_pixel)(const dlk_conv2d_geom *g, const FN(pk_window) *w,
+                                          dlk_idx p) {
+    return (p / g->OW * g->stride_h - w->row0) * g->stride_w * w->Wq + p % g->OW;
 }
 
 static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
                                 T *win) {
     const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, sw = g->stride_w;
-    const dlk_idx R = w->R, Wq = w->Wq;
+    const dlk_idx Wq = w->Wq;
     for (dlk_idx pw = 0; pw < sw; pw++) {
         dlk_idx j0, j1;
         dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
         for (dlk_idx c = 0; c < Cg; c++)
-            for (dlk_idx r = 0; r < R; r++) {
-                T *restrict dst = win + ((c * R + r) * sw + pw) * Wq;
+            for (dlk_idx r = 0; r < w->R; r++) {
+                T *restrict dst = win + ((c * w->Rmax + r) * sw + pw) * Wq;
                 const dlk_idx ih = w->row0 + r - g->pad_h;
                 if (ih < 0 || ih >= H || j0 >= j1) {
                     for (dlk_idx j = 0; j < Wq; j++) dst[j] = 0;
@@ -194,29 +221,22 @@ static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(
  * The block is cut once into runs that stay in one output row and one panel;
  * every run is then a plain copy, two vector moves when it fills a panel row. */
 static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
-                                 const FN(pk_window) *w, dlk_idx k0, dlk_idx kc, dlk_idx p0,
-                                 dlk_idx nb, T *Bk) {
-    const dlk_idx KH = g->KH, KW = g->KW, OW = g->OW, sh = g->stride_h, sw = g->stride_w;
-    const dlk_idx R = w->R, Wq = w->Wq;
+                                 const FN(pk_window) *w, const dlk_idx *koff, dlk_idx k0,
+                                 dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
+    const dlk_idx OW = g->OW;
     const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
     dlk_idx run_j[PK_NB + 1], run_src[PK_NB + 1], run_len[PK_NB + 1];
     dlk_idx nruns = 0;
-    for (dlk_idx j = 0, oh = p0 / OW, ow = p0 % OW; j < nb; nruns++) {
+    for (dlk_idx j = 0, ow = p0 % OW; j < nb; nruns++) {
         const dlk_idx len = DLK_MIN(DLK_MIN(OW - ow, nb - j), PK_NR - j % PK_NR);
         run_j[nruns] = j;
-        run_src[nruns] = (oh * sh - w->row0) * sw * Wq + ow;
+        run_src[nruns] = FN(pk_window_pixel)(g, w, p0 + j);
         run_len[nruns] = len;
         j += len;
-        ow += len;
-        if (ow == OW) {
-            ow = 0;
-            oh++;
-        }
+        ow = (ow + len) % OW;
     }
-    dlk_idx c = k0 / (KH * KW), kh = (k0 / KW) % KH, kw = k0 % KW;
     for (dlk_idx kk = 0; kk < kc; kk++) {
-        const dlk_idx vw = kw * g->dil_w;
-        const T *base = win + ((c * R + kh * g->dil_h) * sw + vw % sw) * Wq + vw / sw;
+        const T *base = win + koff[k0 + kk];
         for (dlk_idx r = 0; r < nruns; r++) {
             T *restrict d = FN(pk_b_at)(Bk, kc, kk, run_j[r]);
             const T *restrict s = base + run_src[r];
@@ -230,12 +250,23 @@ static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
             }
         }
         for (dlk_idx j = nb; j < nbp; j++) *FN(pk_b_at)(Bk, kc, kk, j) = 0;
-        if (++kw == KW) {
-            kw = 0;
-            if (++kh == KH) {
-                kh = 0;
-                c++;
-            }
-        }
+    }
+}
+
+/* pk_block without packing B, when every vector of output pixels lies in one
+ * output row (OW a multiple of the vector width): each panel row is then two
+ * whole vectors of the window, read in place, so only A is packed. */
+static void FN(pk_block_window)(const dlk_conv2d_geom *g, const FN(pk_window) *w, dlk_idx M,
+                                dlk_idx p0, dlk_idx nb, dlk_idx kc, const T *Ak,
+                                const T *win, const dlk_idx *koff, T *C, dlk_idx ldc,
+                                int first, const T *bias) {
+    for (dlk_idx j0 = 0; j0 < nb; j0 += PK_NR) {
+        const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
+        const dlk_idx v0 = FN(pk_window_pixel)(g, w, p0 + j0);
+        /* a lone last vector reads the first one twice and stores one */
+        const dlk_idx v1 = nr > PK_VL ? FN(pk_window_pixel)(g, w, p0 + j0 + PK_VL) : v0;
+        for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
+            FN(pk_tile)(kc, Ak + m0 * kc, win, koff, v0, v1, C + m0 * ldc + j0, ldc,
+                        DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
     }
 }
