@@ -47,8 +47,9 @@
 #define WG_NS 4
 /* GCC folds a vector load into every FMA that uses it when registers are
  * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
- * that claims to modify v pins it in a register. */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+ * that claims to modify v pins it in a register. Only where one register holds
+ * the 64-byte vector (AVX-512); elsewhere the vector is split anyway. */
+#if defined(__GNUC__) && defined(__AVX512F__)
 #define DLK_IN_REGISTER(v) __asm__("" : "+v"(v))
 #else
 #define DLK_IN_REGISTER(v) ((void)0)
