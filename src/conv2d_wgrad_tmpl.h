@@ -23,7 +23,8 @@
 typedef struct {
     dlk_idx Wq;   /* row pitch of planes and padded grad_out */
     dlk_idx Lq;   /* reduction length per sample: OH * Wq rounded up to whole vectors */
-    dlk_idx PL;   /* elements per phase plane (covers Lq plus the largest shift) */
+    dlk_idx PL;   /* elements per phase plane (covers Lq plus the largest shift),
+                   * a whole number of vectors */
     dlk_idx nph;  /* phases per channel: stride_h * stride_w */
 } FN(wg_dims);
 
@@ -33,7 +34,7 @@ static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
     const dlk_idx qw = (g->KW - 1) * g->dil_w / g->stride_w;
     d.Wq = g->OW + qw;
     d.Lq = (g->OH * d.Wq + PK_VL - 1) / PK_VL * PK_VL;
-    d.PL = d.Lq + qh * d.Wq + qw;
+    d.PL = (d.Lq + qh * d.Wq + qw + PK_VL - 1) / PK_VL * PK_VL;
     d.nph = g->stride_h * g->stride_w;
     return d;
 }
@@ -41,12 +42,12 @@ static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
 /* Phase planes of input channel c of one sample: plane (ph, pw) element
  * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. */
 static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *xc,
-                                T *planes) {
+                                T *planes, dlk_idx phase_pitch) {
     const dlk_idx sh = g->stride_h, sw = g->stride_w, W = g->W, Wq = d->Wq;
     const dlk_idx rows = (d->PL + Wq - 1) / Wq;
     for (dlk_idx ph = 0; ph < sh; ph++)
         for (dlk_idx pw = 0; pw < sw; pw++) {
-            T *pl = planes + (ph * sw + pw) * d->PL;
+            T *pl = planes + (ph * sw + pw) * phase_pitch;
             dlk_idx i0, i1, j0, j1;
             dlk_conv2d_valid_range(rows, g->H, sh, ph - g->pad_h, &i0, &i1);
             dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
@@ -73,7 +74,7 @@ static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, 
         }
 }
 
-/* grad_out plane o of one sample in the Wq pitch, zeros beyond OW and OH. */
+/* grad_out plane o of one sample in the Wq pitch, zeros beyond OW and OH, up to PL. */
 static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *gyo,
                             T *restrict dst) {
     const dlk_idx OW = g->OW, Wq = d->Wq;
@@ -81,7 +82,7 @@ static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, cons
         for (dlk_idx j = 0; j < OW; j++) dst[oh * Wq + j] = gyo[oh * OW + j];
         for (dlk_idx j = OW; j < Wq; j++) dst[oh * Wq + j] = 0;
     }
-    for (dlk_idx i = g->OH * Wq; i < d->Lq; i++) dst[i] = 0;
+    for (dlk_idx i = g->OH * Wq; i < d->PL; i++) dst[i] = 0;
 }
 
 /* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
@@ -156,18 +157,25 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
     if (g->N == 0) return DLK_OK;
     const FN(wg_dims) d = FN(wg_geometry)(g);
-    /* per sample: Cg channels of nph phase planes, OCg padded grad_out rows */
-    const dlk_idx xsz = Cg * d.nph * d.PL, per = xsz + OCg * d.Lq;
-    /* samples per chunk: whole groups of WG_NS (the reduction groups start at
-     * sample 0 whatever the chunk, so max_bytes never changes the result) */
-    dlk_idx nb = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T))) / WG_NS * WG_NS;
-    nb = DLK_MIN(DLK_MAX(WG_NS, nb), g->N);
-    /* + one zero row that pads the channel and tap tails of the tiles */
-    T *buf = (T *)malloc((size_t)(nb * per + d.Lq) * sizeof(T));
+    /* A group of WG_NS samples lies sample-contiguous: phase plane (c, ph) of
+     * sample s at (c*nph + ph)*WG_NS*PL + s*PL, then grad_out row o of sample s
+     * at xsz + (o*WG_NS + s)*PL. So a tap's stream over the group is one run of
+     * ns*PL elements: between samples it crosses PL - Lq slack elements whose
+     * grad_out is zero. Past the last plane it reads into the grad_out rows, and
+     * past those into gslack zeros, so every element read is initialized. */
+    const dlk_idx SP = WG_NS * d.PL;
+    const dlk_idx xsz = Cg * d.nph * SP, per = xsz + OCg * SP;
+    /* groups per chunk (the reduction groups are fixed, so max_bytes never
+     * changes the result) */
+    dlk_idx ngr = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T)));
+    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + WG_NS - 1) / WG_NS);
+    const dlk_idx gslack = d.PL;
+    /* + zero rows that pad the channel and tap tails of the tiles */
+    T *buf = (T *)malloc((size_t)(ngr * per + gslack + SP) * sizeof(T));
     if (!buf) return DLK_ENOMEM;
-    T *zrow = buf + nb * per;
-    for (dlk_idx i = 0; i < d.Lq; i++) zrow[i] = 0;
-    /* where tap k = (c, kh, kw) starts in a sample's planes: phase plane of
+    T *zrow = buf + ngr * per + gslack;
+    for (dlk_idx i = ngr * per; i < ngr * per + gslack + SP; i++) buf[i] = 0;
+    /* where tap k = (c, kh, kw) starts in a group: phase plane of
      * (c, kh*dh mod sh, kw*dw mod sw), shifted by whole phase rows and columns */
     dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
     if (!koff) {
@@ -176,27 +184,36 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     }
     for (dlk_idx k = 0; k < K; k++) {
         const dlk_idx c = k / (KH * KW), vh = (k / KW) % KH * g->dil_h, vw = k % KW * g->dil_w;
-        koff[k] = (c * d.nph + (vh % g->stride_h) * g->stride_w + vw % g->stride_w) * d.PL +
+        koff[k] = (c * d.nph + (vh % g->stride_h) * g->stride_w + vw % g->stride_w) * SP +
                   vh / g->stride_h * d.Wq + vw / g->stride_w;
     }
     FN(wg_masks) masks;
     FN(wg_build_masks)(&masks);
-    const int tap_major = xsz > OCg * d.Lq;
+    const int tap_major = Cg * d.nph * d.PL > OCg * d.Lq;
     const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
+    const dlk_idx chunk = ngr * WG_NS;
 #pragma omp parallel num_threads(nthreads)
     for (dlk_idx grp = 0; grp < G; grp++)
-        for (dlk_idx n0 = 0; n0 < g->N; n0 += nb) {
-            const dlk_idx nbc = DLK_MIN(nb, g->N - n0);
+        for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
+            const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
+            const dlk_idx slots = (nbc + WG_NS - 1) / WG_NS * WG_NS;
 #pragma omp for schedule(static)
-            for (dlk_idx t = 0; t < nbc * (Cg + OCg); t++) {
+            for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
                 const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
-                T *base = buf + nl * per;
-                if (r < Cg)
+                T *base = buf + nl / WG_NS * per + nl % WG_NS * d.PL;
+                if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
+                    if (r < Cg)
+                        for (dlk_idx ph = 0; ph < d.nph; ph++)
+                            memset(base + (r * d.nph + ph) * SP, 0, (size_t)d.PL * sizeof(T));
+                    else
+                        memset(base + xsz + (r - Cg) * SP, 0, (size_t)d.PL * sizeof(T));
+                } else if (r < Cg) {
                     FN(wg_build_planes)(g, &d, x + (n * C + grp * Cg + r) * HW,
-                                        base + r * d.nph * d.PL);
-                else
+                                        base + r * d.nph * SP, SP);
+                } else {
                     FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
-                                    base + xsz + (r - Cg) * d.Lq);
+                                    base + xsz + (r - Cg) * SP);
+                }
             }
             /* Tile order: consecutive tiles share the operand whose group
              * footprint is larger (its rows stay in L1 across the sweep of the
@@ -206,18 +223,15 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                 const dlk_idx o0 = (tap_major ? t % nob : t / nkb) * WG_MO;
                 const dlk_idx k0 = (tap_major ? t / nob : t % nkb) * WG_NK;
                 for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
-                    const int ns = (int)DLK_MIN(WG_NS, nbc - s0);
-                    const T *gy[WG_NS * WG_MO], *xs[WG_NS * WG_NK];
-                    for (int s = 0; s < ns; s++) {
-                        const T *base = buf + (s0 + s) * per;
-                        for (int i = 0; i < WG_MO; i++)
-                            gy[s * WG_MO + i] =
-                                o0 + i < OCg ? base + xsz + (o0 + i) * d.Lq : zrow;
-                        for (int j = 0; j < WG_NK; j++)
-                            xs[s * WG_NK + j] = k0 + j < K ? base + koff[k0 + j] : zrow;
-                    }
+                    const dlk_idx ns = DLK_MIN(WG_NS, nbc - s0);
+                    const T *base = buf + s0 / WG_NS * per;
+                    const T *gy[WG_MO], *xs[WG_NK];
+                    for (int i = 0; i < WG_MO; i++)
+                        gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
+                    for (int j = 0; j < WG_NK; j++)
+                        xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
                     T out[WG_MO * WG_NK];
-                    FN(wg_tile)(gy, xs, ns, d.Lq, &masks, out);
+                    FN(wg_tile)(gy, xs, 1, ns * d.PL, &masks, out);
                     for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
                         for (int j = 0; j < WG_NK && k0 + j < K; j++)
                             grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
