@@ -3,7 +3,6 @@
 # the outputs, releases the GIL and calls C.
 import numpy as np
 cimport numpy as cnp
-from dlkern._blas cimport dlk_blas, dlk_blas_table
 from dlkern._common cimport dlk_idx, DLK_OK
 
 cnp.import_array()
@@ -24,24 +23,23 @@ cdef extern from "conv2d.h":
     int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *gy,
                                         const double *x, const double *w, double *gx,
                                         double *gw, double *gb, int parts, int nthreads) nogil
-    int dlk_conv2d_im2col_forward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                      const float *x, const float *w, const float *b,
-                                      float *y, size_t max_col_bytes, int nthreads) nogil
-    int dlk_conv2d_im2col_forward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                      const double *x, const double *w, const double *b,
-                                      double *y, size_t max_col_bytes, int nthreads) nogil
-    int dlk_conv2d_im2col_backward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                       const float *gy, const float *x, const float *w,
-                                       float *gx, float *gw, float *gb, int parts,
-                                       size_t max_col_bytes, int nthreads) nogil
-    int dlk_conv2d_im2col_backward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                       const double *gy, const double *x, const double *w,
-                                       double *gx, double *gw, double *gb, int parts,
+    int dlk_conv2d_im2col_forward_f32(const dlk_conv2d_geom *g, const float *x,
+                                      const float *w, const float *b, float *y,
+                                      int nthreads) nogil
+    int dlk_conv2d_im2col_forward_f64(const dlk_conv2d_geom *g, const double *x,
+                                      const double *w, const double *b, double *y,
+                                      int nthreads) nogil
+    int dlk_conv2d_im2col_backward_f32(const dlk_conv2d_geom *g, const float *gy,
+                                       const float *x, const float *w, float *gx, float *gw,
+                                       float *gb, int parts, size_t max_col_bytes,
+                                       int nthreads) nogil
+    int dlk_conv2d_im2col_backward_f64(const dlk_conv2d_geom *g, const double *gy,
+                                       const double *x, const double *w, double *gx,
+                                       double *gw, double *gb, int parts,
                                        size_t max_col_bytes, int nthreads) nogil
 
-
-cdef dlk_conv2d_geom _geom(tuple xs, tuple ws, int OH, int OW, tuple stride, tuple pad,
-                           tuple dil, int groups):
+cdef dlk_conv2d_geom _geom(tuple xs, tuple ws, dlk_idx OH, dlk_idx OW, tuple stride,
+                           tuple pad, tuple dil, int groups):
     cdef dlk_conv2d_geom g
     g.N, g.C, g.H, g.W = xs
     g.OC, _, g.KH, g.KW = ws
@@ -54,14 +52,12 @@ cdef dlk_conv2d_geom _geom(tuple xs, tuple ws, int OH, int OW, tuple stride, tup
     return g
 
 
-def forward(cnp.ndarray x, cnp.ndarray weight, object bias, int OH, int OW,
-            tuple stride, tuple pad, tuple dil, int groups, bint im2col,
-            size_t max_col_bytes, int nthreads):
+def forward(cnp.ndarray x, cnp.ndarray weight, object bias, dlk_idx OH, dlk_idx OW,
+            tuple stride, tuple pad, tuple dil, int groups, bint im2col, int nthreads):
     """y = conv2d(x, weight, bias); pad is (top, left). Inputs C-contiguous, one dtype."""
     cdef dlk_conv2d_geom g = _geom((<object>x).shape, (<object>weight).shape, OH, OW,
                                    stride, pad, dil, groups)
     cdef cnp.ndarray y = np.empty((g.N, g.OC, OH, OW), dtype=x.dtype)
-    cdef dlk_blas blas = dlk_blas_table()
     cdef void *b = NULL
     if bias is not None:
         b = (<cnp.ndarray>bias).data
@@ -69,20 +65,18 @@ def forward(cnp.ndarray x, cnp.ndarray weight, object bias, int OH, int OW,
     if x.dtype == np.float32:
         with nogil:
             if im2col:
-                status = dlk_conv2d_im2col_forward_f32(&blas, &g, <float *>x.data,
+                status = dlk_conv2d_im2col_forward_f32(&g, <float *>x.data,
                                                        <float *>weight.data, <float *>b,
-                                                       <float *>y.data, max_col_bytes,
-                                                       nthreads)
+                                                       <float *>y.data, nthreads)
             else:
                 status = dlk_conv2d_direct_forward_f32(&g, <float *>x.data, <float *>weight.data,
                                               <float *>b, <float *>y.data, nthreads)
     else:
         with nogil:
             if im2col:
-                status = dlk_conv2d_im2col_forward_f64(&blas, &g, <double *>x.data,
+                status = dlk_conv2d_im2col_forward_f64(&g, <double *>x.data,
                                                        <double *>weight.data, <double *>b,
-                                                       <double *>y.data, max_col_bytes,
-                                                       nthreads)
+                                                       <double *>y.data, nthreads)
             else:
                 status = dlk_conv2d_direct_forward_f64(&g, <double *>x.data, <double *>weight.data,
                                               <double *>b, <double *>y.data, nthreads)
@@ -104,13 +98,12 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
     cdef cnp.ndarray gx = np.empty_like(x)
     cdef cnp.ndarray gw = np.empty_like(weight)
     cdef cnp.ndarray gb = np.empty(g.OC, dtype=x.dtype)
-    cdef dlk_blas blas = dlk_blas_table()
     cdef int status = DLK_OK
     if x.dtype == np.float32:
         with nogil:
             if im2col:
                 status = dlk_conv2d_im2col_backward_f32(
-                    &blas, &g, <float *>grad_out.data, <float *>x.data, <float *>weight.data,
+                    &g, <float *>grad_out.data, <float *>x.data, <float *>weight.data,
                     <float *>gx.data, <float *>gw.data, <float *>gb.data, parts,
                     max_col_bytes, nthreads)
             else:
@@ -121,7 +114,7 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
         with nogil:
             if im2col:
                 status = dlk_conv2d_im2col_backward_f64(
-                    &blas, &g, <double *>grad_out.data, <double *>x.data,
+                    &g, <double *>grad_out.data, <double *>x.data,
                     <double *>weight.data, <double *>gx.data, <double *>gw.data,
                     <double *>gb.data, parts, max_col_bytes, nthreads)
             else:

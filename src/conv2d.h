@@ -13,22 +13,23 @@
  *           output channels x 32 columns, SIMD over output columns. Backward:
  *           grad_x as a stride-1 forward of grad_out with the flipped kernel
  *           (scatter-add otherwise), grad_weight vectorized dot products.
- *   im2col  (conv2d_im2col.c)  column matrix + BLAS GEMM, in chunks of samples
- *           whose column buffer stays below max_col_bytes.
+ *   im2col  (conv2d_im2col.c)  GEMMs over the column matrix on dlkern's own
+ *           packed AVX-512 micro-kernel, the column matrix packed straight from
+ *           x (never stored whole); grad_weight as shifted dot products over
+ *           phase-split padded planes.
  * dlkern.functional.conv2d's algo="auto" documents which one runs when.
  * Both cost O(N * OC * OH * OW * C/groups * KH * KW) multiply-adds forward and
  * twice that backward.
  *
  * Determinism: every output element (y, grad_x, grad_weight, grad_bias) is
  * produced by exactly one thread in a fixed order, so results do not depend on
- * the thread count. BLAS is only called outside OpenMP parallel regions.
+ * the thread count. No conv2d kernel calls the BLAS.
  */
 #ifndef DLK_CONV2D_H
 #define DLK_CONV2D_H
 
 #include <stddef.h>
 
-#include "dlk_blas.h"
 #include "dlk_common.h"
 
 typedef struct {
@@ -77,24 +78,24 @@ int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *grad_
                                     double *grad_weight, double *grad_bias, int parts,
                                     int nthreads);
 
-/* im2col + GEMM. The column buffer holds at most max_col_bytes (at least one
- * sample of one group, whatever the limit). Return DLK_OK or DLK_ENOMEM. */
-int dlk_conv2d_im2col_forward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                  const float *x, const float *weight, const float *bias,
-                                  float *y, size_t max_col_bytes, int nthreads);
-int dlk_conv2d_im2col_forward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                  const double *x, const double *weight, const double *bias,
-                                  double *y, size_t max_col_bytes, int nthreads);
-int dlk_conv2d_im2col_backward_f32(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                   const float *grad_out, const float *x,
-                                   const float *weight, float *grad_x, float *grad_weight,
-                                   float *grad_bias, int parts, size_t max_col_bytes,
-                                   int nthreads);
-int dlk_conv2d_im2col_backward_f64(const dlk_blas *blas, const dlk_conv2d_geom *g,
-                                   const double *grad_out, const double *x,
-                                   const double *weight, double *grad_x, double *grad_weight,
-                                   double *grad_bias, int parts, size_t max_col_bytes,
-                                   int nthreads);
+/* im2col: GEMMs over the column matrix on dlkern's packed micro-kernel
+ * (conv2d_im2col.c), the column matrix packed on the fly. bias may be NULL.
+ * max_col_bytes bounds grad_weight's per-chunk copies of x (at least one sample;
+ * results do not depend on it). Return DLK_OK or DLK_ENOMEM. */
+int dlk_conv2d_im2col_forward_f32(const dlk_conv2d_geom *g, const float *x,
+                                  const float *weight, const float *bias, float *y,
+                                  int nthreads);
+int dlk_conv2d_im2col_forward_f64(const dlk_conv2d_geom *g, const double *x,
+                                  const double *weight, const double *bias, double *y,
+                                  int nthreads);
+int dlk_conv2d_im2col_backward_f32(const dlk_conv2d_geom *g, const float *grad_out,
+                                   const float *x, const float *weight, float *grad_x,
+                                   float *grad_weight, float *grad_bias, int parts,
+                                   size_t max_col_bytes, int nthreads);
+int dlk_conv2d_im2col_backward_f64(const dlk_conv2d_geom *g, const double *grad_out,
+                                   const double *x, const double *weight, double *grad_x,
+                                   double *grad_weight, double *grad_bias, int parts,
+                                   size_t max_col_bytes, int nthreads);
 
 /* Shared by both algorithms (conv2d_bias.c): y[n, oc, :, :] += bias[oc], and
  * grad_bias[oc] = sum over n, oh, ow of grad_out, in a fixed order. */

@@ -1,44 +1,76 @@
-/* im2col + GEMM conv2d (see conv2d.h for layout and semantics).
+/* im2col conv2d: the convolution as GEMMs over the column matrix (see conv2d.h
+ * for layout and semantics), on dlkern's own packed AVX-512 micro-kernel.
  *
- * Forward, per chunk of samples and per group: the column matrix
- * col (K = C/groups*KH*KW rows, chunk*OH*OW columns) is filled (on the calling
- * thread, see FILL_THREADS), then the BLAS computes y_n,g = W_g @ col_n for each sample, straight
- * into the NCHW output. BLAS threads itself and is never called inside an
- * OpenMP region. A 1x1 stride-1 unpadded convolution skips im2col: x already is
- * the column matrix.
- * Backward reuses one buffer: col of x gives grad_W_g += grad_out_n,g @ col_n^T
- * (samples in a fixed order, so deterministic), then the same buffer receives
- * W_g^T @ grad_out_n,g and is scattered back by col2im, one task per input plane.
+ * Forward, per (sample, group): y_n,g = W_g @ col_n,g, K = C/groups*KH*KW
+ * reduction rows, with the column matrix packed panel by panel straight from x
+ * (im2col fused into the GEMM's B packing: it is never written whole), bias
+ * folded into the first reduction block.
+ * grad_x: stride 1, the forward of grad_out with the flipped, channel-swapped
+ * kernel (same engine); otherwise W_g^T @ grad_out_n,g in cache-sized blocks,
+ * each scattered into grad_x (col2im) right away.
+ * grad_weight: shifted dot products over zero-padded phase planes of x
+ * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order.
  *
- * Memory: the column buffer holds at most max_col_bytes (chosen by the caller,
- * dlkern.functional.conv2d's IM2COL_MAX_BYTES), and never less than one sample
- * of one group. Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that
- * backward, plus O(N*C*KH*KW*OH*OW) for the column fills.
+ * Threads: every output element is computed by one task in a fixed order
+ * (tasks are (sample, group, pixel block) forward, (sample, group) for grad_x,
+ * (channel block, tap block) for grad_weight), and no blocking parameter
+ * depends on the thread count: results are bit-identical for any nthreads.
+ * No BLAS is called, so no second thread pool competes for the cores.
+ * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
+ * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), and for
+ * grad_weight the phase planes of up to max_col_bytes worth of samples (at
+ * least one). Kernels return DLK_ENOMEM when an allocation fails.
  * Matches dlkern/reference/conv2d.py.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "conv2d.h"
 #include "conv2d_template.h"
 
-/* The column fill, col2im and bias passes run on the calling thread only.
- * Measured on the 2-core target: alternating OpenMP regions with multithreaded
- * BLAS calls costs far more than the parallel fill saves, because each pool's
- * idle workers keep spinning on the cores the other pool needs (ResNet 3x3
- * forward: ~38 GFLOP/s with a 2-thread fill vs ~150 with a serial fill into a
- * cache-sized chunk). The BLAS still uses every thread for the GEMMs, which
- * carry almost all the work; nthreads reaches the BLAS through
- * dlkern.set_num_threads (threadpoolctl). */
-#define FILL_THREADS 1
+/* Micro-kernel tile: PK_MR rows (output channels) x PK_NR columns (output
+ * pixels, two 64-byte vectors): 16 accumulators, and each k step loads two B
+ * vectors and PK_MR broadcasts for 16 FMAs. */
+#define PK_MR 8
+#define PK_VL ((dlk_idx)(64 / sizeof(T)))
+#define PK_NR (2 * PK_VL)
+/* Reduction block: a B panel of DLK_PK_KC x PK_NR is 32 KiB in float32, L1-sized. */
+#define DLK_PK_KC 256
+/* Output pixels per forward task and per grad_x block: 8 panels. */
+#define PK_NB (8 * PK_NR)
+/* grad_weight register tile: 4 output channels x 6 taps = 24 accumulators; each
+ * vector step loads 4 + 6 vectors for 24 FMAs. */
+#define WG_MO 4
+#define WG_NK 6
+/* Samples whose grad_weight partial sums share the SIMD lanes before the
+ * (comparatively costly) horizontal reduction. */
+#define WG_NS 4
+/* GCC folds a vector load into every FMA that uses it when registers are
+ * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
+ * that claims to modify v pins it in a register. Only where one register holds
+ * the 64-byte vector (AVX-512); elsewhere the vector is split anyway. */
+#if defined(__GNUC__) && defined(__AVX512F__)
+#define DLK_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define DLK_IN_REGISTER(v) ((void)0)
+#endif
+/* Column-gradient rows per grad_x block (a multiple of PK_MR). */
+#define PK_MC 64
 
 #define T float
 #define SUF f32
+typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one per lane */
+#include "conv2d_packed_tmpl.h"
+#include "conv2d_wgrad_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF
 
 #define T double
 #define SUF f64
+typedef long long pmask_f64 __attribute__((vector_size(64)));
+#include "conv2d_packed_tmpl.h"
+#include "conv2d_wgrad_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF

@@ -235,40 +235,118 @@ def test_auto_choice_documented_rule():
     choose = conv_module._choose_algo
     from dlkern._args.conv2d import parse
 
-    def pick(xs, ws, groups=1, stride=1, padding=1, backward=False):
+    def pick(xs, ws, groups=1, stride=1, padding=1):
         return choose(parse("conv2d", np.zeros(xs, np.float32), np.zeros(ws, np.float32),
-                            None, stride, padding, 1, groups, "auto"), backward=backward)
-    for backward in (False, True):
-        assert pick((1, 64, 32, 32), (64, 1, 3, 3), groups=64, backward=backward) == "direct"
-        assert pick((1, 3, 32, 32), (32, 3, 3, 3), backward=backward) == "direct"
-    assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0) == "direct"
-    assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0, backward=True) == "im2col"
-    assert pick((1, 64, 32, 32), (64, 64, 3, 3)) == "direct"
-    assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2) == "direct"
-    assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2, backward=True) == "im2col"
-    assert pick((1, 64, 32, 32), (64, 64, 3, 3), backward=True) == "im2col"
-    assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"  # narrow rows waste lanes
-    assert pick((1, 128, 224, 224), (64, 128, 3, 3)) == "im2col"  # padded planes > 16 MiB
-    plan = conv_module._backward_plan(parse(
-        "conv2d", np.zeros((1, 64, 32, 32), np.float32), np.zeros((64, 64, 3, 3), np.float32),
-        None, 1, 1, 1, 1, "auto"))
-    assert plan == [("direct", 1), ("im2col", 2)]
+                            None, stride, padding, 1, groups, "auto"))
+    # short reductions and thin GEMMs: direct
+    assert pick((1, 64, 32, 32), (64, 1, 3, 3), groups=64) == "direct"  # depthwise
+    assert pick((1, 3, 32, 32), (32, 3, 3, 3)) == "direct"  # 27 taps
+    assert pick((1, 1, 28, 28), (6, 1, 5, 5), padding=0) == "direct"  # 25 taps
+    assert pick((1, 64, 32, 32), (4, 64, 3, 3)) == "direct"  # 4 output channels
+    assert pick((1, 64, 32, 32), (8, 8, 3, 3), groups=8) == "direct"  # 1 per group
+    # every GEMM-bound layer: im2col
+    assert pick((1, 33, 8, 8), (5, 33, 1, 1), padding=0) == "im2col"  # 33 taps, 5 out
+    assert pick((1, 64, 32, 32), (64, 64, 3, 3)) == "im2col"
+    assert pick((1, 64, 32, 32), (128, 64, 3, 3), stride=2) == "im2col"
+    assert pick((1, 128, 16, 16), (256, 128, 1, 1), padding=0) == "im2col"
+    assert pick((1, 64, 8, 8), (64, 64, 3, 3)) == "im2col"
+    assert pick((1, 128, 224, 224), (64, 128, 3, 3)) == "im2col"
+    # an explicit algo is taken as given
+    a = parse("conv2d", np.zeros((1, 64, 8, 8), np.float32), np.zeros((64, 64, 3, 3),
+              np.float32), None, 1, 1, 1, 1, "direct")
+    assert choose(a) == "direct"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_auto_split_backward_matches_reference(dtype):
-    # wide enough for auto to take grad_x from direct and grad_weight from im2col
-    x, w, b, kw = _data(((2, 12, 9, 17), (10, 12, 3, 2), 1, (1, 0), (2, 1), 1), dtype)
-    from dlkern._args.conv2d import parse
-    assert conv_module._backward_plan(parse("conv2d", x, w, None, algo="auto", **kw)) == [
-        ("direct", 1), ("im2col", 2)]
-    y = R.conv2d(x, w, **kw)
-    gy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
-    for got, exp in zip(F.conv2d_backward(gy, x, w, **kw), R.conv2d_backward(gy, x, w, **kw)):
-        assert_close(got, exp)
+def test_auto_matches_reference_on_each_branch(dtype):
+    # one shape per branch of the rule: short reduction, thin GEMM, GEMM-bound
+    for case in [((2, 3, 9, 17), (8, 3, 3, 3), 1, 1, 1, 1),
+                 ((2, 12, 9, 17), (4, 12, 3, 2), 1, (1, 0), (2, 1), 1),
+                 ((2, 12, 9, 17), (10, 12, 3, 2), 1, (1, 0), (2, 1), 1)]:
+        x, w, b, kw = _data(case, dtype)
+        y = R.conv2d(x, w, b, **kw)
+        assert_close(F.conv2d(x, w, b, **kw), y)
+        gy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+        for got, exp in zip(F.conv2d_backward(gy, x, w, **kw), R.conv2d_backward(gy, x, w, **kw)):
+            assert_close(got, exp)
     x = np.zeros((1, 64, 8, 8), np.float32)
     with pytest.raises(ValueError, match="algo must be one of"):
         F.conv2d(x, np.zeros((64, 64, 3, 3), np.float32), algo="Direct")
+
+
+# Shapes aimed at the branches of the im2col kernels (src/conv2d_im2col.c): the
+# micro-kernel tile is 8 output channels x 2 vectors of 16 float32 / 8 float64
+# pixels; blocks of 256 / 128 pixels; reduction blocks of <= 256; the column
+# panels are read in place when OW is a multiple of the vector width, packed
+# otherwise; grad_weight tiles are 4 channels x 6 taps over groups of 4 samples.
+IM2COL_CASES = [
+    ((2, 5, 3, 16), (13, 5, 3, 3), 1, 1, 1, 1),      # in place, 48 px: lone last vector, 13 out
+    ((3, 4, 3, 8), (9, 4, 3, 3), 1, 1, 1, 1),        # float64 in place, 24 px: lone vector
+    ((1, 3, 20, 16), (8, 3, 3, 3), 1, 1, 1, 1),      # 320 px: two blocks, second window lower
+    ((1, 3, 19, 17), (8, 3, 3, 3), 1, 1, 1, 1),      # packed, 323 px, runs split at panels
+    ((2, 4, 32, 32), (10, 4, 3, 3), 2, 1, 1, 1),     # strided, in place (OW 16), phases
+    ((2, 4, 15, 15), (10, 4, 3, 3), 2, 1, 1, 1),     # strided, packed (OW 8 in float32)
+    ((2, 4, 16, 32), (6, 2, 3, 3), 1, 2, 2, 2),      # dilation and groups, in place
+    ((1, 32, 6, 7), (12, 32, 3, 3), 1, 1, 1, 1),     # K = 288: two reduction blocks
+    ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),      # grad_x col2im with 2 reduction blocks
+    ((5, 6, 7, 9), (7, 6, 2, 3), (2, 3), (1, 2), (2, 1), 1),  # 5 samples: a group of 1
+    ((6, 4, 5, 16), (5, 4, 1, 1), 1, 0, 1, 1),       # 1x1, in place, 6 samples
+    ((2, 4, 5, 5), (6, 4, 3, 3), 1, 3, 1, 1),        # padding beyond the kernel: grad_x pad < 0
+    ((1, 2, 1, 1), (3, 2, 1, 1), 1, 0, 1, 1),        # single pixel, batch of one
+    ((1, 70, 40, 1), (9, 70, 5, 1), (3, 1), (2, 0), 1, 1),  # one column, stride 3 rows
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=_ids)
+def test_im2col_branches_match_reference(case, dtype):
+    x, w, b, kw = _data(case, dtype, seed=11)
+    y_ref = R.conv2d(x, w, b, **kw)
+    gy = np.random.default_rng(12).standard_normal(y_ref.shape).astype(dtype)
+    assert_close(F.conv2d(x, w, b, algo="im2col", **kw), y_ref)
+    assert_close(F.conv2d(x, w, None, algo="im2col", **kw), R.conv2d(x, w, None, **kw))
+    for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"),
+                              F.conv2d_backward(gy, x, w, algo="im2col", **kw),
+                              R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_grad_weight_independent_of_budget(monkeypatch, dtype):
+    # 9 samples: chunks of 4+4+1 (tiny budget), 8+1 or 9 must give the same bits
+    case = ((9, 4, 6, 8), (6, 4, 3, 3), 1, 1, 1, 1)
+    x, w, b, kw = _data(case, dtype)
+    gy = np.random.default_rng(13).standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    results = []
+    for limit in (1, 8 * 5000 * np.dtype(dtype).itemsize, 2**30):
+        monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
+        results.append(F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [
+    ((3, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, 1),    # in place, several blocks
+    ((3, 64, 32, 32), (128, 64, 3, 3), 2, 1, 1, 1),   # strided: col2im grad_x
+    ((5, 128, 16, 16), (256, 128, 1, 1), 1, 0, 1, 1),  # 1x1, 5 samples
+    ((2, 48, 28, 28), (40, 24, 3, 3), 1, 1, 1, 2),    # packed panels, groups
+], ids=_ids)
+def test_im2col_one_and_two_threads_bit_identical_gemm_sized(case, dtype):
+    x, w, b, kw = _data(case, dtype, seed=14)
+    gy = np.random.default_rng(15).standard_normal(R.conv2d(x[:1], w, **kw).shape[1:])
+    gy = np.broadcast_to(gy, (x.shape[0],) + gy.shape).astype(dtype)
+    results = []
+    try:
+        for threads in (1, 2):
+            dlkern.set_num_threads(threads)
+            results.append((F.conv2d(x, w, b, algo="im2col", **kw),)
+                           + F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+    finally:
+        dlkern.set_num_threads(None)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

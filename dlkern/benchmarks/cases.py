@@ -86,10 +86,6 @@ def conv2d_cases(torch):
         fwd.impls["dlkern"] = lambda x=x, w=w, b=b, kw=kw: F.conv2d(x, w, b, **kw)
         both.impls["dlkern"] = lambda x=x, w=w, b=b, gy=gy, kw=kw: (
             F.conv2d(x, w, b, **kw), F.conv2d_backward(gy, x, w, **kw))
-        for algo in ("direct", "im2col"):
-            fwd.impls[algo] = lambda x=x, w=w, b=b, kw=kw, a=algo: F.conv2d(x, w, b, algo=a, **kw)
-            both.impls[algo] = lambda x=x, w=w, b=b, gy=gy, kw=kw, a=algo: (
-                F.conv2d(x, w, b, algo=a, **kw), F.conv2d_backward(gy, x, w, algo=a, **kw))
         fwd.impls["reference"] = lambda x=x, w=w, b=b, kw=kw: R.conv2d(x, w, b, **kw)
         both.impls["reference"] = lambda x=x, w=w, b=b, gy=gy, kw=kw: (
             R.conv2d(x, w, b, **kw), R.conv2d_backward(gy, x, w, **kw))

@@ -6,20 +6,17 @@ the NumPy twin dlkern.reference.conv2d.
 from dlkern import _conv2d
 from dlkern._args.conv2d import parse
 from dlkern._checks import contiguous
-from contextlib import nullcontext
-
-from dlkern._threads import get_num_threads, one_thread_blas
+from dlkern._threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 
-#: Upper bound on the im2col column buffer, in bytes. The im2col algorithm works
-#: on chunks of samples whose column matrix (C/groups*kH*kW rows, chunk*OH*OW
-#: columns, one group at a time) fits in this many bytes; a single sample of one
-#: group is always processed whole even if it alone is larger. 4 MiB keeps the
-#: chunk in cache between the fill and the GEMM that reads it, which measured
-#: faster than bigger chunks. Module-level so it can be tuned (and lowered in
-#: tests to exercise the chunked path).
-IM2COL_MAX_BYTES = 4 * 2**20
+#: Work-buffer budget of the im2col grad_weight, in bytes: it copies x into
+#: zero-padded phase planes (and grad_out into a padded pitch) for a chunk of
+#: samples at a time, whole groups of 4 samples that fit in this many bytes (at
+#: least one group). The result does not depend on it (the reduction groups are
+#: fixed); 1 MiB, the L2 of one core, measured fastest for the ResNet shapes.
+#: Module-level so it can be tuned (and lowered in tests).
+IM2COL_MAX_BYTES = 1 * 2**20
 
 
 #: Mirrors DLK_DIRECT_PAD_BYTES in src/conv2d_direct.c: the blocked direct
@@ -49,32 +46,14 @@ def _direct_pad_bytes(a, grad_x=False):
     return _pad_bytes(cg, h, w, oh, ow, kh, kw, sh, sw, dh, dw, top, left, size)
 
 
-def _choose_algo(a, backward=False):
+def _choose_algo(a):
     """The "auto" rule; see conv2d's docstring."""
     if a.algo != "auto":
         return a.algo
     oc, cg, kh, kw = a.weight.shape
     if cg * kh * kw <= 32 or oc // a.groups <= 4:
         return "direct"
-    if not backward and a.out_hw[1] >= 16 and _direct_pad_bytes(a) <= _DIRECT_PAD_BYTES:
-        return "direct"
     return "im2col"
-
-
-def _backward_plan(a):
-    """[(algo, parts)]: which algorithm computes which gradients (parts bitmask:
-    1 = grad_x, 2 = grad_weight and grad_bias); see conv2d's docstring."""
-    algo = _choose_algo(a, backward=True)
-    oc, cg, kh, kw = a.weight.shape
-    top, _, left, _ = a.padding
-    (dh, dw) = a.dilation
-    if (a.algo == "auto" and algo == "im2col" and a.stride == (1, 1) and kh * kw > 1
-            and a.x.shape[3] >= 16 and top <= (kh - 1) * dh and left <= (kw - 1) * dw
-            and _direct_pad_bytes(a, grad_x=True) <= _DIRECT_PAD_BYTES):
-        # grad_x is then a stride-1 forward convolution of grad_out with the
-        # flipped kernel: the blocked direct forward beats GEMM + col2im there.
-        return [("direct", 1), ("im2col", 2)]
-    return [(algo, 3)]
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
@@ -86,42 +65,35 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     even effective kernel on the bottom/right). float32 or float64 (the output has
     the input's dtype); non-contiguous inputs are copied once.
 
-    algo: "direct" (C loops, vectorized over output width), "im2col" (column
-    matrix + BLAS GEMM, in chunks of samples whose column buffer stays below
-    IM2COL_MAX_BYTES = 4 MiB; a 1x1 stride-1 unpadded kernel skips the column
-    matrix) or "auto", which picks, forward and backward separately:
+    algo: "direct" (C loops, register tiles vectorized over the output width),
+    "im2col" (the convolution as GEMMs over the column matrix, on dlkern's own
+    packed AVX-512 micro-kernel; the column matrix is packed panel by panel from
+    a zero-padded window of x, or read in place, never stored whole; grad_weight
+    as shifted dot products over phase-split padded planes) or "auto", which
+    picks, forward and backward alike:
 
     - "direct" when the reduction per output pixel is short (C/groups*kH*kW <=
       32: depthwise, first layers on 1-3 channels) or there are at most 4 output
-      channels per group (a GEMM that thin does not pay for the column copy);
-    - forward only, "direct" also whenever the output width is >= 16 and one
-      sample's zero-padded group planes fit in 16 MiB: the register-blocked
-      direct forward (SIMD vectors over 16-32 output columns x 8 channels,
-      column phases split so strided loads stay contiguous) runs faster than
-      im2col + the BLAS GEMM, whose column fill is serial;
-    - "im2col" otherwise (narrow forward, backward of wide layers), except that
-      for a stride-1 backward with kH*kW > 1, input width >= 16 and padding
-      within the dilated kernel's reach, grad_x (a stride-1 convolution of
-      grad_out with the flipped kernel) comes from the direct algorithm and
-      grad_weight, grad_bias from im2col.
+      channels per group: a GEMM that thin cannot reuse its packed panels;
+    - "im2col" otherwise (every GEMM-bound layer: 3x3, strided, 1x1).
 
-    Why, measured on this project's machine (bench/bench_conv2d.py shapes,
-    float32, one thread, best-of-12 CPU time, GFLOP/s direct vs im2col):
-    forward LeNet 62 vs 19, CIFAR 144 vs 49, ResNet 3x3 175 vs 81, strided 3x3
-    103 vs 79, 1x1 109 vs 102, depthwise 32 vs 3; forward+backward LeNet 40 vs
-    19, CIFAR 52 vs 36, ResNet 74 vs 84 (auto, split backward: 124), strided 10
-    vs 82, 1x1 17 vs 93, depthwise 24 vs 3. On 2 threads the direct kernels
-    scale with the cores while im2col's fill stays serial.
+    Why, measured on this project's machine (2 threads, float32, medians,
+    GFLOP/s direct vs im2col): ResNet 3x3 (16x64x32x32, 64 out) forward 333 vs
+    350, grad_x 336 vs 353, grad_weight 62 vs 302; strided 3x3 (128 out, stride
+    2) forward 197 vs 341, grad_x 8 vs 274, grad_weight 18 vs 169; 1x1 (128 ->
+    256 at 16x16) forward 209 vs 348, grad_x 201 vs 314, grad_weight 13 vs 165;
+    and on other stride-1 3x3 layers (128 channels at 16x16, 256 at 8x8,
+    64 at 56x56) im2col led by 1.1x to 2.5x. The direct forward also allocates
+    and zero-pads a plane buffer per call, which makes it noisier.
+    Short reductions (LeNet, CIFAR first layers, depthwise) stay direct:
+    bench/bench_conv2d.py.
     """
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
     im2col = _choose_algo(a) == "im2col"
-    # OpenBLAS rounds differently for different thread splits: one BLAS thread keeps
-    # results identical for any dlkern thread count (src/dlk_blas.h).
-    with one_thread_blas() if im2col else nullcontext():
-        return _conv2d.forward(contiguous(a.x), contiguous(a.weight), bias, a.out_hw[0],
-                               a.out_hw[1], a.stride, (a.padding[0], a.padding[2]), a.dilation,
-                               a.groups, im2col, IM2COL_MAX_BYTES, get_num_threads())
+    return _conv2d.forward(contiguous(a.x), contiguous(a.weight), bias, a.out_hw[0],
+                           a.out_hw[1], a.stride, (a.padding[0], a.padding[2]), a.dilation,
+                           a.groups, im2col, get_num_threads())
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -134,11 +106,6 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     a = parse("conv2d_backward", x, weight, None, stride, padding, dilation, groups, algo,
               grad_out=grad_out, backward=True)
     gy, x, w = contiguous(a.grad_out), contiguous(a.x), contiguous(a.weight)
-    grads = [None, None, None]
-    for algo, parts in _backward_plan(a):
-        with one_thread_blas() if algo == "im2col" else nullcontext():  # see conv2d
-            got = _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]),
-                                   a.dilation, a.groups, algo == "im2col", IM2COL_MAX_BYTES,
-                                   get_num_threads(), parts)
-        grads = [g if g is not None else old for g, old in zip(got, grads)]
-    return tuple(grads)
+    return _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]), a.dilation,
+                            a.groups, _choose_algo(a) == "im2col", IM2COL_MAX_BYTES,
+                            get_num_threads())

@@ -1,0 +1,272 @@
+/* Packed GEMM engine of the im2col algorithm (template body, see
+ * conv2d_template.h and conv2d_im2col.c).
+ *
+ * C (M x Np, row stride ldc) = A (M x Kr) @ B (Kr x Np), Goto-style: the
+ * reduction is cut into blocks of at most DLK_PK_KC; A is packed once into
+ * DLK_PK_MR-row panels and B per pixel block into DLK_PK_NR-column panels, both
+ * interleaved along the reduction and zero-padded to whole panels, so the
+ * micro-kernel reads two contiguous streams and needs no bounds checks. The
+ * callers (conv2d_im2col_tmpl.h) pack B straight from x or grad_out: the
+ * column matrix is never written whole.
+ *
+ * Determinism: the reduction blocks depend only on Kr, and every C element is
+ * accumulated by one call sequence in block order, whichever thread runs it.
+ */
+
+/* 64-byte vectors (one AVX-512 register); PK_VL, PK_NR, PK_MR: conv2d_im2col.c */
+typedef T FN(pvec) __attribute__((vector_size(64)));
+
+/* Reduction blocks: ceil(Kr / DLK_PK_KC) blocks of equal size (last one
+ * shorter), so a K of 576 gives 3 x 192 rather than 256 + 256 + 64. */
+static inline dlk_idx FN(pk_kc)(dlk_idx Kr) {
+    const dlk_idx nblk = (Kr + DLK_PK_KC - 1) / DLK_PK_KC;
+    return nblk ? (Kr + nblk - 1) / nblk : 1;
+}
+
+static inline dlk_idx FN(pk_round_m)(dlk_idx M) { return (M + PK_MR - 1) / PK_MR * PK_MR; }
+
+/* Pack A(m, k) = base[m * sm + k * sk] for m < M, k < Kr into the layout
+ * [k block][m panel][k in block][PK_MR]; rows beyond M are zero. The panel of
+ * (block starting at k0 of size kc, m panel mb) is at Ap + k0 * Mp + mb * PK_MR * kc,
+ * Mp = pk_round_m(M). */
+static void FN(pk_pack_a)(const T *base, dlk_idx sm, dlk_idx sk, dlk_idx M, dlk_idx Kr,
+                          T *Ap) {
+    const dlk_idx kcb = FN(pk_kc)(Kr), Mp = FN(pk_round_m)(M);
+    for (dlk_idx k0 = 0; k0 < Kr; k0 += kcb) {
+        const dlk_idx kc = DLK_MIN(kcb, Kr - k0);
+        for (dlk_idx m0 = 0; m0 < Mp; m0 += PK_MR) {
+            T *dst = Ap + k0 * Mp + m0 * kc;
+            for (dlk_idx k = 0; k < kc; k++)
+                for (dlk_idx i = 0; i < PK_MR; i++)
+                    dst[k * PK_MR + i] =
+                        m0 + i < M ? base[(m0 + i) * sm + (k0 + k) * sk] : (T)0;
+        }
+    }
+}
+
+/* One PK_MR x PK_NR tile: C = (first ? bias : C) + Ap @ B over kc. Only the top
+ * mr rows and left nr columns of C exist; the padded panels make the rest zero.
+ * B is a packed panel (koff NULL: row k at Bp + k*PK_NR), or read in place: row
+ * k is the vectors at Bp + koff[k] + voff0 and + voff1 (pk_block_window). */
+static inline __attribute__((always_inline)) void FN(pk_tile)(
+    dlk_idx kc, const T *restrict Ap, const T *restrict Bp, const dlk_idx *restrict koff,
+    dlk_idx voff0, dlk_idx voff1, T *restrict C, dlk_idx ldc, dlk_idx mr, dlk_idx nr,
+    int first, const T *bias) {
+    FN(pvec) acc[PK_MR][2];
+    const FN(pvec) zero = {0};
+    if (first) {
+        for (int i = 0; i < PK_MR; i++)
+            acc[i][0] = acc[i][1] = zero + (bias && i < mr ? bias[i] : (T)0);
+    } else if (nr == PK_NR) {
+        for (int i = 0; i < PK_MR; i++) {
+            if (i < mr) {
+                memcpy(&acc[i][0], C + i * ldc, sizeof acc[i][0]);
+                memcpy(&acc[i][1], C + i * ldc + PK_VL, sizeof acc[i][1]);
+            } else {
+                acc[i][0] = acc[i][1] = zero;
+            }
+        }
+    } else {
+        for (int i = 0; i < PK_MR; i++) {
+            T tmp[2 * 64 / sizeof(T)] = {0};
+            if (i < mr) memcpy(tmp, C + i * ldc, (size_t)nr * sizeof(T));
+            memcpy(&acc[i][0], tmp, sizeof acc[i][0]);
+            memcpy(&acc[i][1], tmp + PK_VL, sizeof acc[i][1]);
+        }
+    }
+    for (dlk_idx k = 0; k < kc; k++) {
+        FN(pvec) b0, b1;
+        if (koff) { /* unpacked: row k of the panel is two vectors of the window */
+            memcpy(&b0, Bp + koff[k] + voff0, sizeof b0);
+            memcpy(&b1, Bp + koff[k] + voff1, sizeof b1);
+        } else {
+            memcpy(&b0, Bp + k * PK_NR, sizeof b0);
+            memcpy(&b1, Bp + k * PK_NR + PK_VL, sizeof b1);
+        }
+        for (int i = 0; i < PK_MR; i++) {
+            const T a = Ap[k * PK_MR + i];
+            acc[i][0] += a * b0;
+            acc[i][1] += a * b1;
+        }
+    }
+    if (nr == PK_NR) {
+        for (int i = 0; i < PK_MR; i++) {
+            if (i >= mr) break;
+            memcpy(C + i * ldc, &acc[i][0], sizeof acc[i][0]);
+            memcpy(C + i * ldc + PK_VL, &acc[i][1], sizeof acc[i][1]);
+        }
+    } else {
+        for (int i = 0; i < PK_MR; i++) {
+            if (i >= mr) break;
+            T tmp[2 * 64 / sizeof(T)];
+            memcpy(tmp, &acc[i][0], sizeof acc[i][0]);
+            memcpy(tmp + PK_VL, &acc[i][1], sizeof acc[i][1]);
+            memcpy(C + i * ldc, tmp, (size_t)nr * sizeof(T));
+        }
+    }
+}
+
+/* C[0:M, 0:nb] (row stride ldc) = (first ? bias : C) + A block @ B block for one
+ * reduction block of size kc: Ak is A's block (pk_pack_a layout, Ak = Ap + k0*Mp),
+ * Bk holds ceil(nb / PK_NR) panels of kc x PK_NR. Panel-outer order keeps one B
+ * panel in L1 while every A panel of the block streams past it. */
+static void FN(pk_block)(dlk_idx M, dlk_idx nb, dlk_idx kc, const T *Ak, const T *Bk, T *C,
+                         dlk_idx ldc, int first, const T *bias) {
+    for (dlk_idx j0 = 0; j0 < nb; j0 += PK_NR) {
+        const T *bp = Bk + (j0 / PK_NR) * kc * PK_NR;
+        const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
+        for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
+            FN(pk_tile)(kc, Ak + m0 * kc, bp, NULL, 0, 0, C + m0 * ldc + j0, ldc,
+                        DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
+    }
+}
+
+/* Panel slot of column j of a B block: panels of kc x PK_NR, row kk. */
+static inline T *FN(pk_b_at)(T *Bk, dlk_idx kc, dlk_idx kk, dlk_idx j) {
+    return Bk + (j / PK_NR) * kc * PK_NR + kk * PK_NR + j % PK_NR;
+}
+
+/* Pack B(k, j) = src[k * ldb + p0 + j] for k in [k0, k0 + kc), j < nb, padding the
+ * last panel with zero columns (plain row-major operand, e.g. grad_out). */
+static void FN(pk_pack_b_rows)(const T *src, dlk_idx ldb, dlk_idx k0, dlk_idx kc,
+                               dlk_idx p0, dlk_idx nb, T *Bk) {
+    const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
+    for (dlk_idx kk = 0; kk < kc; kk++) {
+        const T *s = src + (k0 + kk) * ldb + p0;
+        for (dlk_idx j0 = 0; j0 < nbp; j0 += PK_NR) {
+            T *d = FN(pk_b_at)(Bk, kc, kk, j0);
+            const dlk_idx n = DLK_MIN(PK_NR, nb - j0);
+            for (dlk_idx j = 0; j < n; j++) d[j] = s[j0 + j];
+            for (dlk_idx j = DLK_MAX(n, 0); j < PK_NR; j++) d[j] = 0;
+        }
+    }
+}
+
+/* The zero-padded input rows that one block of output pixels reads, for one
+ * (sample, group): Cg channels x R rows x sw column phases x Wq columns, where
+ * element (c, r, pw, j) is x[c] at row row0 + r - pad_h and column
+ * j*sw + pw - pad_w (zero outside x). Splitting columns by phase makes every
+ * tap's pixels of an output row contiguous, whatever the stride. */
+typedef struct {
+    dlk_idx row0, R, Wq;  /* first padded input row, rows built, columns per phase */
+    dlk_idx Rmax;         /* rows per channel in the layout: the largest R of any block */
+} FN(pk_window);
+
+static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_idx nb) {
+    FN(pk_window) w;
+    const dlk_idx first = p0 / g->OW, last = (p0 + nb - 1) / g->OW;
+    const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
+    w.row0 = first * g->stride_h;
+    w.R = (last - first) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
+    w.Rmax = (rows - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
+    w.Wq = g->OW + (g->KW - 1) * g->dil_w / g->stride_w;
+    return w;
+}
+
+/* Elements of a window (every block's fits). */
+static dlk_idx FN(pk_window_size)(const dlk_conv2d_geom *g) {
+    const FN(pk_window) w = FN(pk_window_of)(g, 0, 1);
+    return (g->C / g->groups) * w.Rmax * g->stride_w * w.Wq;
+}
+
+/* Where tap k = (c, kh, kw) starts in a window: channel c, row kh*dh, column
+ * phase (kw*dw) % sw, shifted by (kw*dw) / sw; add a pixel's run offset. */
+static void FN(pk_window_taps)(const dlk_conv2d_geom *g, const FN(pk_window) *w,
+                               dlk_idx *koff) {
+    const dlk_idx KH = g->KH, KW = g->KW, K = (g->C / g->groups) * KH * KW;
+    const dlk_idx sw = g->stride_w;
+    for (dlk_idx k = 0; k < K; k++) {
+        const dlk_idx c = k / (KH * KW), kh = (k / KW) % KH, vw = k % KW * g->dil_w;
+        koff[k] = ((c * w->Rmax + kh * g->dil_h) * sw + vw % sw) * w->Wq + vw / sw;
+    }
+}
+
+/* Window offset of output pixel p's element for a tap (add koff). */
+static inline dlk_idx FN(pk_window_pixel)(const dlk_conv2d_geom *g, const FN(pk_window) *w,
+                                          dlk_idx p) {
+    return (p / g->OW * g->stride_h - w->row0) * g->stride_w * w->Wq + p % g->OW;
+}
+
+static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
+                                T *win) {
+    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, sw = g->stride_w;
+    const dlk_idx Wq = w->Wq;
+    for (dlk_idx pw = 0; pw < sw; pw++) {
+        dlk_idx j0, j1;
+        dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
+        for (dlk_idx c = 0; c < Cg; c++)
+            for (dlk_idx r = 0; r < w->R; r++) {
+                T *restrict dst = win + ((c * w->Rmax + r) * sw + pw) * Wq;
+                const dlk_idx ih = w->row0 + r - g->pad_h;
+                if (ih < 0 || ih >= H || j0 >= j1) {
+                    for (dlk_idx j = 0; j < Wq; j++) dst[j] = 0;
+                    continue;
+                }
+                const T *restrict src = xg + c * HW + ih * W + j0 * sw + pw - g->pad_w;
+                for (dlk_idx j = 0; j < j0; j++) dst[j] = 0;
+                if (sw == 1) {
+                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j];
+                } else {
+                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j * sw];
+                }
+                for (dlk_idx j = j1; j < Wq; j++) dst[j] = 0;
+            }
+    }
+}
+
+/* Pack the implicit column matrix of one (sample, group) from its window:
+ * B(k, j) for k = (c, kh, kw) in [k0, k0 + kc) and output pixel p0 + j,
+ * j < nb <= PK_NB, is x[c] at row oh*sh + kh*dh - pad_h, column
+ * ow*sw + kw*dw - pad_w, or zero outside x: im2col fused into the packing.
+ * The block is cut once into runs that stay in one output row and one panel;
+ * every run is then a plain copy, two vector moves when it fills a panel row. */
+static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
+                                 const FN(pk_window) *w, const dlk_idx *koff, dlk_idx k0,
+                                 dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
+    const dlk_idx OW = g->OW;
+    const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
+    dlk_idx run_j[PK_NB + 1], run_src[PK_NB + 1], run_len[PK_NB + 1];
+    dlk_idx nruns = 0;
+    for (dlk_idx j = 0, ow = p0 % OW; j < nb; nruns++) {
+        const dlk_idx len = DLK_MIN(DLK_MIN(OW - ow, nb - j), PK_NR - j % PK_NR);
+        run_j[nruns] = j;
+        run_src[nruns] = FN(pk_window_pixel)(g, w, p0 + j);
+        run_len[nruns] = len;
+        j += len;
+        ow = (ow + len) % OW;
+    }
+    for (dlk_idx kk = 0; kk < kc; kk++) {
+        const T *base = win + koff[k0 + kk];
+        for (dlk_idx r = 0; r < nruns; r++) {
+            T *restrict d = FN(pk_b_at)(Bk, kc, kk, run_j[r]);
+            const T *restrict s = base + run_src[r];
+            const dlk_idx len = run_len[r];
+            if (len == PK_NR) {
+                memcpy(d, s, PK_NR * sizeof(T));
+            } else if (len == PK_VL) {
+                memcpy(d, s, PK_VL * sizeof(T));
+            } else {
+                for (dlk_idx t = 0; t < len; t++) d[t] = s[t];
+            }
+        }
+        for (dlk_idx j = nb; j < nbp; j++) *FN(pk_b_at)(Bk, kc, kk, j) = 0;
+    }
+}
+
+/* pk_block without packing B, when every vector of output pixels lies in one
+ * output row (OW a multiple of the vector width): each panel row is then two
+ * whole vectors of the window, read in place, so only A is packed. */
+static void FN(pk_block_window)(const dlk_conv2d_geom *g, const FN(pk_window) *w, dlk_idx M,
+                                dlk_idx p0, dlk_idx nb, dlk_idx kc, const T *Ak,
+                                const T *win, const dlk_idx *koff, T *C, dlk_idx ldc,
+                                int first, const T *bias) {
+    for (dlk_idx j0 = 0; j0 < nb; j0 += PK_NR) {
+        const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
+        const dlk_idx v0 = FN(pk_window_pixel)(g, w, p0 + j0);
+        /* a lone last vector reads the first one twice and stores one */
+        const dlk_idx v1 = nr > PK_VL ? FN(pk_window_pixel)(g, w, p0 + j0 + PK_VL) : v0;
+        for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
+            FN(pk_tile)(kc, Ak + m0 * kc, win, koff, v0, v1, C + m0 * ldc + j0, ldc,
+                        DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
+    }
+}

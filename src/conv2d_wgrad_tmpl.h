@@ -1,0 +1,244 @@
+/* grad_weight of the im2col algorithm (template body, see conv2d_template.h and
+ * conv2d_im2col.c).
+ *
+ * grad_W_g[o, k] = sum over samples n and output pixels of grad_out_n,g[o, .] *
+ * col_n,g[k, .], a GEMM whose reduction runs along the pixels of both operands.
+ * Instead of packing the column matrix transposed, each sample's input planes
+ * are copied once into zero-padded planes split by phase (row mod stride_h,
+ * column mod stride_w) with a row pitch Wq a little wider than the output, and
+ * grad_out into the same pitch with zero columns. Then the column-matrix row of
+ * tap k = (c, kh, kw) is the phase plane of (c, kh*dil_h mod sh, kw*dil_w mod sw)
+ * shifted by (kh*dil_h / sh) rows and (kw*dil_w / sw) columns: a contiguous
+ * stream, for any stride and dilation, with no bounds checks. A register tile
+ * of WG_MO output channels x WG_NK taps keeps its dot products in SIMD lanes
+ * over a group of WG_NS samples and reduces them once per group in a fixed
+ * tree order; groups are added in order, so neither the thread count nor the
+ * sample chunking (max_bytes) changes a bit of the result.
+ * Cost per sample: O(Cg*H*W + OCg*OH*Wq) copies, then
+ * OCg * K * OH * Wq multiply-adds (Wq - OW extra columns, e.g. 6% at 32x32). */
+
+/* Tile: WG_MO output channels x WG_NK taps (conv2d_im2col.c). */
+
+/* Geometry of the phase planes, shared by the plane builder and the tiles. */
+typedef struct {
+    dlk_idx Wq;   /* row pitch of planes and padded grad_out */
+    dlk_idx Lq;   /* reduction length per sample: OH * Wq rounded up to whole vectors */
+    dlk_idx PL;   /* elements per phase plane (covers Lq plus the largest shift),
+                   * a whole number of vectors */
+    dlk_idx nph;  /* phases per channel: stride_h * stride_w */
+} FN(wg_dims);
+
+static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
+    FN(wg_dims) d;
+    const dlk_idx qh = (g->KH - 1) * g->dil_h / g->stride_h;
+    const dlk_idx qw = (g->KW - 1) * g->dil_w / g->stride_w;
+    d.Wq = g->OW + qw;
+    d.Lq = (g->OH * d.Wq + PK_VL - 1) / PK_VL * PK_VL;
+    d.PL = (d.Lq + qh * d.Wq + qw + PK_VL - 1) / PK_VL * PK_VL;
+    d.nph = g->stride_h * g->stride_w;
+    return d;
+}
+
+/* Phase planes of input channel c of one sample: plane (ph, pw) element
+ * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. */
+static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *xc,
+                                T *planes, dlk_idx phase_pitch) {
+    const dlk_idx sh = g->stride_h, sw = g->stride_w, W = g->W, Wq = d->Wq;
+    const dlk_idx rows = (d->PL + Wq - 1) / Wq;
+    for (dlk_idx ph = 0; ph < sh; ph++)
+        for (dlk_idx pw = 0; pw < sw; pw++) {
+            T *pl = planes + (ph * sw + pw) * phase_pitch;
+            dlk_idx i0, i1, j0, j1;
+            dlk_conv2d_valid_range(rows, g->H, sh, ph - g->pad_h, &i0, &i1);
+            dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
+            for (dlk_idx i = 0; i < rows; i++) {
+                T *restrict dst = pl + i * Wq;
+                const dlk_idx n = DLK_MIN(Wq, d->PL - i * Wq);
+                if (i < i0 || i >= i1) {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = 0;
+                    continue;
+                }
+                const dlk_idx a = DLK_MIN(j0, n), b = DLK_MAX(DLK_MIN(j1, n), a);
+                for (dlk_idx j = 0; j < a; j++) dst[j] = 0;
+                if (b > a) {
+                    const T *restrict src = xc + (i * sh + ph - g->pad_h) * W + a * sw + pw -
+                                            g->pad_w;
+                    if (sw == 1) {
+                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j];
+                    } else {
+                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j * sw];
+                    }
+                }
+                for (dlk_idx j = b; j < n; j++) dst[j] = 0;
+            }
+        }
+}
+
+/* grad_out plane o of one sample in the Wq pitch, zeros beyond OW and OH, up to PL. */
+static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *gyo,
+                            T *restrict dst) {
+    const dlk_idx OW = g->OW, Wq = d->Wq;
+    for (dlk_idx oh = 0; oh < g->OH; oh++) {
+        for (dlk_idx j = 0; j < OW; j++) dst[oh * Wq + j] = gyo[oh * OW + j];
+        for (dlk_idx j = OW; j < Wq; j++) dst[oh * Wq + j] = 0;
+    }
+    for (dlk_idx i = g->OH * Wq; i < d->PL; i++) dst[i] = 0;
+}
+
+/* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
+ * level; built once per call, outside the tile loops. */
+typedef struct {
+    FN(pmask) lo[6], hi[6];
+} FN(wg_masks);
+
+static void FN(wg_build_masks)(FN(wg_masks) *mk) {
+    int level = 0;
+    for (int s = (int)PK_VL; s > 1; s /= 2, level++) {
+        /* the vectors hold accumulators in blocks of s lanes; merge pairs into s/2 */
+        const int per = (int)PK_VL / s;
+        for (int l = 0; l < (int)PK_VL; l++) {
+            const int blk = l / (s / 2), t = l % (s / 2);
+            mk->lo[level][l] = blk < per ? blk * s + t : (int)PK_VL + (blk - per) * s + t;
+            mk->hi[level][l] = mk->lo[level][l] + s / 2;
+        }
+    }
+}
+
+/* out[a] = sum of the lanes of v[a] for a < n, VL vectors at a time, by a
+ * transposing tree: each level adds the low and high halves of every
+ * accumulator's partial sums while packing two vectors into one, so VL
+ * accumulators cost VL - 1 vector adds instead of VL scalar reductions. The
+ * order of the additions is fixed. */
+static inline void FN(wg_hsum_many)(const FN(pvec) *v, int n, const FN(wg_masks) *mk,
+                                    T *out) {
+    for (int base = 0; base < n; base += (int)PK_VL) {
+        FN(pvec) w[64 / sizeof(T)];
+        const FN(pvec) zero = {0};
+        for (int a = 0; a < (int)PK_VL; a++) w[a] = base + a < n ? v[base + a] : zero;
+        for (int m = (int)PK_VL, level = 0; m > 1; m /= 2, level++)
+            for (int i = 0; i < m / 2; i++)
+                w[i] = __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->lo[level]) +
+                       __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->hi[level]);
+        T t[64 / sizeof(T)];
+        memcpy(t, &w[0], sizeof t);
+        for (int a = 0; a < (int)PK_VL && base + a < n; a++) out[base + a] = t[a];
+    }
+}
+
+/* out[i][j] = sum over the ns samples s of dot(gy[s][i][0:L], xs[s][j][0:L])
+ * for a WG_MO x WG_NK tile (L a multiple of the vector width): the partial sums
+ * stay in SIMD lanes across the samples of the group and are reduced once. */
+static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, dlk_idx L,
+                               const FN(wg_masks) *mk, T out[WG_MO * WG_NK]) {
+    FN(pvec) acc[WG_MO * WG_NK];
+    const FN(pvec) zero = {0};
+    for (int a = 0; a < WG_MO * WG_NK; a++) acc[a] = zero;
+    for (int s = 0; s < ns; s++) {
+        const T *const *g = gy + s * WG_MO, *const *xr = xs + s * WG_NK;
+        for (dlk_idx q = 0; q < L; q += PK_VL) {
+            FN(pvec) gv[WG_MO];
+            for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
+            for (int j = 0; j < WG_NK; j++) {
+                FN(pvec) xv;
+                memcpy(&xv, xr[j] + q, sizeof xv);
+                DLK_IN_REGISTER(xv);
+                for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;
+            }
+        }
+    }
+    FN(wg_hsum_many)(acc, WG_MO * WG_NK, mk, out);
+}
+
+static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
+                                  T *grad_weight, size_t max_bytes, int nthreads) {
+    const dlk_idx C = g->C, OC = g->OC, G = g->groups, Cg = C / G, OCg = OC / G;
+    const dlk_idx KH = g->KH, KW = g->KW, K = Cg * KH * KW;
+    const dlk_idx HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
+    if (g->N == 0) return DLK_OK;
+    const FN(wg_dims) d = FN(wg_geometry)(g);
+    /* A group of WG_NS samples lies sample-contiguous: phase plane (c, ph) of
+     * sample s at (c*nph + ph)*WG_NS*PL + s*PL, then grad_out row o of sample s
+     * at xsz + (o*WG_NS + s)*PL. So a tap's stream over the group is one run of
+     * ns*PL elements: between samples it crosses PL - Lq slack elements whose
+     * grad_out is zero. Past the last plane it reads into the grad_out rows, and
+     * past those into gslack zeros, so every element read is initialized. */
+    const dlk_idx SP = WG_NS * d.PL;
+    const dlk_idx xsz = Cg * d.nph * SP, per = xsz + OCg * SP;
+    /* groups per chunk (the reduction groups are fixed, so max_bytes never
+     * changes the result) */
+    dlk_idx ngr = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T)));
+    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + WG_NS - 1) / WG_NS);
+    const dlk_idx gslack = d.PL;
+    /* + zero rows that pad the channel and tap tails of the tiles */
+    T *buf = (T *)malloc((size_t)(ngr * per + gslack + SP) * sizeof(T));
+    if (!buf) return DLK_ENOMEM;
+    T *zrow = buf + ngr * per + gslack;
+    for (dlk_idx i = ngr * per; i < ngr * per + gslack + SP; i++) buf[i] = 0;
+    /* where tap k = (c, kh, kw) starts in a group: phase plane of
+     * (c, kh*dh mod sh, kw*dw mod sw), shifted by whole phase rows and columns */
+    dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
+    if (!koff) {
+        free(buf);
+        return DLK_ENOMEM;
+    }
+    for (dlk_idx k = 0; k < K; k++) {
+        const dlk_idx c = k / (KH * KW), vh = (k / KW) % KH * g->dil_h, vw = k % KW * g->dil_w;
+        koff[k] = (c * d.nph + (vh % g->stride_h) * g->stride_w + vw % g->stride_w) * SP +
+                  vh / g->stride_h * d.Wq + vw / g->stride_w;
+    }
+    FN(wg_masks) masks;
+    FN(wg_build_masks)(&masks);
+    const int tap_major = Cg * d.nph * d.PL > OCg * d.Lq;
+    const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
+    const dlk_idx chunk = ngr * WG_NS;
+#pragma omp parallel num_threads(nthreads)
+    for (dlk_idx grp = 0; grp < G; grp++)
+        for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
+            const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
+            const dlk_idx slots = (nbc + WG_NS - 1) / WG_NS * WG_NS;
+#pragma omp for schedule(static)
+            for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
+                const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
+                T *base = buf + nl / WG_NS * per + nl % WG_NS * d.PL;
+                if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
+                    if (r < Cg)
+                        for (dlk_idx ph = 0; ph < d.nph; ph++)
+                            memset(base + (r * d.nph + ph) * SP, 0, (size_t)d.PL * sizeof(T));
+                    else
+                        memset(base + xsz + (r - Cg) * SP, 0, (size_t)d.PL * sizeof(T));
+                } else if (r < Cg) {
+                    FN(wg_build_planes)(g, &d, x + (n * C + grp * Cg + r) * HW,
+                                        base + r * d.nph * SP, SP);
+                } else {
+                    FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
+                                    base + xsz + (r - Cg) * SP);
+                }
+            }
+            /* Tile order: consecutive tiles share the operand whose group
+             * footprint is larger (its rows stay in L1 across the sweep of the
+             * other), while the smaller operand's group stays in L2. */
+#pragma omp for schedule(static)
+            for (dlk_idx t = 0; t < nob * nkb; t++) {
+                const dlk_idx o0 = (tap_major ? t % nob : t / nkb) * WG_MO;
+                const dlk_idx k0 = (tap_major ? t / nob : t % nkb) * WG_NK;
+                for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
+                    const dlk_idx ns = DLK_MIN(WG_NS, nbc - s0);
+                    const T *base = buf + s0 / WG_NS * per;
+                    const T *gy[WG_MO], *xs[WG_NK];
+                    for (int i = 0; i < WG_MO; i++)
+                        gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
+                    for (int j = 0; j < WG_NK; j++)
+                        xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
+                    T out[WG_MO * WG_NK];
+                    FN(wg_tile)(gy, xs, 1, ns * d.PL, &masks, out);
+                    for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
+                        for (int j = 0; j < WG_NK && k0 + j < K; j++)
+                            grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
+                }
+            }
+        }
+    free(koff);
+    free(buf);
+    return DLK_OK;
+}
