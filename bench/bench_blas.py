@@ -1,5 +1,5 @@
-"""GEMM: dlkern's own (src/gemm.c) beside scipy's BLAS (the one the kernels used to
-call) and NumPy's matmul, on the large square problem that is the machine's practical
+"""GEMM: dlkern's own (src/gemm.c) beside NumPy's matmul (its bundled OpenBLAS, which
+the NumPy reference backend uses) and torch.mm when installed, on the large square problem that is the machine's practical
 FLOP ceiling and on the shapes the kernels run.
 
 Other benchmarks' GFLOP/s read against the large-GEMM group, taken in the same run.
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import dlkern
-from dlkern import _blas, _gemm
+from dlkern import _gemm
 from dlkern.testing import assert_close, record_rate
 
-IMPLS = ["dlkern", "scipy", "numpy"]
+IMPLS = ["dlkern", "numpy", "torch"]
 
 # (name, M, N, K, trans_a, trans_b): the GEMMs inside the kernels, per call.
 KERNEL_SHAPES = [
@@ -37,8 +37,12 @@ def _fn(impl, a, b, ta, tb):
     if impl == "dlkern":
         nthreads = dlkern.get_num_threads()
         return lambda: _gemm.gemm(a, b, ta, tb, nthreads=nthreads)
-    if impl == "scipy":  # OpenBLAS with its own threads (the ceiling's old source)
-        return lambda: _blas.gemm(a, b, ta, tb)
+    if impl == "torch":
+        torch = pytest.importorskip("torch")
+        torch.set_num_threads(dlkern.get_num_threads())
+        ta_, tb_ = torch.from_numpy(a), torch.from_numpy(b)
+        opa, opb = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
+        return lambda: (opa @ opb).numpy()
     opa, opb = (a.T if ta else a), (b.T if tb else b)
     return lambda: opa @ opb
 

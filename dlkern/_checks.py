@@ -85,16 +85,6 @@ def shape_equals(fn, name, x, shape, why=""):
         raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}{extra}, got {x.shape}")
 
 
-BLAS_INT_MAX = 2**31 - 1  # BLAS takes int sizes and row strides
-
-
-def blas_dims(fn, dims):
-    """ValueError if any of dims is too large to pass to BLAS as an int."""
-    for d in dims:
-        if d > BLAS_INT_MAX:
-            raise ValueError(f"{fn}: dimension {d} is too large for BLAS (limit {BLAS_INT_MAX})")
-
-
 def contiguous(x):
     """C-contiguous view or copy (Fortran-ordered and strided inputs are copied once).
 

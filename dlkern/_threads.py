@@ -3,11 +3,11 @@
 The count is resolved here, in Python, and passed down to each C kernel as an int
 (as scikit-learn does). Without a setting, dlkern follows the OpenMP runtime's
 omp_get_max_threads(), which honours OMP_NUM_THREADS and threadpoolctl limits.
-set_num_threads also limits the BLAS pool behind the GEMM-based kernels, so
-dlkern's two pools (OpenMP and BLAS) use the same number of cores.
+The kernels call no BLAS (GEMMs run on dlkern's own, src/gemm.c, in the same
+OpenMP pool); set_num_threads also limits the BLAS pool of NumPy, so the NumPy
+reference backend and NumPy code between the kernels use the same number of cores.
 """
 import os
-from contextlib import contextmanager
 
 from dlkern import _openmp
 
@@ -66,43 +66,3 @@ def _init_from_environment():
 def have_openmp():
     """True if the C kernels were built with OpenMP (otherwise they run on one thread)."""
     return _openmp.have_openmp()
-
-
-_blas_libs = None  # threadpoolctl's controllers of the loaded BLAS libraries
-
-
-def _one_blas_thread():
-    """Set every loaded BLAS to one thread; returns what _restore_blas_threads needs.
-
-    Kernels that spread one-thread GEMMs over their own OpenMP threads call this
-    around the C call: OpenBLAS rounds differently for different thread splits, so
-    one-thread GEMMs on fixed tiles are what makes results identical for any thread
-    count, and the two pools never compete for the cores. It talks to threadpoolctl's
-    per-library controllers directly (a few us; ThreadpoolController.limit() costs
-    ~4x more, which matters for small GEMMs). The library list is taken once, on the
-    first call; scipy's BLAS, the one the kernels call, is loaded by then (the calling
-    binding cimports scipy.linalg.cython_blas)."""
-    global _blas_libs
-    if _blas_libs is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
-    saved = [lib.get_num_threads() for lib in _blas_libs]
-    for lib in _blas_libs:
-        lib.set_num_threads(1)
-    return saved
-
-
-def _restore_blas_threads(saved):
-    for lib, n in zip(_blas_libs, saved):
-        lib.set_num_threads(n)
-
-
-@contextmanager
-def one_thread_blas():
-    """BLAS on one thread inside the block (see _one_blas_thread), restored after."""
-    saved = _one_blas_thread()
-    try:
-        yield
-    finally:
-        _restore_blas_threads(saved)

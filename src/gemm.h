@@ -14,7 +14,8 @@
  *
  * Cost: 2*M*N*K flops, matched against NumPy's matmul in tests/test_gemm.py. On the
  * project's Zen 5 (AVX-512), 1536^3 float32 runs at ~450 GFLOP/s on 2 threads, about
- * 1.9x scipy's OpenBLAS (bench/bench_blas.py). Blocking and register tile: gemm.c.
+ * 1.9x the OpenBLAS in NumPy's and SciPy's wheels, which runs
+ * its AVX2 kernels on this CPU (bench/bench_blas.py). Blocking and register tile: gemm.c.
  *
  * Returns DLK_OK, or DLK_ENOMEM if a packing buffer cannot be allocated (C is then
  * left unspecified).
