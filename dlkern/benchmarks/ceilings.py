@@ -53,7 +53,8 @@ def gemm_gflops(n=2048, torch=None, budget=1.0):
 
 
 def copy_impls(nbytes, threads=1, pool=None, torch=None):
-    """({name: callable}, bytes moved): callables copying nbytes // 2 bytes, so that
+    """({name: callable}, bytes moved, destination): callables copying a float32 array
+    of ones of nbytes // 2 bytes into the destination, so that
     about nbytes are read + written: NumPy's copyto, with threads > 1 and a
     ThreadPoolExecutor of threads - 1 workers the same split over `threads` threads,
     and torch's copy_ (on torch's threads) when torch is given."""
@@ -74,7 +75,7 @@ def copy_impls(nbytes, threads=1, pool=None, torch=None):
                 f.result()
 
         impls[f"numpy copyto on {threads} threads"] = split
-    return impls, 2 * src.nbytes
+    return impls, 2 * src.nbytes, dst
 
 
 def copy_gbps(nbytes=256 * 2**20, threads=1, budget=0.3, pool=None, torch=None):
@@ -84,7 +85,7 @@ def copy_gbps(nbytes=256 * 2**20, threads=1, budget=0.3, pool=None, torch=None):
         # A persistent pool: starting a thread per call costs more than a small copy.
         pool = ThreadPoolExecutor(threads - 1)
     try:
-        impls, moved = copy_impls(nbytes, threads, pool, torch)
+        impls, moved, _ = copy_impls(nbytes, threads, pool, torch)
         times = measure(impls, min_rounds=3, budget=budget)
     finally:
         if own:
@@ -119,3 +120,25 @@ class CopyCeilings:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def copy_benchmark(benchmark, nbytes, threads=1, torch=None):
+    """The bandwidth ceiling in a pytest-benchmark file: picks the fastest copy moving
+    nbytes (copy_impls) with a short measurement, times it with `benchmark`, checks the
+    copy and records its GB/s. Returns the chosen copy's name."""
+    from dlkern.testing import record_rate
+
+    pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
+    try:
+        impls, moved, dst = copy_impls(nbytes, threads, pool, torch)
+        times = measure(impls, min_rounds=2, budget=0.05)
+        best = min(times, key=times.get)
+        benchmark.extra_info["copy"] = best
+        dst[:] = 0
+        benchmark(impls[best])
+        assert np.all(dst == 1), f"{best} did not copy"
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    record_rate(benchmark, nbytes=moved)
+    return best

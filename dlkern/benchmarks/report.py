@@ -106,8 +106,12 @@ def chart(path, rows):
     ax.set_xscale("log")
     ax.set_yticks(list(ys))
     ax.set_yticklabels(labels, fontsize=7)
+    for tick, r in zip(ax.get_yticklabels(), rows):  # rows missing an issue-5 target in red
+        if r.get("target", "").startswith("missed"):
+            tick.set_color("tab:red")
     ax.invert_yaxis()
-    ax.set_xlabel("speedup of dlkern (x, log scale; > 1 means dlkern is faster)")
+    ax.set_xlabel("speedup of dlkern (x, log scale; > 1 means dlkern is faster); "
+                  "red labels: a target of issue 5 missed")
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -26,43 +26,48 @@ import numpy as np
 FALLBACK_GAP = 0.15
 
 
-def _other_threads_cpu_ns():
-    """{thread id: CPU nanoseconds so far} for every thread of this process but the
-    caller, from /proc/self/task/*/schedstat; None where /proc is unavailable."""
+def other_threads_running():
+    """How many threads of this process, the caller excluded, are running or runnable
+    (state R in /proc/self/task/*/stat): an idle pool worker that still spins is R, one
+    asleep on its futex or condition variable is S. None where /proc is unavailable."""
     me = threading.get_native_id()
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
         return None
-    out = {}
+    running = 0
     for tid in tids:
         if int(tid) == me:
             continue
         try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                out[tid] = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue  # the thread exited between listdir and open
-    return out
+        running += state == "R"
+    return running
 
 
-def quiesce(window=0.002, busy_fraction=0.05, max_wait=0.5):
-    """Sleep until the process's other threads (idle pool workers still spinning) use
-    less than busy_fraction of one core over `window` seconds; at most max_wait.
-    Returns the seconds waited."""
+def quiesce(poll=0.001, quiet_polls=2, max_wait=0.5):
+    """Sleep until every other thread of the process is asleep (idle pool workers have
+    stopped spinning) at quiet_polls consecutive polls; at most max_wait seconds.
+    Returns the seconds waited.
+
+    Thread states, not CPU time, decide: on this virtual machine both cores sometimes
+    stall for a few ms (time stolen by the host), and a spinning worker then uses no
+    CPU for a while, which fooled a CPU-time test into calling it idle."""
     start = time.perf_counter()
-    before = _other_threads_cpu_ns()
-    if before is None:
-        time.sleep(FALLBACK_GAP)
-        return FALLBACK_GAP
+    quiet = 0
     while True:
-        time.sleep(window)
-        after = _other_threads_cpu_ns()
-        busy = sum(after[t] - before[t] for t in after if t in before) * 1e-9
+        running = other_threads_running()
+        if running is None:
+            time.sleep(FALLBACK_GAP)
+            return FALLBACK_GAP
+        quiet = quiet + 1 if running == 0 else 0
         waited = time.perf_counter() - start
-        if busy < busy_fraction * window or waited >= max_wait:
+        if quiet >= quiet_polls or waited >= max_wait:
             return waited
-        before = after
+        time.sleep(poll)
 
 
 def calls_per_block(seconds_per_call, block_seconds=0.02, max_calls=20):
