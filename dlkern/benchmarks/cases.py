@@ -24,6 +24,13 @@ class Case:
     unit: str             # "GFLOP/s" (compute-bound) or "GB/s" (memory-bound)
     work: float           # FLOPs or bytes per call
     impls: dict = field(default_factory=dict)   # name -> callable; "dlkern" first
+    passes: tuple = ()    # bytes moved by each kernel call, when a case makes several
+
+    @property
+    def call_bytes(self):
+        """Bytes moved by each kernel call of a memory-bound case (its copy ceiling is
+        a copy per call, at that call's size)."""
+        return self.passes or (self.work,)
 
     @property
     def name(self):
@@ -33,6 +40,11 @@ class Case:
         """AssertionError unless dlkern's result (every output and gradient) matches
         the reference's."""
         _close_all(self.impls["dlkern"](), self.impls["reference"]())
+
+
+def _two_passes(fwd, both):
+    """A fwd+bwd case is two calls: the forward's bytes, then the backward's."""
+    both.passes = (fwd.work, both.work - fwd.work)
 
 
 def _rng():
@@ -128,6 +140,7 @@ def pooling_cases(torch):
             fwd = Case("pooling", f"{kind}_pool2d fwd", shape, "GB/s", x.nbytes + y.nbytes)
             both = Case("pooling", f"{kind}_pool2d fwd+bwd", shape, "GB/s",
                         2 * x.nbytes + 3 * y.nbytes)
+            _two_passes(fwd, both)
             fwd.impls["dlkern"] = lambda fd=fd, kw=kw: fd(x, **kw)
             fwd.impls["reference"] = lambda fr=fr, kw=kw: fr(x, **kw)
             both.impls["dlkern"] = lambda fd=fd, bd=bd, kw=kw, gy=gy: (fd(x, **kw), bd(gy, x, **kw))
@@ -164,6 +177,7 @@ def batch_norm_cases(torch):
         label = str(shape)
         fwd = Case("batch_norm", "batch_norm train fwd", label, "GB/s", 2 * x.nbytes)
         both = Case("batch_norm", "batch_norm train fwd+bwd", label, "GB/s", 5 * x.nbytes)
+        _two_passes(fwd, both)
         fwd.impls["dlkern"], fwd.impls["reference"] = fwd_d, fwd_r
         both.impls["dlkern"] = lambda fwd_d=fwd_d, x=x, w=w, gy=gy: (
             fwd_d(), F.batch_norm_backward(gy, x, w, training=True))
@@ -195,6 +209,7 @@ def softmax_cases(torch):
             bd, br = getattr(F, f"{name}_backward"), getattr(R, f"{name}_backward")
             fwd = Case("softmax", f"{name} fwd", label, "GB/s", 2 * x.nbytes)
             both = Case("softmax", f"{name} fwd+bwd", label, "GB/s", 5 * x.nbytes)
+            _two_passes(fwd, both)
             fwd.impls["dlkern"] = lambda fd=fd, x=x: fd(x, dim=-1)
             fwd.impls["reference"] = lambda fr=fr, x=x: fr(x, dim=-1)
             both.impls["dlkern"] = lambda fd=fd, bd=bd, x=x, gy=gy: bd(gy, fd(x, dim=-1), dim=-1)
@@ -209,6 +224,7 @@ def softmax_cases(torch):
             cases += [fwd, both]
         fwd = Case("softmax", "cross_entropy fwd", label, "GB/s", x.nbytes)
         both = Case("softmax", "cross_entropy fwd+bwd", label, "GB/s", 3 * x.nbytes)
+        _two_passes(fwd, both)
         one = np.asarray(1.0, F32)
         fwd.impls["dlkern"] = lambda x=x, t=t: F.cross_entropy(x, t)
         fwd.impls["reference"] = lambda x=x, t=t: R.cross_entropy(x, t)
@@ -297,6 +313,7 @@ def activation_cases(torch):
         bd, br = getattr(F, f"{name}_backward"), getattr(R, f"{name}_backward")
         fwd = Case("activations", f"{name} fwd", shape, "GB/s", 2 * x.nbytes)
         both = Case("activations", f"{name} fwd+bwd", shape, "GB/s", 5 * x.nbytes)
+        _two_passes(fwd, both)
         fwd.impls["dlkern"] = lambda fd=fd: fd(x)
         fwd.impls["reference"] = lambda fr=fr: fr(x)
         if uses_output:
