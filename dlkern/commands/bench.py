@@ -49,7 +49,7 @@ def run(args):
                 "gflops": gemm[best], "dram_bytes": dram,
                 "dram_gbps": ceil.copy_gbps(dram, threads, budget=budget, torch=torch),
                 "copy_gbps": {}}
-    print("\n".join(header(ceilings)), flush=True)
+    print("\n".join(header(ceilings)), file=sys.stderr, flush=True)  # progress; the table repeats it
     copies = ceil.CopyCeilings(threads, budget=budget / 2, torch=torch)
 
     cases = all_cases(torch)
