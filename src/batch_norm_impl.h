@@ -328,21 +328,12 @@ static inline void SUF(bn_strip_batch_stats)(const T *restrict x, const T *restr
                                              SUF(bn_strip_stats) *st) {
     double a1[BN_STRIP], a2[BN_STRIP], a3[BN_STRIP], a4[BN_STRIP], m[BN_STRIP];
     double M = (double)N;
-    dlk_idx n = 0;
-    for (dlk_idx j = 0; j < w; ++j) a1[j] = 0.0;
-    for (; n + 4 <= N; n += 4) {
-        const T *restrict r0 = x + n * C, *restrict r1 = r0 + C;
-        const T *restrict r2 = r1 + C, *restrict r3 = r2 + C;
-        for (dlk_idx j = 0; j < w; ++j)
-            a1[j] += ((double)r0[j] + (double)r1[j]) + ((double)r2[j] + (double)r3[j]);
-    }
-    for (; n < N; ++n)
-        for (dlk_idx j = 0; j < w; ++j) a1[j] += (double)x[n * C + j];
+    SUF(bn_sum)(x, N, C, w, a1); /* the same order of additions as the other paths */
     for (dlk_idx j = 0; j < w; ++j) {
         m[j] = a1[j] / M;
         a1[j] = a2[j] = a3[j] = a4[j] = 0.0;
     }
-    n = 0;
+    dlk_idx n = 0;
     if (!dy) {
         for (; n + 4 <= N; n += 4) {
             const T *restrict r0 = x + n * C, *restrict r1 = r0 + C;
