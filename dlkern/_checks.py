@@ -79,6 +79,23 @@ def int_tuple(fn, name, value, n=2, minimum=None):
     return tuple(out)
 
 
+def bool_mask(fn, name, value, n=3):
+    """A sequence of n bools (Python or NumPy), as a tuple of Python bools: TypeError
+    for anything else (a bare bool, a string, ints, None entries), ValueError for the
+    wrong length."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") \
+            or not hasattr(value, "__getitem__"):
+        raise TypeError(f"{fn}: {name} must be a sequence of {n} bools, got {value!r}")
+    if len(value) != n:
+        raise ValueError(f"{fn}: {name} must have {n} entries, got {len(value)}: {value!r}")
+    out = []
+    for v in value:
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{fn}: {name} must be a sequence of {n} bools, got {value!r}")
+        out.append(bool(v))
+    return tuple(out)
+
+
 def shape_equals(fn, name, x, shape, why=""):
     if tuple(x.shape) != tuple(shape):
         extra = f" ({why})" if why else ""

@@ -3,7 +3,7 @@
 Same names, signatures, semantics and errors as torch.nn.functional.conv2d and as
 the NumPy twin dlkern.reference.conv2d.
 """
-from dlkern import _conv2d
+from dlkern import _checks, _conv2d
 from dlkern._args.conv2d import parse
 from dlkern._checks import contiguous
 from dlkern._threads import get_num_threads
@@ -97,15 +97,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
-                    algo="auto"):
+                    algo="auto", *, output_mask=(True, True, True)):
     """Gradients of conv2d(x, weight, bias, ...) given grad_out = dL/dy.
 
-    Returns (grad_x, grad_weight, grad_bias); grad_bias (out_channels,) is always
-    returned (sum of grad_out over N, OH, OW). Arguments and algo as in conv2d.
+    Returns (grad_x, grad_weight, grad_bias); grad_bias (out_channels,) is the sum
+    of grad_out over N, OH, OW. Arguments and algo as in conv2d.
+
+    output_mask: three bools (keyword only, as the output_mask of torch's aten
+    convolution_backward), which of (grad_x, grad_weight, grad_bias) to compute;
+    the others are not computed and come back as None. A first layer, whose input
+    needs no gradient, asks for (False, True, True). The kernel computes
+    grad_weight and grad_bias in one pass, so grad_bias alone costs a grad_weight.
+    Computed entries are bit-identical to those of the full call.
     """
     a = parse("conv2d_backward", x, weight, None, stride, padding, dilation, groups, algo,
               grad_out=grad_out, backward=True)
+    want_x, want_w, want_b = _checks.bool_mask("conv2d_backward", "output_mask", output_mask)
+    parts = (1 if want_x else 0) | (2 if want_w or want_b else 0)
+    if not parts:
+        return None, None, None
     gy, x, w = contiguous(a.grad_out), contiguous(a.x), contiguous(a.weight)
-    return _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]), a.dilation,
-                            a.groups, _choose_algo(a) == "im2col", IM2COL_MAX_BYTES,
-                            get_num_threads())
+    gx, gw, gb = _conv2d.backward(gy, x, w, a.stride, (a.padding[0], a.padding[2]),
+                                  a.dilation, a.groups, _choose_algo(a) == "im2col",
+                                  IM2COL_MAX_BYTES, get_num_threads(), parts)
+    return gx, (gw if want_w else None), (gb if want_b else None)
