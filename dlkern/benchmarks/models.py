@@ -18,7 +18,7 @@ def _dlkern_step(model, loss_fn, x, y):
     def step():
         opt.zero_grad()
         loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)  # as torch: x needs no grad
         opt.step()
 
     return step
@@ -149,7 +149,7 @@ def layer_budget(model="digits", steps=50, warmup=10):
         loss_fn(out, y)
         grad = loss_fn.backward()
         t3 = time.perf_counter()
-        net.backward(grad)
+        net.backward(grad, input_grad=False)
         t4 = time.perf_counter()
         opt.step()
         t5 = time.perf_counter()

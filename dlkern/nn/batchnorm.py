@@ -77,15 +77,21 @@ class _BatchNorm(Module):
         self._save(x=x, training=use_batch_stats, rm=saved_rm, rv=saved_rv)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """With input_grad=False, only weight and bias gradients are kept (the kernel
+        computes the three together; nothing at all when they are frozen or absent)."""
         c = self._saved()
+        trainable = self.weight is not None and (self.weight.requires_grad or
+                                                 self.bias.requires_grad)
+        if not (input_grad or trainable):
+            return None
         w = self.weight.data if self.weight is not None else None
         gx, gw, gb = self.F.batch_norm_backward(grad_out, c["x"], w, c["rm"], c["rv"],
                                                 c["training"], self.eps)
         if self.weight is not None:
             self.weight.accumulate_grad(gw)
             self.bias.accumulate_grad(gb)
-        return gx
+        return gx if input_grad else None
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -82,8 +82,10 @@ class CrossEntropyLoss(Module):
         self._save(logits=input, target=target, shape=np.shape(out))
         return out
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         g = _grad_out("CrossEntropyLoss", grad_out, c["logits"].dtype, self.reduction,
                       c["shape"])
         return self.F.cross_entropy_backward(g, c["logits"], c["target"],
@@ -103,8 +105,10 @@ class MSELoss(Module):
         self._save(diff=diff)
         return _reduce(diff * diff, self.reduction)
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         diff = self._saved()["diff"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         g = _grad_out("MSELoss", grad_out, diff.dtype, self.reduction, diff.shape)
         scale = 2.0 / diff.size if self.reduction == "mean" else 2.0
         return (diff * (g * diff.dtype.type(scale))).astype(diff.dtype, copy=False)
@@ -142,8 +146,10 @@ class BCEWithLogitsLoss(Module):
         self._save(x=x, y=y, lw=lw, w=w, sigmoid_neg=sigmoid_neg)
         return _reduce(loss, self.reduction)
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         x = c["x"]
         g = _grad_out("BCEWithLogitsLoss", grad_out, x.dtype, self.reduction, x.shape)
         grad = (1 - c["y"]) - c["lw"] * c["sigmoid_neg"]
