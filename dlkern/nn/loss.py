@@ -51,6 +51,14 @@ def _grad_out(owner, grad_out, dtype, reduction, shape):
     return g
 
 
+def _float_buffer(values):
+    """A class-weight argument as a float array of its own (None stays None)."""
+    if values is None:
+        return None
+    values = np.array(values, copy=True)
+    return values if values.dtype.kind == "f" else values.astype(np.float64)
+
+
 def _reduce(values, reduction):
     if reduction == "mean":
         return np.asarray(values.mean(), dtype=values.dtype)
@@ -66,7 +74,8 @@ class CrossEntropyLoss(Module):
     def __init__(self, weight=None, ignore_index=-100, reduction="mean",
                  label_smoothing=0.0):
         super().__init__()
-        self.weight = None if weight is None else np.asarray(weight)
+        # a buffer, as torch's: saved in state_dict ("weight") and loaded back
+        self.register_buffer("weight", _float_buffer(weight))
         self.ignore_index = ignore_index
         self.reduction = _check_reduction("CrossEntropyLoss", reduction)
         self.label_smoothing = label_smoothing
@@ -127,8 +136,9 @@ class BCEWithLogitsLoss(Module):
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__()
-        self.weight = None if weight is None else np.asarray(weight)
-        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight)
+        # buffers, as torch's: saved in state_dict ("weight", "pos_weight")
+        self.register_buffer("weight", _float_buffer(weight))
+        self.register_buffer("pos_weight", _float_buffer(pos_weight))
         self.reduction = _check_reduction("BCEWithLogitsLoss", reduction)
 
     def forward(self, input, target):
