@@ -43,6 +43,8 @@ def ndim(fn, name, x, expected, layout=None):
 
 def real(fn, name, value):
     """value as a Python float; TypeError unless it is a real number (bools rejected)."""
+    if type(value) is float:  # the common case, past the slower ABC checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
     return float(value)
@@ -50,9 +52,10 @@ def real(fn, name, value):
 
 def integer(fn, name, value, minimum=None):
     """value as a Python int (bools rejected), at least minimum if given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
-    value = int(value)
+    if type(value) is not int:  # plain ints skip the slower ABC checks (bool is not int)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+        value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
     return value
@@ -69,10 +72,11 @@ def int_tuple(fn, name, value, n=2, minimum=None):
         items = (value,) * n
     out = []
     for v in items:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{fn}: {name} must be an int or a sequence of {n} ints, "
-                            f"got {value!r}")
-        v = int(v)
+        if type(v) is not int:  # plain ints skip the slower ABC checks (bool is not int)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{fn}: {name} must be an int or a sequence of {n} ints, "
+                                f"got {value!r}")
+            v = int(v)
         if minimum is not None and v < minimum:
             raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
         out.append(v)
