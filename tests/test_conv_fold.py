@@ -154,3 +154,40 @@ def test_explicit_algo_is_never_folded():
     gy, x, w, b, kw = _data(FOLDED[0], np.float32)
     for algo in ("direct", "im2col"):
         assert _plan(x, w, kw, algo) is None
+
+
+def test_auto_runs_small_planes_with_short_reductions_forward_on_im2col(monkeypatch):
+    # the digits CNN's first layer: 1 channel, 8x8, 32 out
+    calls = []
+    real = conv_module._conv2d
+
+    class Spy:
+        def forward(self, *args):
+            calls.append(("forward", args[-2]))
+            return real.forward(*args)
+
+        def backward(self, *args):
+            calls.append(("backward", args[7], args[-1]))
+            return real.backward(*args)
+
+    gy, x, w, b, kw = _data(((16, 1, 8, 8), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
+    monkeypatch.setattr(conv_module, "_conv2d", Spy())
+    y = F.conv2d(x, w, b, **kw)
+    full = F.conv2d_backward(gy, x, w, **kw)
+    weight_only = F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw)
+    # (kind, im2col) for forward; (kind, im2col, parts) for backward, which stays
+    # direct whatever the mask (masked results equal the full call's)
+    assert calls == [("forward", True), ("backward", False, 3), ("backward", False, 2)]
+    assert_close(y, R.conv2d(x, w, b, **kw))
+    expected = R.conv2d_backward(gy, x, w, **kw)
+    for got, exp in zip(full, expected):
+        assert_close(got, exp)
+    assert_close(weight_only[1], expected[1])
+    assert_close(weight_only[2], expected[2])
+    np.testing.assert_array_equal(weight_only[1], full[1])
+    # 16x16 planes: direct throughout
+    calls.clear()
+    gy, x, w, b, kw = _data(((4, 1, 16, 16), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
+    F.conv2d(x, w, b, **kw)
+    F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw)
+    assert calls == [("forward", False), ("backward", False, 2)]
