@@ -43,6 +43,8 @@ def ndim(fn, name, x, expected, layout=None):
 
 def real(fn, name, value):
     """value as a Python float; TypeError unless it is a real number (bools rejected)."""
+    if type(value) is float:  # the common case, past the slower ABC checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number, got {value!r}")
     return float(value)
@@ -50,9 +52,10 @@ def real(fn, name, value):
 
 def integer(fn, name, value, minimum=None):
     """value as a Python int (bools rejected), at least minimum if given."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
-    value = int(value)
+    if type(value) is not int:  # plain ints skip the slower ABC checks (bool is not int)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+        value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
     return value
@@ -69,13 +72,31 @@ def int_tuple(fn, name, value, n=2, minimum=None):
         items = (value,) * n
     out = []
     for v in items:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{fn}: {name} must be an int or a sequence of {n} ints, "
-                            f"got {value!r}")
-        v = int(v)
+        if type(v) is not int:  # plain ints skip the slower ABC checks (bool is not int)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{fn}: {name} must be an int or a sequence of {n} ints, "
+                                f"got {value!r}")
+            v = int(v)
         if minimum is not None and v < minimum:
             raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
         out.append(v)
+    return tuple(out)
+
+
+def bool_mask(fn, name, value, n=3):
+    """A sequence of n bools (Python or NumPy), as a tuple of Python bools: TypeError
+    for anything else (a bare bool, a string, ints, None entries), ValueError for the
+    wrong length."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") \
+            or not hasattr(value, "__getitem__"):
+        raise TypeError(f"{fn}: {name} must be a sequence of {n} bools, got {value!r}")
+    if len(value) != n:
+        raise ValueError(f"{fn}: {name} must have {n} entries, got {len(value)}: {value!r}")
+    out = []
+    for v in value:
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{fn}: {name} must be a sequence of {n} bools, got {value!r}")
+        out.append(bool(v))
     return tuple(out)
 
 

@@ -165,18 +165,20 @@ int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T
 int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weight,
                                     T *grad_x, T *grad_weight, T *grad_bias, dlk_idx N,
                                     dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
-                                    dlk_idx dilation, int nthreads) {
+                                    dlk_idx dilation, int parts, int nthreads) {
+    const int want_x = (parts & DLK_CC1D_GRAD_X) != 0, want_w = (parts & DLK_CC1D_GRAD_W) != 0;
     /* grad_bias: one channel per iteration, summed over (n, t) in a fixed order in
      * double, so the result does not depend on the thread count. DLK_CC1D_LANES
      * partial sums (lane = t mod LANES), added in lane order at the end: one running
      * sum would be a chain of dependent adds (~4 cycles each, about 1 ms for the TCN
      * shape), while independent lanes vectorize without -ffast-math. */
     dlk_idx o;
+    const dlk_idx nbias = (parts & DLK_CC1D_GRAD_B) ? C_out : 0;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nthreads) schedule(static) \
-    if (C_out > 1 && (double)N * L * C_out >= DLK_CC1D_PARALLEL_WORK)
+    if (nbias > 1 && (double)N * L * C_out >= DLK_CC1D_PARALLEL_WORK)
 #endif
-    for (o = 0; o < C_out; o++) {
+    for (o = 0; o < nbias; o++) {
         double lanes[DLK_CC1D_LANES] = {0};
         for (dlk_idx n = 0; n < N; n++) {
             const T *row = grad_out + (n * C_out + o) * L;
@@ -192,9 +194,11 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
 
     const dlk_idx wsize = k * C_out * C_in, Kx = C_in * k, Kg = k * C_out;
     if (N <= 0 || L <= 0) {
-        for (dlk_idx i = 0; i < wsize; i++) grad_weight[i] = 0;
+        if (want_w)
+            for (dlk_idx i = 0; i < wsize; i++) grad_weight[i] = 0;
         return DLK_OK; /* grad_x is empty */
     }
+    if (!want_x && !want_w) return DLK_OK;
     if (dilation > L) dilation = L;
     /* Tasks are (sample, time block) pairs in sample-major order. grad_W sums over all
      * of them: a fixed number of contiguous task chunks, each with its own partial
@@ -204,15 +208,15 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
     const dlk_idx ntasks = N * nblocks;
     const dlk_idx nchunks = DLK_MIN(ntasks, DLK_CC1D_GRADW_CHUNKS);
     const dlk_idx tb = DLK_MIN(L, DLK_CC1D_TIME_BLOCK);
-    T *wx = SFX(cc1d_alloc)(wsize);
-    T *partial = SFX(cc1d_alloc)(nchunks * wsize);
+    T *wx = SFX(cc1d_alloc)(want_x ? wsize : 0);
+    T *partial = SFX(cc1d_alloc)(want_w ? nchunks * wsize : 0);
     if (!wx || !partial) {
         free(wx);
         free(partial);
         return DLK_ENOMEM;
     }
     /* Wx[c][j*C_out + o] = w[o][c][j]: tiny (the weight), so serial. */
-    for (dlk_idx oo = 0; oo < C_out; oo++)
+    for (dlk_idx oo = 0; want_x && oo < C_out; oo++)
         for (dlk_idx c = 0; c < C_in; c++)
             for (dlk_idx j = 0; j < k; j++)
                 wx[c * Kg + j * C_out + oo] = weight[(oo * C_in + c) * k + j];
@@ -223,16 +227,16 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
     if (nchunks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     {
-        T *XT = SFX(cc1d_alloc)(Kx * tb);
-        T *G = SFX(cc1d_alloc)(Kg * tb);
+        T *XT = SFX(cc1d_alloc)(want_w ? Kx * tb : 0);
+        T *G = SFX(cc1d_alloc)(want_x ? Kg * tb : 0);
         int mine = (XT && G) ? DLK_OK : DLK_ENOMEM;
         dlk_idx c;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (c = 0; c < nchunks; c++) {
-            T *gw = partial + c * wsize;
-            for (dlk_idx i = 0; i < wsize; i++) gw[i] = 0;
+            T *gw = want_w ? partial + c * wsize : NULL;
+            for (dlk_idx i = 0; want_w && i < wsize; i++) gw[i] = 0;
             /* Both gradients of a block while its grad_out and x rows are in cache. */
             for (dlk_idx task = ntasks * c / nchunks; task < ntasks * (c + 1) / nchunks;
                  task++) {
@@ -241,9 +245,12 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                 const dlk_idx t0 = (task % nblocks) * DLK_CC1D_TIME_BLOCK;
                 const dlk_idx nt = DLK_MIN(DLK_CC1D_TIME_BLOCK, L - t0);
                 const T *gn = grad_out + n * C_out * L;
-                SFX(cc1d_stack_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, XT);
-                mine = GEMM(0, 0, C_out, Kx, nt, 1, gn + t0, L, XT, Kx, 1, gw, Kx, 1);
-                if (mine != DLK_OK) break;
+                if (want_w) {
+                    SFX(cc1d_stack_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, XT);
+                    mine = GEMM(0, 0, C_out, Kx, nt, 1, gn + t0, L, XT, Kx, 1, gw, Kx, 1);
+                    if (mine != DLK_OK) break;
+                }
+                if (!want_x) continue;
                 SFX(cc1d_stack_g)(gn, C_out, L, k, dilation, t0, nt, G);
                 mine = GEMM(0, 0, C_in, nt, Kg, 1, wx, Kg, G, nt, 0,
                             grad_x + n * C_in * L + t0, L, 1);
@@ -258,7 +265,7 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
             status = mine;
         }
     }
-    if (status == DLK_OK) {
+    if (status == DLK_OK && want_w) {
         for (dlk_idx cc = 1; cc < nchunks; cc++) /* chunk order: fixed */
             for (dlk_idx i = 0; i < wsize; i++) partial[i] += partial[cc * wsize + i];
         /* partial[o][j*C_in + c] -> grad_weight[o][c][j] */

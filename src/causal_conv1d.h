@@ -29,15 +29,25 @@ int dlk_causal_conv1d_forward_f64(const double *x, const double *weight,
                                   dlk_idx L, dlk_idx C_out, dlk_idx k, dlk_idx dilation,
                                   int nthreads);
 
-/* grad_x (N, C_in, L), grad_weight (C_out, C_in, k), grad_bias (C_out,): all written. */
+/* Bits of the backward's parts argument (torch's convolution_backward output_mask):
+ * which gradients to compute. A gradient whose bit is clear is not computed (its work
+ * is skipped, not thrown away) and its pointer may be NULL. */
+#define DLK_CC1D_GRAD_X 1
+#define DLK_CC1D_GRAD_W 2
+#define DLK_CC1D_GRAD_B 4
+#define DLK_CC1D_GRAD_ALL 7
+
+/* grad_x (N, C_in, L), grad_weight (C_out, C_in, k), grad_bias (C_out,): each written
+ * in full when its bit is set in parts. */
 int dlk_causal_conv1d_backward_f32(const float *grad_out, const float *x,
                                    const float *weight, float *grad_x, float *grad_weight,
                                    float *grad_bias, dlk_idx N, dlk_idx C_in, dlk_idx L,
-                                   dlk_idx C_out, dlk_idx k, dlk_idx dilation, int nthreads);
+                                   dlk_idx C_out, dlk_idx k, dlk_idx dilation, int parts,
+                                   int nthreads);
 int dlk_causal_conv1d_backward_f64(const double *grad_out,
                                    const double *x, const double *weight, double *grad_x,
                                    double *grad_weight, double *grad_bias, dlk_idx N,
                                    dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
-                                   dlk_idx dilation, int nthreads);
+                                   dlk_idx dilation, int parts, int nthreads);
 
 #endif

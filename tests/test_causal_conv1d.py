@@ -249,3 +249,86 @@ def test_forward_bad_inputs(mod, args, kwargs, exc, msg):
 def test_backward_bad_inputs(mod, args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
         mod.causal_conv1d_backward(*args, **kwargs)
+
+
+MASKS = list(np.ndindex(2, 2, 2))
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=lambda m: "".join(map(str, m)))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[0], CASES[5], CASES[10], CASES[12],
+                                  (3, 8, 1500, 6, 3, 4)])
+def test_output_mask_computes_exactly_the_requested_gradients(case, dtype, mask):
+    # Every subset: the requested gradients equal (bit for bit) those of the full
+    # backward, the others come back as None, for C and reference alike.
+    mask = tuple(bool(m) for m in mask)
+    x, w, _, g, d = make(case, dtype, seed=4)
+    for mod in BACKENDS:
+        full = mod.causal_conv1d_backward(g, x, w, d)
+        got = mod.causal_conv1d_backward(g, x, w, d, output_mask=mask)
+        assert isinstance(got, tuple) and len(got) == 3
+        for want, a, e in zip(mask, got, full):
+            if want:
+                assert a.dtype == dtype and a.flags.c_contiguous
+                np.testing.assert_array_equal(a, e)
+            else:
+                assert a is None
+
+
+@pytest.mark.parametrize("mod", BACKENDS, ids=["C", "reference"])
+@pytest.mark.parametrize("shape", [(0, 3, 5), (2, 3, 0)])
+def test_output_mask_zero_size(mod, shape):
+    x = np.ones(shape)
+    w = np.ones((2, 3, 3))
+    g = np.ones((shape[0], 2, shape[2]))
+    for mask in [(True, False, False), (False, True, False), (False, False, True)]:
+        got = mod.causal_conv1d_backward(g, x, w, 2, output_mask=mask)
+        for want, a, like in zip(mask, got, (x, w, w[:, 0, 0])):
+            if want:
+                assert a.shape == like.shape
+                np.testing.assert_array_equal(a, 0)
+            else:
+                assert a is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_output_mask_one_and_two_threads_bit_identical(dtype):
+    x, w, _, g, d = make((1, 32, 3000, 48, 3, 5), dtype, seed=9)
+    for mask in [(True, False, False), (False, True, False), (False, True, True)]:
+        results = []
+        try:
+            for n in (1, 2):
+                dlkern.set_num_threads(n)
+                results.append(F.causal_conv1d_backward(g, x, w, d, output_mask=mask))
+        finally:
+            dlkern.set_num_threads(None)
+        for a, e in zip(*results):
+            if a is None:
+                assert e is None
+            else:
+                np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("mod", BACKENDS, ids=["C", "reference"])
+@pytest.mark.parametrize("mask,exc,msg", [
+    (None, TypeError, r"causal_conv1d_backward: output_mask must be a sequence of 3 bools"),
+    (True, TypeError, r"causal_conv1d_backward: output_mask must be a sequence of 3 bools"),
+    ("yes", TypeError, r"causal_conv1d_backward: output_mask must be a sequence of 3 bools"),
+    ((True, True), ValueError, r"causal_conv1d_backward: output_mask must have 3 entries"),
+    ([True] * 4, ValueError, r"causal_conv1d_backward: output_mask must have 3 entries"),
+    ((1, 0, 1), TypeError, r"causal_conv1d_backward: output_mask must be a sequence of 3 bools"),
+    ((True, None, True), TypeError, r"causal_conv1d_backward: output_mask must be a sequence"),
+])
+def test_output_mask_bad_values(mod, mask, exc, msg):
+    with pytest.raises(exc, match=msg):
+        mod.causal_conv1d_backward(G, X, W, output_mask=mask)
+
+
+def test_output_mask_is_keyword_only_and_accepts_numpy_bools():
+    for mod in BACKENDS:
+        with pytest.raises(TypeError):
+            mod.causal_conv1d_backward(G, X, W, 1, (True, True, True))
+        got = mod.causal_conv1d_backward(G, X, W, output_mask=np.array([True, False, True]))
+        assert got[0] is not None and got[1] is None and got[2] is not None
+        got = mod.causal_conv1d_backward(G, X, W, output_mask=[False, True, False])
+        assert got[0] is None and got[1] is not None and got[2] is None

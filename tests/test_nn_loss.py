@@ -134,3 +134,34 @@ def test_loss_errors():
     m(np.zeros((2, 3)), np.ones((2, 3)))
     with pytest.raises(ValueError, match="unreduced loss shape"):
         m.backward(np.ones(3))
+
+
+def test_loss_weights_are_buffers_in_state_dict_as_torch():
+    torch = pytest.importorskip("torch")
+    w = np.array([1.0, 2.0, 0.5], np.float32)
+    cases = [(nn.CrossEntropyLoss(weight=w), torch.nn.CrossEntropyLoss(weight=torch.tensor(w))),
+             (nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()),
+             (nn.BCEWithLogitsLoss(weight=w, pos_weight=w[::-1]),
+              torch.nn.BCEWithLogitsLoss(weight=torch.tensor(w),
+                                         pos_weight=torch.tensor(w[::-1].copy()))),
+             (nn.BCEWithLogitsLoss(pos_weight=[2, 1, 1]),
+              torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.0, 1.0, 1.0])))]
+    for loss, tloss in cases:
+        sd = loss.state_dict()
+        assert list(sd) == list(tloss.state_dict())
+        for k, v in tloss.state_dict().items():
+            np.testing.assert_array_equal(sd[k], v.numpy())
+    # a loaded weight is the one used
+    ce = nn.CrossEntropyLoss(weight=np.ones(3))
+    ce.load_state_dict({"weight": np.array([0.0, 1.0, 0.0])})
+    logits = np.random.default_rng(0).standard_normal((4, 3))
+    target = np.array([0, 1, 2, 1])
+    t = torch.nn.CrossEntropyLoss(weight=torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    np.testing.assert_allclose(ce(logits, target), t(torch.tensor(logits), torch.tensor(target)))
+    # the buffer is a copy: changing the array given does not change the loss
+    w2 = np.ones(3)
+    ce2 = nn.CrossEntropyLoss(weight=w2)
+    w2[0] = 5
+    assert ce2.weight[0] == 1
+    with pytest.raises(ValueError, match="missing key 'weight'"):
+        nn.CrossEntropyLoss(weight=np.ones(3)).load_state_dict({})

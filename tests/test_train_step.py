@@ -52,3 +52,38 @@ def test_layer_budget_times_every_module_and_the_phases(model, modules):
 def test_layer_budget_rejects_unknown_models():
     with pytest.raises(ValueError, match="digits"):
         models.layer_budget("mnist")
+
+
+@pytest.mark.parametrize("model,modules", [("digits", 12), ("adding", None)])
+def test_torch_layer_budget_times_every_module_and_the_phases(model, modules):
+    torch = pytest.importorskip("torch")
+    # digits: Sequential + 11 layers; adding: Net, its block Sequential, 4 blocks,
+    # their convs (+ the first block's downsample) and the linear read-out
+    budget = models.torch_layer_budget(torch, model, steps=3, warmup=1)
+    layers = {k: v for k, v in budget.items() if k[1]}
+    names = {k[0] for k in layers}
+    if model == "digits":
+        assert len(names) == modules
+    else:
+        assert {"<model>", "blocks", "linear", "blocks.0.down", "blocks.3.conv2"} <= names
+    assert {k[2] for k in layers} == {"forward", "backward"}
+    assert all(v >= 0 for v in budget.values())
+    phases = {k[0] for k, v in budget.items() if not k[1]}
+    assert phases == {"zero_grad", "loss", "backward", "optimizer.step", "step"}
+    with pytest.raises(ValueError, match="digits"):
+        models.torch_layer_budget(torch, "mnist")
+
+
+def test_model_steps_ask_for_no_input_gradient(monkeypatch):
+    """The timed dlkern step, like torch's, computes no gradient for the data."""
+    seen = []
+    real = dlkern.nn.Sequential.backward
+
+    def spy(self, grad_out, input_grad=True):
+        seen.append(input_grad)
+        return real(self, grad_out, input_grad)
+
+    monkeypatch.setattr(dlkern.nn.Sequential, "backward", spy)
+    name, impls = models.model_steps(None)[0]
+    impls["dlkern"]()
+    assert seen == [False]

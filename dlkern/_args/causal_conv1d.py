@@ -4,6 +4,8 @@ Layouts follow torch.nn.functional.conv1d: x (N, C_in, L), weight (C_out, C_in, 
 bias (C_out,), grad_out (N, C_out, L). The causal convolution always returns L
 outputs (left padding (k-1)*dilation), so k may exceed L.
 """
+import numpy as np
+
 from dlkern import _checks
 
 
@@ -30,6 +32,21 @@ def parse_forward(fn, x, weight, bias, dilation):
     if bias is not None:
         _checks.shape_equals(fn, "bias", bias, (weight.shape[0],), "C_out of weight")
     return x, weight, bias, dilation
+
+
+def parse_output_mask(fn, output_mask):
+    """output_mask (torch's convolution_backward output_mask: which of grad_x,
+    grad_weight, grad_bias to compute) as a tuple of 3 Python bools."""
+    if isinstance(output_mask, (str, bytes)) or not hasattr(output_mask, "__len__"):
+        raise TypeError(f"{fn}: output_mask must be a sequence of 3 bools, got "
+                        f"{output_mask!r}")
+    if len(output_mask) != 3:
+        raise ValueError(f"{fn}: output_mask must have 3 entries (grad_x, grad_weight, "
+                         f"grad_bias), got {len(output_mask)}")
+    if not all(isinstance(m, (bool, np.bool_)) for m in output_mask):
+        raise TypeError(f"{fn}: output_mask must be a sequence of 3 bools, got "
+                        f"{output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
 
 
 def parse_backward(fn, grad_out, x, weight, dilation):

@@ -1,6 +1,7 @@
 """One training step (forward, loss, backward, Adam step) of the `dlkern train`
 models against the same architectures written in PyTorch, batch 64."""
 import time
+import warnings
 
 import numpy as np
 
@@ -18,7 +19,7 @@ def _dlkern_step(model, loss_fn, x, y):
     def step():
         opt.zero_grad()
         loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)  # as torch: x needs no grad
         opt.step()
 
     return step
@@ -149,11 +150,74 @@ def layer_budget(model="digits", steps=50, warmup=10):
         loss_fn(out, y)
         grad = loss_fn.backward()
         t3 = time.perf_counter()
-        net.backward(grad)
+        net.backward(grad, input_grad=False)
         t4 = time.perf_counter()
         opt.step()
         t5 = time.perf_counter()
         for key, dt in (("zero_grad", t1 - t0), ("loss", t3 - t2), ("optimizer.step", t5 - t4),
                         ("step", t5 - t0)):
+            times.setdefault((key, "", ""), []).append(dt)
+    return {key: float(np.median(ts)) for key, ts in times.items()}
+
+
+def torch_layer_budget(torch, model="digits", steps=50, warmup=10):
+    """layer_budget of the PyTorch twin of a model (same keys: torch's module names
+    and classes, "forward"/"backward", and the phases), timed with module hooks:
+    forward between the forward pre-hook and hook, backward between the full
+    backward pre-hook and hook. Those hooks put extra autograd nodes around each
+    module, so the step here is slower than the hook-free one `dlkern bench`
+    times; compare layers with layers. A module's entry excludes its children.
+    The first layer's input needs no gradient, and torch then fires its backward
+    hook before its weight gradient is computed: that work lands in the phase
+    "backward" (all of loss.backward()), not in the layer's entry."""
+    (xd, yd), (xa, ya) = _batches()
+    if model == "digits":
+        net, loss_fn, x, y = _torch_digits_cnn(torch), torch.nn.CrossEntropyLoss(), xd, yd
+    elif model == "adding":
+        net, loss_fn, x, y = _torch_adding_tcn(torch), torch.nn.MSELoss(), xa, ya
+    else:
+        raise ValueError(f"torch_layer_budget: model must be 'digits' or 'adding', got "
+                         f"{model!r}")
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    times, nesting, starts = {}, [], {}
+
+    def begin(key):
+        nesting.append(0.0)
+        starts[key] = time.perf_counter()
+
+    def end(key):
+        elapsed = time.perf_counter() - starts.pop(key)
+        times.setdefault(key, []).append(elapsed - nesting.pop())
+        if nesting:
+            nesting[-1] += elapsed
+
+    for name, m in net.named_modules():
+        fkey = (name or "<model>", type(m).__name__, "forward")
+        bkey = (name or "<model>", type(m).__name__, "backward")
+        m.register_forward_pre_hook(lambda *a, k=fkey: begin(k))
+        m.register_forward_hook(lambda *a, k=fkey: end(k))
+        m.register_full_backward_pre_hook(lambda *a, k=bkey: begin(k))
+        m.register_full_backward_hook(lambda *a, k=bkey: end(k))
+    for i in range(warmup + steps):
+        if i == warmup:
+            times.clear()
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        t1 = time.perf_counter()
+        out = net(tx)
+        t2 = time.perf_counter()
+        loss = loss_fn(out, ty)
+        t3 = time.perf_counter()
+        with warnings.catch_warnings():  # the first layer's hook fires early (see above)
+            warnings.simplefilter("ignore", UserWarning)
+            loss.backward()
+        t4 = time.perf_counter()
+        opt.step()
+        t5 = time.perf_counter()
+        # the loss's backward runs inside loss.backward(), before the model's
+        for key, dt in (("zero_grad", t1 - t0), ("loss", t3 - t2), ("backward", t4 - t3),
+                        ("optimizer.step", t5 - t4), ("step", t5 - t0)):
             times.setdefault((key, "", ""), []).append(dt)
     return {key: float(np.median(ts)) for key, ts in times.items()}

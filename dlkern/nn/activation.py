@@ -21,8 +21,10 @@ class ReLU(Module):
         self._save(x=x)
         return self.F.relu(x)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.relu_backward(grad_out, saved)
 
 
@@ -35,8 +37,10 @@ class LeakyReLU(Module):
         self._save(x=x)
         return self.F.leaky_relu(x, self.negative_slope)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.leaky_relu_backward(grad_out, saved, self.negative_slope)
 
     def extra_repr(self):
@@ -57,11 +61,13 @@ class PReLU(Module):
         self._save(x=x)
         return self.F.prelu(x, self.weight.data)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved()["x"]
+        if not (input_grad or self.weight.requires_grad):
+            return None
         gx, gw = self.F.prelu_backward(grad_out, x, self.weight.data)
         self.weight.accumulate_grad(gw)
-        return gx
+        return gx if input_grad else None  # one kernel computes both
 
     def extra_repr(self):
         return f"num_parameters={self.num_parameters}"
@@ -82,8 +88,10 @@ class RReLU(Module):
         self._save(x=x, noise=noise, training=self.training)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.rrelu_backward(grad_out, c["x"], self.lower, self.upper,
                                      c["training"], c["noise"])
 
@@ -100,8 +108,10 @@ class ELU(Module):
         self._save(x=x)
         return self.F.elu(x, self.alpha)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.elu_backward(grad_out, saved, self.alpha)
 
     def extra_repr(self):
@@ -116,8 +126,10 @@ class Sigmoid(Module):
         self._save(out=out)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["out"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.sigmoid_backward(grad_out, saved)
 
 
@@ -129,8 +141,10 @@ class Tanh(Module):
         self._save(out=out)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["out"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.tanh_backward(grad_out, saved)
 
 
@@ -143,8 +157,10 @@ class Softplus(Module):
         self._save(x=x)
         return self.F.softplus(x, self.beta, self.threshold)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.softplus_backward(grad_out, saved, self.beta,
                                         self.threshold)
 

@@ -56,19 +56,28 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}: expected {want} input, got shape "
                              f"{getattr(x, 'shape', None)}")
 
+    def _weight_bias(self):
+        """(weight, bias) arrays or Nones, read from the parameter store directly:
+        self.weight goes through Module.__getattr__, a microsecond a time, and a
+        layer call of the digits CNN is tens of microseconds."""
+        params = self._parameters
+        w, b = params["weight"], params["bias"]
+        return (None if w is None else w.data), (None if b is None else b.data)
+
     def forward(self, x):
         self._check_input(x)
+        buffers, training, track = self._buffers, self.training, self.track_running_stats
         factor = 0.0 if self.momentum is None else float(self.momentum)
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1  # in place on the 0-d int64 buffer
+        if training and track:
+            tracked = buffers["num_batches_tracked"]
+            tracked += 1  # in place on the 0-d int64 buffer
             if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-        use_batch_stats = self.training or not self.track_running_stats
+                factor = 1.0 / float(tracked)
+        use_batch_stats = training or not track
         # In eval, or with tracking off, these are None when there are no buffers.
-        rm = self.running_mean if (not self.training or self.track_running_stats) else None
-        rv = self.running_var if (not self.training or self.track_running_stats) else None
-        w = self.weight.data if self.weight is not None else None
-        b = self.bias.data if self.bias is not None else None
+        rm = buffers["running_mean"] if (not training or track) else None
+        rv = buffers["running_var"] if (not training or track) else None
+        w, b = self._weight_bias()
         out = self.F.batch_norm(x, rm, rv, w, b, use_batch_stats, factor, self.eps)
         # Backward in eval mode needs the statistics forward used (copies: training
         # later updates the buffers in place).
@@ -77,15 +86,21 @@ class _BatchNorm(Module):
         self._save(x=x, training=use_batch_stats, rm=saved_rm, rv=saved_rv)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """With input_grad=False, only weight and bias gradients are kept (the kernel
+        computes the three together; nothing at all when they are frozen or absent)."""
         c = self._saved()
-        w = self.weight.data if self.weight is not None else None
+        weight, bias = self._parameters["weight"], self._parameters["bias"]
+        trainable = weight is not None and (weight.requires_grad or bias.requires_grad)
+        if not (input_grad or trainable):
+            return None
+        w = None if weight is None else weight.data
         gx, gw, gb = self.F.batch_norm_backward(grad_out, c["x"], w, c["rm"], c["rv"],
                                                 c["training"], self.eps)
-        if self.weight is not None:
-            self.weight.accumulate_grad(gw)
-            self.bias.accumulate_grad(gb)
-        return gx
+        if weight is not None:
+            weight.accumulate_grad(gw)
+            bias.accumulate_grad(gb)
+        return gx if input_grad else None
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -20,8 +20,9 @@ class Conv2d(Module):
     Initialization as torch: kaiming_uniform_(a=sqrt(5)) on weight, so both weight
     and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels/groups*kH*kW.
 
-    Frozen parameters (requires_grad=False) get no .grad; the kernel's backward still
-    computes every gradient in one call (it has no per-output switch).
+    backward computes only the gradients that are needed (conv2d_backward's
+    output_mask): none for frozen parameters (requires_grad=False, they get no
+    .grad), and no input gradient with input_grad=False.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -58,13 +59,18 @@ class Conv2d(Module):
         self._save(x=x)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved()["x"]
-        gx, gw, gb = self.F.conv2d_backward(grad_out, x, self.weight.data, self.stride,
-                                            self.padding, self.dilation, self.groups)
-        self.weight.accumulate_grad(gw)
-        if self.bias is not None:
-            self.bias.accumulate_grad(gb)
+        weight, bias = self.weight, self.bias
+        mask = (bool(input_grad), weight.requires_grad,
+                bias is not None and bias.requires_grad)
+        gx, gw, gb = self.F.conv2d_backward(grad_out, x, weight.data, self.stride,
+                                            self.padding, self.dilation, self.groups,
+                                            output_mask=mask)
+        if gw is not None:
+            weight.accumulate_grad(gw)
+        if gb is not None:
+            bias.accumulate_grad(gb)
         return gx
 
     def extra_repr(self):

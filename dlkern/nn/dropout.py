@@ -23,8 +23,10 @@ class Dropout(Module):
         self._save(mask=mask)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         mask = self._saved()["mask"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         if mask is None:  # eval mode or p=0: forward was the identity
             return grad_out
         return self.F.dropout_backward(grad_out, mask, self.p)

@@ -24,8 +24,9 @@ class Flatten(Module):
             merged *= d
         return x.reshape(x.shape[:s] + (merged,) + x.shape[e + 1:])
 
-    def backward(self, grad_out):
-        return grad_out.reshape(self._saved()["shape"])
+    def backward(self, grad_out, input_grad=True):
+        shape = self._saved()["shape"]
+        return grad_out.reshape(shape) if input_grad else None
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

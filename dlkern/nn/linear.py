@@ -13,7 +13,9 @@ class Linear(Module):
     weight: (out_features, in_features); bias: (out_features,). Initialization as
     torch: weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
     When weight and bias are both frozen, backward computes only the
-    input gradient, as grad_out @ weight = linear(grad_out, weight.T).
+    input gradient, as grad_out @ weight = linear(grad_out, weight.T). With
+    input_grad=False it returns None (linear_backward computes the input gradient
+    with the others; a small GEMM next to the first layer's).
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
@@ -35,17 +37,17 @@ class Linear(Module):
         self._save(x=x)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved()["x"]
         frozen = not self.weight.requires_grad and (self.bias is None or
                                                     not self.bias.requires_grad)
         if frozen:
-            return self.F.linear(grad_out, self.weight.data.T)
+            return self.F.linear(grad_out, self.weight.data.T) if input_grad else None
         gx, gw, gb = self.F.linear_backward(grad_out, x, self.weight.data)
         self.weight.accumulate_grad(gw)
         if self.bias is not None:
             self.bias.accumulate_grad(gb)
-        return gx
+        return gx if input_grad else None
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

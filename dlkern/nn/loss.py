@@ -51,6 +51,14 @@ def _grad_out(owner, grad_out, dtype, reduction, shape):
     return g
 
 
+def _float_buffer(values):
+    """A class-weight argument as a float array of its own (None stays None)."""
+    if values is None:
+        return None
+    values = np.array(values, copy=True)
+    return values if values.dtype.kind == "f" else values.astype(np.float64)
+
+
 def _reduce(values, reduction):
     if reduction == "mean":
         return np.asarray(values.mean(), dtype=values.dtype)
@@ -66,7 +74,8 @@ class CrossEntropyLoss(Module):
     def __init__(self, weight=None, ignore_index=-100, reduction="mean",
                  label_smoothing=0.0):
         super().__init__()
-        self.weight = None if weight is None else np.asarray(weight)
+        # a buffer, as torch's: saved in state_dict ("weight") and loaded back
+        self.register_buffer("weight", _float_buffer(weight))
         self.ignore_index = ignore_index
         self.reduction = _check_reduction("CrossEntropyLoss", reduction)
         self.label_smoothing = label_smoothing
@@ -82,8 +91,10 @@ class CrossEntropyLoss(Module):
         self._save(logits=input, target=target, shape=np.shape(out))
         return out
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         g = _grad_out("CrossEntropyLoss", grad_out, c["logits"].dtype, self.reduction,
                       c["shape"])
         return self.F.cross_entropy_backward(g, c["logits"], c["target"],
@@ -103,8 +114,10 @@ class MSELoss(Module):
         self._save(diff=diff)
         return _reduce(diff * diff, self.reduction)
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         diff = self._saved()["diff"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         g = _grad_out("MSELoss", grad_out, diff.dtype, self.reduction, diff.shape)
         scale = 2.0 / diff.size if self.reduction == "mean" else 2.0
         return (diff * (g * diff.dtype.type(scale))).astype(diff.dtype, copy=False)
@@ -123,8 +136,9 @@ class BCEWithLogitsLoss(Module):
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__()
-        self.weight = None if weight is None else np.asarray(weight)
-        self.pos_weight = None if pos_weight is None else np.asarray(pos_weight)
+        # buffers, as torch's: saved in state_dict ("weight", "pos_weight")
+        self.register_buffer("weight", _float_buffer(weight))
+        self.register_buffer("pos_weight", _float_buffer(pos_weight))
         self.reduction = _check_reduction("BCEWithLogitsLoss", reduction)
 
     def forward(self, input, target):
@@ -142,8 +156,10 @@ class BCEWithLogitsLoss(Module):
         self._save(x=x, y=y, lw=lw, w=w, sigmoid_neg=sigmoid_neg)
         return _reduce(loss, self.reduction)
 
-    def backward(self, grad_out=1.0):
+    def backward(self, grad_out=1.0, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         x = c["x"]
         g = _grad_out("BCEWithLogitsLoss", grad_out, x.dtype, self.reduction, x.shape)
         grad = (1 - c["y"]) - c["lw"] * c["sigmoid_neg"]

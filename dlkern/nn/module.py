@@ -8,6 +8,7 @@ gradient with respect to the input and accumulates parameter gradients into
 Parameter.grad. There is no autograd tape: a model's backward runs its children's
 backward in reverse order, so a composite module writes both directions.
 """
+import inspect
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from dlkern.nn.backend import get_backend
 from dlkern.nn.parameter import Parameter
 
-__all__ = ["Module", "Sequential", "IncompatibleKeys"]
+__all__ = ["Module", "Sequential", "IncompatibleKeys", "run_backward"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -25,6 +26,38 @@ def _check_dtype(owner, dtype):
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{owner}: dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def _trainable(module):
+    """Whether module or a descendant has a parameter that requires a gradient."""
+    for p in module._parameters.values():
+        if p is not None and p.requires_grad:
+            return True
+    for m in module._modules.values():
+        if m is not None and _trainable(m):
+            return True
+    return False
+
+
+_TAKES_INPUT_GRAD = {}
+
+
+def run_backward(module, grad_out, input_grad=True):
+    """module.backward(grad_out, input_grad=...), also for a module written before
+    input_grad existed (backward(self, grad_out)): that one is called as it expects
+    and, with input_grad=False, its input gradient is dropped (None is returned)."""
+    if input_grad:
+        return module.backward(grad_out)
+    cls = type(module)
+    takes = _TAKES_INPUT_GRAD.get(cls)
+    if takes is None:
+        params = inspect.signature(cls.backward).parameters
+        takes = _TAKES_INPUT_GRAD[cls] = "input_grad" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes:
+        return module.backward(grad_out, input_grad=False)
+    module.backward(grad_out)
+    return None
 
 
 class Module:
@@ -44,8 +77,12 @@ class Module:
             def forward(self, x):
                 return self.out(self.body(x))
 
-            def backward(self, grad_out):
-                return self.body.backward(self.out.backward(grad_out))
+            def backward(self, grad_out, input_grad=True):
+                return self.body.backward(self.out.backward(grad_out), input_grad)
+
+    backward(grad_out, input_grad=False) returns None and computes only parameter
+    gradients (see the module docstring); a composite passes input_grad to the
+    children that see its input and True to the others.
 
     A leaf module calls the backend once in forward (self.F.<kernel>), caches what
     backward needs with self._save(...), and reads it back with self._saved(), which
@@ -127,7 +164,9 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """Accumulate parameter gradients; return the input gradient (None when
+        input_grad is False: the caller does not need it, so it is not computed)."""
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def __call__(self, *args, **kwargs):
@@ -365,8 +404,20 @@ class Sequential(Module):
         object.__setattr__(self, "_cache", True)  # marks that forward ran (see _save)
         return x
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """Children's backward in reverse. With input_grad=False, the children in
+        front of the first one with a trainable parameter are skipped (nothing needs
+        their gradients) and that one is asked for no input gradient."""
         self._saved()
-        for m in reversed(list(self._modules.values())):
+        mods = list(self._modules.values())
+        first = 0
+        if not input_grad:
+            while first < len(mods) and not _trainable(mods[first]):
+                first += 1
+            if first == len(mods):
+                return None
+        for m in reversed(mods[first + 1:]):
             grad_out = m.backward(grad_out)
-        return grad_out
+        if not mods:
+            return grad_out
+        return run_backward(mods[first], grad_out, input_grad)

@@ -24,8 +24,10 @@ class MaxPool2d(Module):
         self._save(x=x, indices=idx)
         return (out, idx) if self.return_indices else out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         c = self._saved()
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.max_pool2d_backward(grad_out, c["x"], self.kernel_size, self.stride,
                                           self.padding, self.dilation, self.ceil_mode,
                                           indices=c["indices"])
@@ -55,8 +57,10 @@ class AvgPool2d(Module):
         self._save(x=x)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.avg_pool2d_backward(grad_out, saved, *self._args())
 
     def extra_repr(self):
@@ -75,8 +79,10 @@ class AdaptiveAvgPool2d(Module):
         self._save(x=x)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         saved = self._saved()["x"]
+        if not input_grad:  # no parameters: nothing to compute
+            return None
         return self.F.adaptive_avg_pool2d_backward(grad_out, saved,
                                                    self.output_size)
 

@@ -41,13 +41,15 @@ class ResidualBlock(Module):
         self._save(done=True)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """conv1 and the shortcut see the block's input: with input_grad=False they
+        compute no input gradient and the block returns None."""
         self._saved()
         g = self.relu2.backward(grad_out)
-        g_short = self.shortcut.backward(g)
+        g_short = self.shortcut.backward(g, input_grad)
         g_main = self.conv1.backward(self.bn1.backward(self.relu1.backward(
-            self.conv2.backward(self.bn2.backward(g)))))
-        return g_main + g_short
+            self.conv2.backward(self.bn2.backward(g)))), input_grad)
+        return g_main + g_short if input_grad else None
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

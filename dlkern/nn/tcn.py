@@ -55,13 +55,19 @@ class CausalConv1d(Module):
         self._save(x=x)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """Only the gradients needed (causal_conv1d_backward's output_mask): none for
+        frozen parameters, no input gradient with input_grad=False."""
         x = self._saved()["x"]
-        gx, gw, gb = self.F.causal_conv1d_backward(grad_out, x, self.weight.data,
-                                                   self.dilation)
-        self.weight.accumulate_grad(gw)
-        if self.bias is not None:
-            self.bias.accumulate_grad(gb)
+        weight, bias = self.weight, self.bias
+        mask = (bool(input_grad), weight.requires_grad,
+                bias is not None and bias.requires_grad)
+        gx, gw, gb = self.F.causal_conv1d_backward(grad_out, x, weight.data, self.dilation,
+                                                   output_mask=mask)
+        if gw is not None:
+            weight.accumulate_grad(gw)
+        if gb is not None:
+            bias.accumulate_grad(gb)
         return gx
 
     def extra_repr(self):
@@ -100,13 +106,16 @@ class TemporalBlock(Module):
         self._save(done=True)
         return self.relu(self._add_residual(h, res))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """conv1 and downsample see the block's input: with input_grad=False they
+        compute no input gradient and the block returns None."""
         self._saved()
         g = self.relu.backward(grad_out)
-        g_res = g if self.downsample is None else self.downsample.backward(g)
+        g_res = g if self.downsample is None else self.downsample.backward(g, input_grad)
         g_main = self.conv2.backward(self.relu2.backward(self.dropout2.backward(g)))
-        g_main = self.conv1.backward(self.relu1.backward(self.dropout1.backward(g_main)))
-        return self._add_residual(g_main, g_res)
+        g_main = self.conv1.backward(self.relu1.backward(self.dropout1.backward(g_main)),
+                                     input_grad)
+        return self._add_residual(g_main, g_res) if input_grad else None
 
     @staticmethod
     def _add_residual(main, res):
@@ -147,6 +156,6 @@ class TCN(Module):
         self._save(done=True)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         self._saved()
-        return self.network.backward(grad_out)
+        return self.network.backward(grad_out, input_grad)

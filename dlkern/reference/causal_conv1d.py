@@ -8,7 +8,7 @@ BLAS GEMM), as a competent NumPy user would.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dlkern._args.causal_conv1d import parse_backward, parse_forward
+from dlkern._args.causal_conv1d import parse_backward, parse_forward, parse_output_mask
 
 __all__ = ["causal_conv1d", "causal_conv1d_backward"]
 
@@ -36,22 +36,30 @@ def causal_conv1d(x, weight, bias=None, dilation=1):
     return np.ascontiguousarray(out.transpose(0, 2, 1))
 
 
-def causal_conv1d_backward(grad_out, x, weight, dilation=1):
-    """(grad_x, grad_weight, grad_bias) of causal_conv1d for the given grad_out."""
-    grad_out, x, weight, dilation = parse_backward("causal_conv1d_backward", grad_out, x,
-                                                   weight, dilation)
+def causal_conv1d_backward(grad_out, x, weight, dilation=1, *,
+                           output_mask=(True, True, True)):
+    """(grad_x, grad_weight, grad_bias) of causal_conv1d for the given grad_out; an
+    entry whose output_mask is False is not computed and comes back as None."""
+    fn = "causal_conv1d_backward"
+    grad_out, x, weight, dilation = parse_backward(fn, grad_out, x, weight, dilation)
+    want_x, want_w, want_b = parse_output_mask(fn, output_mask)
     n, c_in, length = x.shape
     c_out, _, k = weight.shape
-    grad_bias = grad_out.sum(axis=(0, 2))
+    grad_bias = grad_out.sum(axis=(0, 2)) if want_b else None
+    grad_x = grad_weight = None
     if length == 0:
-        return (np.zeros_like(x), np.zeros_like(weight), grad_bias)
+        return (np.zeros_like(x) if want_x else None,
+                np.zeros_like(weight) if want_w else None, grad_bias)
     dilation = min(dilation, length)  # shifts >= L read only padding: same result, bounded pad
     pad = (k - 1) * dilation
-    win = _dilated_windows(x, k, dilation, pad, 0)
-    grad_weight = np.tensordot(grad_out, win, axes=([0, 2], [0, 2]))  # (C_out, C_in, k)
-    # grad_x[n, c, t] = sum_{o, j} weight[o, c, j] grad_out[n, o, t + (k-1-j)*dilation]:
-    # an anti-causal conv of grad_out (right-padded) with the tap-reversed weight.
-    gwin = _dilated_windows(grad_out, k, dilation, 0, pad)
-    grad_x = np.tensordot(gwin, weight[:, :, ::-1], axes=([1, 3], [0, 2]))  # (N, L, C_in)
-    return (np.ascontiguousarray(grad_x.transpose(0, 2, 1)),
-            np.ascontiguousarray(grad_weight), grad_bias)
+    if want_w:
+        win = _dilated_windows(x, k, dilation, pad, 0)
+        grad_weight = np.ascontiguousarray(
+            np.tensordot(grad_out, win, axes=([0, 2], [0, 2])))  # (C_out, C_in, k)
+    if want_x:
+        # grad_x[n, c, t] = sum_{o, j} weight[o, c, j] grad_out[n, o, t + (k-1-j)*dilation]:
+        # an anti-causal conv of grad_out (right-padded) with the tap-reversed weight.
+        gwin = _dilated_windows(grad_out, k, dilation, 0, pad)
+        grad_x = np.tensordot(gwin, weight[:, :, ::-1], axes=([1, 3], [0, 2]))  # (N, L, C_in)
+        grad_x = np.ascontiguousarray(grad_x.transpose(0, 2, 1))
+    return grad_x, grad_weight, grad_bias

@@ -8,6 +8,7 @@ one tensordot per kernel tap added into a strided slice of the padded gradient.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from dlkern import _checks
 from dlkern._args.conv2d import parse
 
 __all__ = ["conv2d", "conv2d_backward"]
@@ -42,30 +43,38 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1,
-                    algo="auto"):
-    """NumPy twin of dlkern.functional.conv2d_backward: (grad_x, grad_weight, grad_bias)."""
+                    algo="auto", *, output_mask=(True, True, True)):
+    """NumPy twin of dlkern.functional.conv2d_backward: (grad_x, grad_weight, grad_bias),
+    the entries whose output_mask is False not computed (None)."""
     a = parse("conv2d_backward", x, weight, None, stride, padding, dilation, groups, algo,
               grad_out=grad_out, backward=True)
+    want_x, want_w, want_b = _checks.bool_mask("conv2d_backward", "output_mask", output_mask)
     gy, w = a.grad_out, a.weight
     n, c, h, wd = a.x.shape
     oc, cg, kh, kw = w.shape
     ocg = oc // a.groups
     (sh, sw), (dh, dw), (oh, ow) = a.stride, a.dilation, a.out_hw
     top, bottom, left, right = a.padding
-    win = _windows(a)
-    grad_w = np.empty_like(w)
-    gxp = np.zeros((n, c, h + top + bottom, wd + left + right), dtype=a.x.dtype)
-    for g in range(a.groups):
-        gyg = gy[:, g * ocg : (g + 1) * ocg]
-        grad_w[g * ocg : (g + 1) * ocg] = np.tensordot(
-            gyg, win[:, g * cg : (g + 1) * cg], axes=([0, 2, 3], [0, 2, 3]))
-        wg = w[g * ocg : (g + 1) * ocg]
-        for i in range(kh):
-            for j in range(kw):
-                # (N, OH, OW, Cg): every output pixel's contribution through tap (i, j)
-                contrib = np.tensordot(gyg, wg[:, :, i, j], axes=([1], [0]))
-                gxp[:, g * cg : (g + 1) * cg,
-                    i * dh : i * dh + (oh - 1) * sh + 1 : sh,
-                    j * dw : j * dw + (ow - 1) * sw + 1 : sw] += contrib.transpose(0, 3, 1, 2)
-    grad_x = np.ascontiguousarray(gxp[:, :, top : top + h, left : left + wd])
-    return grad_x, grad_w, gy.sum(axis=(0, 2, 3))
+    grad_w = grad_x = None
+    if want_w:
+        win = _windows(a)
+        grad_w = np.empty_like(w)
+        for g in range(a.groups):
+            grad_w[g * ocg : (g + 1) * ocg] = np.tensordot(
+                gy[:, g * ocg : (g + 1) * ocg], win[:, g * cg : (g + 1) * cg],
+                axes=([0, 2, 3], [0, 2, 3]))
+    if want_x:
+        gxp = np.zeros((n, c, h + top + bottom, wd + left + right), dtype=a.x.dtype)
+        for g in range(a.groups):
+            gyg = gy[:, g * ocg : (g + 1) * ocg]
+            wg = w[g * ocg : (g + 1) * ocg]
+            for i in range(kh):
+                for j in range(kw):
+                    # (N, OH, OW, Cg): every output pixel's contribution through tap (i, j)
+                    contrib = np.tensordot(gyg, wg[:, :, i, j], axes=([1], [0]))
+                    gxp[:, g * cg : (g + 1) * cg,
+                        i * dh : i * dh + (oh - 1) * sh + 1 : sh,
+                        j * dw : j * dw + (ow - 1) * sw + 1 : sw] += contrib.transpose(0, 3, 1, 2)
+        grad_x = np.ascontiguousarray(gxp[:, :, top : top + h, left : left + wd])
+    grad_b = gy.sum(axis=(0, 2, 3)) if want_b else None
+    return grad_x, grad_w, grad_b

@@ -43,11 +43,11 @@ class AddingTCN(nn.Module):
         self._seq_shape = h.shape
         return self.linear(np.ascontiguousarray(h[:, :, -1]))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         grad_last = self.linear.backward(grad_out)
         grad_h = np.zeros(self._seq_shape, dtype=grad_last.dtype)
         grad_h[:, :, -1] = grad_last
-        return self.tcn.backward(grad_h)
+        return self.tcn.backward(grad_h, input_grad)
 
 
 def receptive_field(levels, kernel_size):

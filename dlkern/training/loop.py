@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 import dlkern.random
+from dlkern.nn.module import run_backward
 from dlkern.nn.utils import clip_grad_norm_
 from dlkern.optim.lr_scheduler import ReduceLROnPlateau
 from dlkern.training.checkpoint import load_checkpoint, save_checkpoint
@@ -143,7 +144,8 @@ def fit(model, loss_fn, optimizer, train_data, val_data=None, epochs=10, *, metr
             if guard and not all_finite(loss):
                 bar.close()
                 diagnose_loss(model, xb, loss, epoch, step, kept_checkpoint())
-            model.backward(loss_fn.backward())
+            # the data needs no gradient: parameter gradients only (see nn.module)
+            run_backward(model, loss_fn.backward(), input_grad=False)
             if guard:
                 check_gradients(model, epoch, step, kept_checkpoint())
             if clip_grad_norm is not None:
