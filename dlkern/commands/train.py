@@ -67,9 +67,11 @@ def make_optimizer(name, params, lr, weight_decay):
 
 def time_training_steps(model, loss_fn, x, y, steps=5):
     """{"c": s, "reference": s}: median seconds of one training step (forward, loss,
-    backward) of a copy of model on each backend, the two alternated after a warm-up."""
+    backward) of a copy of model on each backend, the two alternated after a warm-up.
+    Like training itself, backward computes no gradient of the input images."""
     import dlkern
     from dlkern.benchmarks.timing import measure
+    from dlkern.nn.module import run_backward
 
     model = copy.deepcopy(model)
     model.train()
@@ -79,7 +81,7 @@ def time_training_steps(model, loss_fn, x, y, steps=5):
             with dlkern.use_backend(backend):
                 model.zero_grad()
                 loss_fn(model(x), y)
-                model.backward(loss_fn.backward())
+                run_backward(model, loss_fn.backward(), input_grad=False)
         return run
 
     return measure({"c": step("c"), "reference": step("reference")},
