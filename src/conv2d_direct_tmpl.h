@@ -44,9 +44,9 @@ typedef TI FN(ivec) __attribute__((vector_size(DLK_VW * sizeof(T))));
  * and 1 lanes (one vector move each). A plain loop here became `rep movs`,
  * whose start-up cost dominated narrow planes (8 columns: about half the
  * forward's time on the digits CNN's first layer). */
-static inline void FN(store_head)(T *y, FN(vec) v, dlk_idx n) {
+static inline void FN(store_head)(T *y, const FN(vec) *v, dlk_idx n) {
     T lanes[DLK_VW];
-    memcpy(lanes, &v, sizeof lanes);
+    memcpy(lanes, v, sizeof lanes);
     dlk_idx j = 0;
     if (n & 8) { memcpy(y + j, lanes + j, 8 * sizeof(T)); j += 8; }
     if (n & 4) { memcpy(y + j, lanes + j, 4 * sizeof(T)); j += 4; }
@@ -98,7 +98,7 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                         if (nv == DLK_VW) {
                             memcpy(yr, &acc[r][o][v], sizeof acc[r][o][v]);
                         } else {
-                            FN(store_head)(yr, acc[r][o][v], nv);
+                            FN(store_head)(yr, &acc[r][o][v], nv);
                         }
                     }
                 }
@@ -195,6 +195,8 @@ static void FN(direct_forward_planes)(const dlk_conv2d_geom *g, const T *x, cons
     }
 }
 
+#include "conv2d_depthwise_tmpl.h"
+
 int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
                                   const T *bias, T *y, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, H = g->H, W = g->W;
@@ -203,6 +205,8 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     dlk_idx Hp, Wp;
     FN(direct_phase_dims)(g, &Hp, &Wp);
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
+    if (FN(dw3x3_applies)(g) && pad_bytes <= DLK_DIRECT_PAD_BYTES)
+        return FN(dw3x3_forward)(g, x, weight, bias, y, nthreads);
     if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
         return DLK_OK;
