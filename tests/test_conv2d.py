@@ -288,7 +288,13 @@ IM2COL_CASES = [
     ((2, 4, 15, 15), (10, 4, 3, 3), 2, 1, 1, 1),     # strided, packed (OW 8 in float32)
     ((2, 4, 16, 32), (6, 2, 3, 3), 1, 2, 2, 2),      # dilation and groups, in place
     ((1, 32, 6, 7), (12, 32, 3, 3), 1, 1, 1, 1),     # K = 288: two reduction blocks
-    ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),      # grad_x col2im with 2 reduction blocks
+    ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),      # strided grad_x, 2 reduction blocks
+    # strided grad_x by input phase: taps per phase, shifts, empty phases
+    ((2, 3, 9, 11), (5, 3, 2, 2), 3, 0, 1, 1),       # stride > kernel: a phase no tap reaches
+    ((1, 2, 1, 5), (4, 2, 1, 3), 2, (0, 1), 1, 1),   # one row: row phase 1 is empty
+    ((2, 4, 13, 14), (6, 2, 5, 4), (2, 3), (3, 1), (3, 2), 2),  # dilation across phases, groups
+    ((1, 3, 8, 8), (4, 3, 3, 3), 2, 4, 1, 1),        # padding beyond the kernel: shifts > 0
+    ((2, 3, 12, 10), (7, 3, 4, 2), (4, 2), (1, 0), 1, 1),  # stride 4 rows: one tap per phase
     ((5, 6, 7, 9), (7, 6, 2, 3), (2, 3), (1, 2), (2, 1), 1),  # 5 samples: a group of 1
     ((6, 4, 5, 16), (5, 4, 1, 1), 1, 0, 1, 1),       # 1x1, in place, 6 samples
     ((2, 4, 5, 5), (6, 4, 3, 3), 1, 3, 1, 1),        # padding beyond the kernel: grad_x pad < 0
