@@ -10,12 +10,14 @@
  * Two algorithms with identical semantics (reference: dlkern/reference/conv2d.py):
  *   direct  (conv2d_direct.c)  C loops; the forward copies each (sample, group)
  *           into zero-padded planes and accumulates register tiles of up to 8
- *           output channels x 32 columns, SIMD over output columns. Backward:
+ *           output channels x 32 columns, SIMD over output columns (depthwise
+ *           3x3 at stride 1: row-sliding tiles, conv2d_depthwise_tmpl.h). Backward:
  *           grad_x as a stride-1 forward of grad_out with the flipped kernel
  *           (scatter-add otherwise), grad_weight vectorized dot products.
  *   im2col  (conv2d_im2col.c)  GEMMs over the column matrix on dlkern's own
  *           packed AVX-512 micro-kernel, the column matrix packed straight from
- *           x (never stored whole); grad_weight as shifted dot products over
+ *           x (never stored whole); grad_x on the same engine (per input
+ *           phase when strided); grad_weight as shifted dot products over
  *           phase-split padded planes.
  * dlkern.functional.conv2d's algo="auto" documents which one runs when.
  * Both cost O(N * OC * OH * OW * C/groups * KH * KW) multiply-adds forward and

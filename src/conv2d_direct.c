@@ -5,6 +5,8 @@
  * thread), then output tiles of up to 8 channels x 16-32 columns x 1-8 rows
  * (12-24 accumulators) sum over one flat loop of (input channel, tap) offsets:
  * each input vector loaded feeds up to 8 FMAs, each weight broadcast up to 16.
+ * Depthwise 3x3 at stride 1 (one channel per group) has its own row-sliding
+ * tile (conv2d_depthwise_tmpl.h).
  * If the padded planes of a group exceed DLK_DIRECT_PAD_BYTES, a plane-axpy
  * forward without copies runs instead (valid ranges computed per tap, so
  * border reads never leave x).

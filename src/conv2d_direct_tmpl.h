@@ -40,6 +40,20 @@ typedef T FN(vec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 /* integer lanes of T's width, for masks */
 typedef TI FN(ivec) __attribute__((vector_size(DLK_VW * sizeof(T))));
 
+/* y[0:n] = the first n < DLK_VW lanes of v, as fixed-size pieces of 8, 4, 2
+ * and 1 lanes (one vector move each). A plain loop here became `rep movs`,
+ * whose start-up cost dominated narrow planes (8 columns: about half the
+ * forward's time on the digits CNN's first layer). */
+static inline void FN(store_head)(T *y, const FN(vec) *v, dlk_idx n) {
+    T lanes[DLK_VW];
+    memcpy(lanes, v, sizeof lanes);
+    dlk_idx j = 0;
+    if (n & 8) { memcpy(y + j, lanes + j, 8 * sizeof(T)); j += 8; }
+    if (n & 4) { memcpy(y + j, lanes + j, 4 * sizeof(T)); j += 4; }
+    if (n & 2) { memcpy(y + j, lanes + j, 2 * sizeof(T)); j += 2; }
+    if (n & 1) y[j] = lanes[j];
+}
+
 static inline __attribute__((always_inline)) void FN(direct_tile)(
     const dlk_conv2d_geom *g, const T *xpad, dlk_idx Wp, const dlk_idx *toff, const T *w,
     const T *bias, T *y, const int OCB, const int NV, const int R, dlk_idx oh_begin,
@@ -84,9 +98,7 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                         if (nv == DLK_VW) {
                             memcpy(yr, &acc[r][o][v], sizeof acc[r][o][v]);
                         } else {
-                            T tmp[DLK_VW];
-                            memcpy(tmp, &acc[r][o][v], sizeof tmp);
-                            for (dlk_idx j = 0; j < nv; j++) yr[j] = tmp[j];
+                            FN(store_head)(yr, &acc[r][o][v], nv);
                         }
                     }
                 }
@@ -183,6 +195,8 @@ static void FN(direct_forward_planes)(const dlk_conv2d_geom *g, const T *x, cons
     }
 }
 
+#include "conv2d_depthwise_tmpl.h"
+
 int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
                                   const T *bias, T *y, int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, H = g->H, W = g->W;
@@ -191,6 +205,8 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
     dlk_idx Hp, Wp;
     FN(direct_phase_dims)(g, &Hp, &Wp);
     const size_t pad_bytes = (size_t)(Cg * Hp * Wp) * sizeof(T);
+    if (FN(dw3x3_applies)(g) && pad_bytes <= DLK_DIRECT_PAD_BYTES)
+        return FN(dw3x3_forward)(g, x, weight, bias, y, nthreads);
     if (pad_bytes > DLK_DIRECT_PAD_BYTES) {
         FN(direct_forward_planes)(g, x, weight, bias, y, nthreads);
         return DLK_OK;
@@ -317,8 +333,10 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
     FN(vec) acc[4][12];
     for (int o = 0; o < OCB; o++)
         for (int j = 0; j < TB; j++) acc[o][j] = (FN(vec)){0};
-    FN(ivec) mask = {0};
-    for (dlk_idx l = 0; l < nv; l++) mask[l] = (TI)~(TI)0;
+    /* lanes below nv: a compare, not a loop (which became `rep stos` per tile) */
+    FN(ivec) iota;
+    for (int l = 0; l < DLK_VW; l++) iota[l] = (TI)l;
+    const FN(ivec) mask = (FN(ivec))(iota < (TI)nv);
     /* column blocks outside, rows inside: the inner loop runs OH times (not
      * OW / 16, often 1 or 2) with two running offsets, one into grad_out, one
      * into xpad */

@@ -1,6 +1,7 @@
 /* im2col conv2d, forward and grad_x (template body, see conv2d_template.h and
  * conv2d_im2col.c); the GEMM engine is conv2d_packed_tmpl.h, grad_weight
- * conv2d_wgrad_tmpl.h. */
+ * conv2d_wgrad_tmpl.h. grad_x always runs on the forward engine: directly at
+ * stride 1, per input phase otherwise. */
 
 /* y = conv2d(x, weight) + bias as one GEMM per (sample, group):
  * y_n,g (OCg x OH*OW) = W_g (OCg x K) @ col_n,g (K x OH*OW), K = Cg*KH*KW, with
@@ -102,84 +103,98 @@ static int FN(im2col_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
     return status;
 }
 
-/* grad_x[n, c] += the rows [m0, m0 + mc) of a column-gradient block (pixels
- * [p0, p0 + nb), row stride ldc): the scatter-add inverse of im2col. */
-static void FN(col2im_rows)(const dlk_conv2d_geom *g, const T *col, dlk_idx ldc, dlk_idx m0,
-                            dlk_idx mc, dlk_idx p0, dlk_idx nb, T *gxg) {
-    const dlk_idx KH = g->KH, KW = g->KW, OW = g->OW, W = g->W, HW = g->H * W;
-    const dlk_idx sw = g->stride_w;
-    for (dlk_idx r = m0; r < m0 + mc; r++) {
-        const dlk_idx c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
-        const dlk_idx off_h = kh * g->dil_h - g->pad_h, off_w = kw * g->dil_w - g->pad_w;
-        dlk_idx oh0, oh1, ow0, ow1;
-        dlk_conv2d_valid_range(g->OH, g->H, g->stride_h, off_h, &oh0, &oh1);
-        dlk_conv2d_valid_range(OW, W, sw, off_w, &ow0, &ow1);
-        /* output rows that meet [p0, p0 + nb) and the valid rows */
-        const dlk_idx ra = DLK_MAX(oh0, p0 / OW), rb = DLK_MIN(oh1, (p0 + nb - 1) / OW + 1);
-        for (dlk_idx oh = ra; oh < rb; oh++) {
-            const dlk_idx a = DLK_MAX(ow0, p0 - oh * OW);
-            const dlk_idx b = DLK_MIN(ow1, p0 + nb - oh * OW);
-            if (a >= b) continue;
-            T *restrict xr = gxg + c * HW + (oh * g->stride_h + off_h) * W + a * sw + off_w;
-            const T *restrict s = col + (r - m0) * ldc + oh * OW + a - p0;
-            if (sw == 1) {
-                for (dlk_idx o = 0; o < b - a; o++) xr[o] += s[o];
-            } else {
-                for (dlk_idx o = 0; o < b - a; o++) xr[o * sw] += s[o];
-            }
-        }
-    }
+/* Taps of one axis that reach input phase r (positions stride*i + r): kernel
+ * index k with (r + pad - k*dil) divisible by stride, in increasing k (an
+ * arithmetic progression). Returns how many; list[] holds them. */
+static dlk_idx FN(phase_taps)(dlk_idx r, dlk_idx pad, dlk_idx dil, dlk_idx stride, dlk_idx K,
+                              dlk_idx *list) {
+    dlk_idx n = 0;
+    for (dlk_idx k = 0; k < K; k++)
+        if (((r + pad - k * dil) % stride + stride) % stride == 0) list[n++] = k;
+    return n;
 }
 
-/* Any stride: per (sample, group), col = W_g^T (K x OCg) @ grad_out_n,g
- * (OCg x OH*OW), a block of PK_MC rows x PK_NB pixels at a time, each block
- * scattered into grad_x right away (col2im), so the column gradient is never
- * stored whole. One task per (sample, group) owns its grad_x planes and adds
- * the blocks in a fixed order. */
-static int FN(im2col_grad_x_col2im)(const dlk_conv2d_geom *g, const T *grad_out,
+/* Stride > 1: grad_x split by phase. The input positions (sh*i + r, sw*j + q)
+ * of one phase (r, q) receive grad_out only through the taps kh, kw that land
+ * on that phase, and only at a fixed shift per tap: grad_x_rq[i, j] = sum over
+ * o and those taps of grad_out[o, i + d(kh), j + e(kw)] * w[o, c, kh, kw], a
+ * stride-1 cross-correlation of grad_out with a sub-kernel (flipped, channel
+ * axes swapped, dilation the shift step, top/left padding -d and -e of its last
+ * tap). So every phase runs on the forward engine (packed GEMM at full speed,
+ * no scatter-add) into its own planes, which are then interleaved into grad_x.
+ * Phases that no tap reaches (stride > kernel) are zero. Each grad_x element
+ * is written once, by the task that owns its plane. Needs a buffer of grad_x's
+ * size. */
+static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
                                     const T *weight, T *grad_x, int nthreads) {
-    const dlk_idx C = g->C, OC = g->OC, G = g->groups, Cg = C / G, OCg = OC / G;
-    const dlk_idx K = Cg * g->KH * g->KW, OHW = g->OH * g->OW, HW = g->H * g->W;
-    const dlk_idx Mp = FN(pk_round_m)(K), kcb = FN(pk_kc)(OCg);
-    T *Ap = (T *)malloc((size_t)(G * Mp * OCg) * sizeof(T));
-    if (!Ap) return DLK_ENOMEM;
-    for (dlk_idx grp = 0; grp < G; grp++)  /* A = W_g^T: A(k, o) = W_g[o, k] */
-        FN(pk_pack_a)(weight + grp * OCg * K, 1, K, K, OCg, Ap + grp * Mp * OCg);
-    const dlk_idx tasks = g->N * G;
-    int failed = 0;
-#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
-    {
-        T *Bk = (T *)malloc((size_t)(OCg * PK_NB + PK_MC * PK_NB) * sizeof(T));
-        T *col = Bk + OCg * PK_NB;
-        failed = !Bk;
-#pragma omp for schedule(dynamic, 1)
-        for (dlk_idx t = 0; t < tasks; t++) {
-            if (!Bk) continue;
-            const dlk_idx n = t / G, grp = t % G;
-            const T *gyg = grad_out + (n * OC + grp * OCg) * OHW;
-            const T *Ag = Ap + grp * Mp * OCg;
-            T *gxg = grad_x + (n * C + grp * Cg) * HW;
-            for (dlk_idx i = 0; i < Cg * HW; i++) gxg[i] = 0;
-            for (dlk_idx p0 = 0; p0 < OHW; p0 += PK_NB) {
-                const dlk_idx nb = DLK_MIN(PK_NB, OHW - p0);
-                for (dlk_idx k0 = 0; k0 < OCg; k0 += kcb)
-                    FN(pk_pack_b_rows)(gyg, OHW, k0, DLK_MIN(kcb, OCg - k0), p0, nb,
-                                       Bk + k0 * PK_NB);
-                for (dlk_idx m0 = 0; m0 < K; m0 += PK_MC) {
-                    const dlk_idx mc = DLK_MIN(PK_MC, K - m0);
-                    for (dlk_idx k0 = 0; k0 < OCg; k0 += kcb) {
-                        const dlk_idx kc = DLK_MIN(kcb, OCg - k0);
-                        FN(pk_block)(mc, nb, kc, Ag + k0 * Mp + m0 * kc, Bk + k0 * PK_NB, col,
-                                     PK_NB, k0 == 0, NULL);
-                    }
-                    FN(col2im_rows)(g, col, PK_NB, m0, mc, p0, nb, gxg);
-                }
+    const dlk_idx N = g->N, C = g->C, H = g->H, W = g->W, G = g->groups;
+    const dlk_idx Cg = C / G, OCg = g->OC / G, KH = g->KH, KW = g->KW;
+    const dlk_idx sh = g->stride_h, sw = g->stride_w;
+    T *buf = (T *)malloc((size_t)(N * C * H * W) * sizeof(T));
+    T *wt = (T *)malloc((size_t)(C * OCg * KH * KW) * sizeof(T));
+    dlk_idx *taps = (dlk_idx *)malloc((size_t)(KH + KW) * sizeof(dlk_idx));
+    int status = buf && wt && taps ? DLK_OK : DLK_ENOMEM;
+    dlk_idx off = 0;
+    for (dlk_idx r = 0; r < sh && status == DLK_OK; r++)
+        for (dlk_idx q = 0; q < sw && status == DLK_OK; q++) {
+            const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
+            const dlk_idx Wr = W > q ? (W - q + sw - 1) / sw : 0;
+            dlk_idx *th = taps, *tw = taps + KH;
+            const dlk_idx nj = FN(phase_taps)(r, g->pad_h, g->dil_h, sh, KH, th);
+            const dlk_idx mj = FN(phase_taps)(q, g->pad_w, g->dil_w, sw, KW, tw);
+            T *dst = buf + off;
+            off += N * C * Hr * Wr;
+            if (Hr * Wr == 0) continue;
+            if (nj == 0 || mj == 0) {
+                memset(dst, 0, (size_t)(N * C * Hr * Wr) * sizeof(T));
+                continue;
             }
+            for (dlk_idx grp = 0; grp < G; grp++)
+                for (dlk_idx c = 0; c < Cg; c++)
+                    for (dlk_idx o = 0; o < OCg; o++)
+                        for (dlk_idx t = 0; t < nj; t++)
+                            for (dlk_idx u = 0; u < mj; u++)
+                                wt[(((grp * Cg + c) * OCg + o) * nj + t) * mj + u] =
+                                    weight[(((grp * OCg + o) * Cg + c) * KH + th[nj - 1 - t]) *
+                                               KW +
+                                           tw[mj - 1 - u]];
+            dlk_conv2d_geom t = *g;
+            t.C = g->OC;
+            t.H = g->OH;
+            t.W = g->OW;
+            t.OC = C;
+            t.OH = Hr;
+            t.OW = Wr;
+            t.KH = nj;
+            t.KW = mj;
+            t.stride_h = t.stride_w = 1;
+            t.dil_h = nj > 1 ? (th[1] - th[0]) * g->dil_h / sh : 1;
+            t.dil_w = mj > 1 ? (tw[1] - tw[0]) * g->dil_w / sw : 1;
+            t.pad_h = -((r + g->pad_h - th[nj - 1] * g->dil_h) / sh);
+            t.pad_w = -((q + g->pad_w - tw[mj - 1] * g->dil_w) / sw);
+            status = FN(im2col_forward_core)(&t, grad_out, wt, NULL, dst, nthreads);
         }
-        free(Bk);
+    free(taps);
+    free(wt);
+    if (status == DLK_OK) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (dlk_idx p = 0; p < N * C; p++) {
+            T *restrict gx = grad_x + p * H * W;
+            const T *src = buf;
+            for (dlk_idx r = 0; r < sh; r++)
+                for (dlk_idx q = 0; q < sw; q++) {
+                    const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
+                    const dlk_idx Wr = W > q ? (W - q + sw - 1) / sw : 0;
+                    const T *restrict s = src + p * Hr * Wr;
+                    for (dlk_idx i = 0; i < Hr; i++)
+                        for (dlk_idx j = 0; j < Wr; j++)
+                            gx[(i * sh + r) * W + j * sw + q] = s[i * Wr + j];
+                    src += N * C * Hr * Wr;
+                }
+        }
     }
-    free(Ap);
-    return failed ? DLK_ENOMEM : DLK_OK;
+    free(buf);
+    return status;
 }
 
 int FN(dlk_conv2d_im2col_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
@@ -193,7 +208,7 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_conv2d_geom *g, const T *grad_out, 
     if ((parts & DLK_CONV2D_GRAD_X) && g->N * g->C * g->H * g->W > 0) {
         if (g->stride_h == 1 && g->stride_w == 1)
             return FN(im2col_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads);
-        return FN(im2col_grad_x_col2im)(g, grad_out, weight, grad_x, nthreads);
+        return FN(im2col_grad_x_phases)(g, grad_out, weight, grad_x, nthreads);
     }
     return DLK_OK;
 }

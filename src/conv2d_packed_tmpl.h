@@ -126,22 +126,6 @@ static inline T *FN(pk_b_at)(T *Bk, dlk_idx kc, dlk_idx kk, dlk_idx j) {
     return Bk + (j / PK_NR) * kc * PK_NR + kk * PK_NR + j % PK_NR;
 }
 
-/* Pack B(k, j) = src[k * ldb + p0 + j] for k in [k0, k0 + kc), j < nb, padding the
- * last panel with zero columns (plain row-major operand, e.g. grad_out). */
-static void FN(pk_pack_b_rows)(const T *src, dlk_idx ldb, dlk_idx k0, dlk_idx kc,
-                               dlk_idx p0, dlk_idx nb, T *Bk) {
-    const dlk_idx nbp = (nb + PK_NR - 1) / PK_NR * PK_NR;
-    for (dlk_idx kk = 0; kk < kc; kk++) {
-        const T *s = src + (k0 + kk) * ldb + p0;
-        for (dlk_idx j0 = 0; j0 < nbp; j0 += PK_NR) {
-            T *d = FN(pk_b_at)(Bk, kc, kk, j0);
-            const dlk_idx n = DLK_MIN(PK_NR, nb - j0);
-            for (dlk_idx j = 0; j < n; j++) d[j] = s[j0 + j];
-            for (dlk_idx j = DLK_MAX(n, 0); j < PK_NR; j++) d[j] = 0;
-        }
-    }
-}
-
 /* The zero-padded input rows that one block of output pixels reads, for one
  * (sample, group): Cg channels x R rows x sw column phases x Wq columns, where
  * element (c, r, pw, j) is x[c] at row row0 + r - pad_h and column

@@ -91,6 +91,10 @@ typedef struct {
     FN(pmask) lo[6], hi[6];
 } FN(wg_masks);
 
+/* Lane masks over a sample's reduction stream (wg_tile): all ones where the
+ * stream position is an output pixel. */
+typedef FN(pmask) FN(wg_keep);
+
 static void FN(wg_build_masks)(FN(wg_masks) *mk) {
     int level = 0;
     for (int s = (int)PK_VL; s > 1; s /= 2, level++) {
@@ -125,22 +129,36 @@ static inline void FN(wg_hsum_many)(const FN(pvec) *v, int n, const FN(wg_masks)
     }
 }
 
-/* out[i][j] = sum over the ns samples s of dot(gy[s][i][0:L], xs[s][j][0:L])
- * for a WG_MO x WG_NK tile (L a multiple of the vector width): the partial sums
- * stay in SIMD lanes across the samples of the group and are reduced once. */
-static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, dlk_idx L,
-                               const FN(wg_masks) *mk, T out[WG_MO * WG_NK]) {
+/* out[i][j] = sum over the ns samples s of dot(gy[i] + s*PL, xs[j] + s*PL) over
+ * the first Lq elements (a multiple of the vector width) for a WG_MO x WG_NK
+ * tile: the partial sums stay in SIMD lanes across the samples of the group and
+ * are reduced once. keep[q] is all ones where stream position q is an output
+ * pixel and zero in the slack (columns OW..Wq-1, positions past OH*Wq): there
+ * grad_out is zero but x is a real element that this tap does not read (it may
+ * be inf, and 0 * inf would turn the gradient NaN where torch stays finite), so
+ * the x lanes are masked, not just multiplied by zero. keep holds one mask
+ * vector per PK_VL stream positions. */
+static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, dlk_idx Lq,
+                               dlk_idx PL, const unsigned char *keep, const FN(wg_masks) *mk,
+                               T out[WG_MO * WG_NK]) {
     FN(pvec) acc[WG_MO * WG_NK];
     const FN(pvec) zero = {0};
     for (int a = 0; a < WG_MO * WG_NK; a++) acc[a] = zero;
     for (int s = 0; s < ns; s++) {
-        const T *const *g = gy + s * WG_MO, *const *xr = xs + s * WG_NK;
-        for (dlk_idx q = 0; q < L; q += PK_VL) {
+        const T *g[WG_MO], *xr[WG_NK];
+        for (int i = 0; i < WG_MO; i++) g[i] = gy[i] + s * PL;
+        for (int j = 0; j < WG_NK; j++) xr[j] = xs[j] + s * PL;
+        for (dlk_idx q = 0, v = 0; q < Lq; q += PK_VL, v++) {
             FN(pvec) gv[WG_MO];
             for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
+            FN(wg_keep) m;
+            memcpy(&m, keep + v * sizeof m, sizeof m);
             for (int j = 0; j < WG_NK; j++) {
+                FN(wg_keep) xi;
+                memcpy(&xi, xr[j] + q, sizeof xi);
+                xi &= m;
                 FN(pvec) xv;
-                memcpy(&xv, xr[j] + q, sizeof xv);
+                memcpy(&xv, &xi, sizeof xv);
                 DLK_IN_REGISTER(xv);
                 for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;
             }
@@ -159,9 +177,8 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     const FN(wg_dims) d = FN(wg_geometry)(g);
     /* A group of WG_NS samples lies sample-contiguous: phase plane (c, ph) of
      * sample s at (c*nph + ph)*WG_NS*PL + s*PL, then grad_out row o of sample s
-     * at xsz + (o*WG_NS + s)*PL. So a tap's stream over the group is one run of
-     * ns*PL elements: between samples it crosses PL - Lq slack elements whose
-     * grad_out is zero. Past the last plane it reads into the grad_out rows, and
+     * at xsz + (o*WG_NS + s)*PL. A tap reads Lq elements per sample from its
+     * shifted start; past the last plane that runs into the grad_out rows, and
      * past those into gslack zeros, so every element read is initialized. */
     const dlk_idx SP = WG_NS * d.PL;
     const dlk_idx xsz = Cg * d.nph * SP, per = xsz + OCg * SP;
@@ -189,6 +206,21 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     }
     FN(wg_masks) masks;
     FN(wg_build_masks)(&masks);
+    const dlk_idx nkeep = d.Lq / PK_VL;
+    unsigned char *keep = (unsigned char *)malloc((size_t)nkeep * sizeof(FN(wg_keep)));
+    if (!keep) {
+        free(koff);
+        free(buf);
+        return DLK_ENOMEM;
+    }
+    for (dlk_idx v = 0; v < nkeep; v++) {
+        FN(wg_keep) m;
+        for (dlk_idx l = 0; l < PK_VL; l++) {
+            const dlk_idx q = v * PK_VL + l;
+            m[l] = q < g->OH * d.Wq && q % d.Wq < g->OW ? -1 : 0;
+        }
+        memcpy(keep + v * sizeof m, &m, sizeof m);
+    }
     const int tap_major = Cg * d.nph * d.PL > OCg * d.Lq;
     const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
     const dlk_idx chunk = ngr * WG_NS;
@@ -231,13 +263,14 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                     for (int j = 0; j < WG_NK; j++)
                         xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
                     T out[WG_MO * WG_NK];
-                    FN(wg_tile)(gy, xs, 1, ns * d.PL, &masks, out);
+                    FN(wg_tile)(gy, xs, (int)ns, d.Lq, d.PL, keep, &masks, out);
                     for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
                         for (int j = 0; j < WG_NK && k0 + j < K; j++)
                             grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
                 }
             }
         }
+    free(keep);
     free(koff);
     free(buf);
     return DLK_OK;

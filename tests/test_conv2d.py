@@ -288,7 +288,13 @@ IM2COL_CASES = [
     ((2, 4, 15, 15), (10, 4, 3, 3), 2, 1, 1, 1),     # strided, packed (OW 8 in float32)
     ((2, 4, 16, 32), (6, 2, 3, 3), 1, 2, 2, 2),      # dilation and groups, in place
     ((1, 32, 6, 7), (12, 32, 3, 3), 1, 1, 1, 1),     # K = 288: two reduction blocks
-    ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),      # grad_x col2im with 2 reduction blocks
+    ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),      # strided grad_x, 2 reduction blocks
+    # strided grad_x by input phase: taps per phase, shifts, empty phases
+    ((2, 3, 9, 11), (5, 3, 2, 2), 3, 0, 1, 1),       # stride > kernel: a phase no tap reaches
+    ((1, 2, 1, 5), (4, 2, 1, 3), 2, (0, 1), 1, 1),   # one row: row phase 1 is empty
+    ((2, 4, 13, 14), (6, 2, 5, 4), (2, 3), (3, 1), (3, 2), 2),  # dilation across phases, groups
+    ((1, 3, 8, 8), (4, 3, 3, 3), 2, 4, 1, 1),        # padding beyond the kernel: shifts > 0
+    ((2, 3, 12, 10), (7, 3, 4, 2), (4, 2), (1, 0), 1, 1),  # stride 4 rows: one tap per phase
     ((5, 6, 7, 9), (7, 6, 2, 3), (2, 3), (1, 2), (2, 1), 1),  # 5 samples: a group of 1
     ((6, 4, 5, 16), (5, 4, 1, 1), 1, 0, 1, 1),       # 1x1, in place, 6 samples
     ((2, 4, 5, 5), (6, 4, 3, 3), 1, 3, 1, 1),        # padding beyond the kernel: grad_x pad < 0
@@ -458,3 +464,51 @@ def test_threads_bit_identical_at_blas_sizes(algo):
         dlkern.set_num_threads(None)
     for one, two in zip(results[1], results[2]):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("case", [
+    ((2, 2, 10, 20), (9, 2, 3, 3), 2, 0, 1, 1),     # last row and column unread
+    ((1, 3, 4, 111), (9, 3, 2, 2), 3, 0, 1, 1),     # stride 3: column 110 unread
+    ((2, 2, 3, 12), (9, 2, 1, 3), 1, 0, (1, 5), 1),  # dilation 5: columns 2-4, 7-9 unread
+], ids=["stride2", "stride3-wide", "dilation-gaps"])
+def test_im2col_unread_elements_do_not_reach_results(case, bad, dtype):
+    """x elements no output reads influence no result (as in torch): the im2col
+    grad_weight reads them in the slack columns of its padded planes, where
+    grad_out is zero, and must not multiply them (0 * inf is NaN)."""
+    x, w, b, kw = _data(case, dtype, seed=3)
+    y = R.conv2d(x, w, b, **kw)
+    gy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    # which x elements some output reads, at some tap
+    read = R.conv2d_backward(np.ones_like(y), np.ones_like(x), np.ones_like(w), **kw)[0] != 0
+    assert not read.all()
+    x_bad = np.where(read, x, dtype(bad))
+    clean = (F.conv2d(x, w, b, algo="im2col", **kw),) + tuple(
+        F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+    got = (F.conv2d(x_bad, w, b, algo="im2col", **kw),) + tuple(
+        F.conv2d_backward(gy, x_bad, w, algo="im2col", **kw))
+    for name, g, c in zip(("y", "grad_x", "grad_weight", "grad_bias"), got, clean):
+        assert np.all(np.isfinite(g)), name
+        np.testing.assert_array_equal(g, c, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algo", ["direct", "im2col"])
+def test_grad_weight_taps_that_skip_a_bad_element_stay_exact(algo, dtype):
+    """An inf in x that some taps read (and others reach only as padding, e.g. the
+    last column for the left tap): the grad_weight entries of the taps that never
+    read it equal the clean result bit for bit, as in torch; the others are not
+    finite."""
+    case = ((2, 3, 9, 11), (10, 3, 3, 3), 1, 1, 1, 1)
+    x, w, b, kw = _data(case, dtype, seed=5)
+    gy = np.random.default_rng(6).standard_normal((2, 10, 9, 11)).astype(dtype)
+    x_bad = x.copy()
+    x_bad[1, 2, 4, 10] = np.inf   # last column: tap kw=0 never reads it
+    clean = F.conv2d_backward(gy, x, w, algo=algo, **kw)[1]
+    got = F.conv2d_backward(gy, x_bad, w, algo=algo, **kw)[1]
+    skip = np.zeros(w.shape, bool)
+    skip[:, :, :, 0] = True     # column 10 + 1 - 0 = output column 11: none
+    skip[:, :2] = True          # other input channels
+    np.testing.assert_array_equal(got[skip], clean[skip])
+    assert not np.isfinite(got[~skip]).any()

@@ -37,6 +37,12 @@ CASES = [
     ((2, 1, 5, 30), (4, 1, 1, 11), 1, 0, 1, 1),        # 11 taps: grad_weight 4 x 6 then 4 x 5
     ((2, 2, 6, 20), (4, 2, 2, 2), 1, 0, 1, 1),         # 8 taps: 4 x 6 then 4 x 2
     ((2, 1, 6, 20), (5, 1, 2, 5), 1, 1, 1, 1),         # 10 taps: 4 x 6 + 4 x 4, then 1 x 10
+    # depthwise 3x3 row-sliding forward (stride 1, dilation 1, one channel per group):
+    ((2, 3, 32, 32), (3, 1, 3, 3), 1, 1, 1, 3),        # whole 4-row tiles, whole vectors
+    ((1, 2, 7, 45), (2, 1, 3, 3), 1, 1, 1, 2),         # 7 rows = 4 + 3 single; OW 45 = 2 x 16 + 13
+    ((2, 2, 5, 3), (2, 1, 3, 3), 1, 0, 1, 2),          # unpadded: 3 x 1 output, one partial vector
+    ((1, 2, 4, 6), (2, 1, 3, 3), 1, (2, 3), 1, 2),     # padding beyond the kernel reach
+    ((2, 3, 1, 1), (3, 1, 3, 3), 1, 1, 1, 3),          # single pixel
 ]
 
 
