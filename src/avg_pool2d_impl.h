@@ -75,15 +75,8 @@ static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
     for (dlk_idx ih = 0; ih < s->h; ih++) {
         T *restrict r = plane + ih * len;
         if (mode == AVGP_SPLIT) {
-            /* padded column q = iw + pw goes to ev[q/2] or od[q/2]; read straight
-             * from x (no staging row: a 64-byte load straddling fresh narrower
-             * stores stalls on store forwarding); pads outside the fixed ranges
-             * keep their initial value */
-            const T *restrict xr = xp + ih * W;
-            for (dlk_idx t = (pw + 1) / 2; t < (W + pw + 1) / 2; t++)
-                r[t] = xr[2 * t - pw];
-            for (dlk_idx t = pw / 2; t < (W + pw) / 2; t++)
-                r[half + t] = xr[2 * t + 1 - pw];
+            /* read straight from x: a staging row stalls on store forwarding */
+            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
         } else {
             memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
         }

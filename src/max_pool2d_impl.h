@@ -71,11 +71,75 @@ static DLK_INLINE void DLK_CAT(max_taps_s2, SUF)(const T *restrict ev, const T *
     }
 }
 
+/* One output row from a prepared plane (padded on all sides, so every tap of
+ * every window is inside it: no clipping). r0 is the window's first row; taps
+ * are visited row-major (a outer, b inner) for each column j in one pass, so a
+ * whole output row costs one loop with no reload of partial maxima. split: the
+ * rows are even/odd halves of length half (stride 2). The value starts at -inf
+ * with PyTorch's default argmax def + iw0[j]; padding (-inf) never wins. Inlined
+ * with constant geometry (kh, kw, strides) at each call site. */
+static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rstride,
+                                               dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                               dlk_idx sw, int split, dlk_idx half,
+                                               int64_t rowbase0, dlk_idx W, int64_t def,
+                                               const int64_t *restrict iw0,
+                                               T *restrict o, int64_t *restrict ind)
+{
+    if (ind) {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = -INFINITY;
+            int64_t mi = def + iw0[j];
+            for (dlk_idx a = 0; a < kh; a++) {
+                const T *restrict r = r0 + a * rstride;
+                for (dlk_idx b = 0; b < kw; b++) {
+                    const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
+                                      : r[j * sw + b];
+                    const int take = (v > m) | (v != v);
+                    m = take ? v : m;
+                    mi = take ? rowbase0 + a * W + j * sw + b : mi;
+                }
+            }
+            o[j] = m;
+            ind[j] = mi;
+        }
+    } else {
+        for (dlk_idx j = 0; j < owr; j++) {
+            T m = -INFINITY;
+            for (dlk_idx a = 0; a < kh; a++) {
+                const T *restrict r = r0 + a * rstride;
+                for (dlk_idx b = 0; b < kw; b++) {
+                    const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
+                                      : r[j * sw + b];
+                    m = ((v > m) | (v != v)) ? v : m;
+                }
+            }
+            o[j] = m;
+        }
+    }
+}
+
+/* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
+static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    if (s->dh != 1 || s->dw != 1)
+        return 0;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;  /* split rows */
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
 static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
 {
     if (s->dw == 1 && s->sw == 2 && s->kw == 3)
         return MAXP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w)
+    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
+        g->rows == s->h)
         return MAXP_DIRECT;
     return MAXP_PADDED;
 }
@@ -88,17 +152,10 @@ static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 {
     const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
     for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + ih * len;
+        T *restrict r = plane + (ih + s->ph) * len;
         if (mode == MAXP_SPLIT) {
-            /* padded column q = iw + pw goes to ev[q/2] or od[q/2]; read straight
-             * from x (no staging row: a 64-byte load straddling fresh narrower
-             * stores stalls on store forwarding); pads outside the fixed ranges
-             * keep their initial value */
-            const T *restrict xr = xp + ih * W;
-            for (dlk_idx t = (pw + 1) / 2; t < (W + pw + 1) / 2; t++)
-                r[t] = xr[2 * t - pw];
-            for (dlk_idx t = pw / 2; t < (W + pw) / 2; t++)
-                r[half + t] = xr[2 * t + 1 - pw];
+            /* read straight from x: a staging row stalls on store forwarding */
+            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
         } else {
             memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay -inf */
         }
@@ -106,7 +163,7 @@ static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 }
 
 /* One output row oh into o[0, owr) and (if not NULL) ind, from the prepared rows
- * (row ih at rows + ih * rstride). iw0[j] is the first in-range column of window
+ * (row ih at rows + ih * rstride, for ih in [-ph, g->rows - ph)). iw0[j] is the first in-range column of window
  * j: the argmax PyTorch reports for a window that holds only -inf. */
 static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
                                   int mode, const T *restrict rows, dlk_idx rstride,
@@ -119,6 +176,22 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     const dlk_idx ih0 = hs + alo * s->dh;  /* PyTorch's default argmax row */
     const T ninf = -INFINITY;
 
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    if (kind) {
+        /* window rows hs .. hs + kh - 1 all lie in the prepared plane */
+        const T *r0 = rows + hs * rstride;
+        const int64_t rb = hs * W - pw, def = ih0 * W;
+        const dlk_idx owr = g->owr, half = g->half;
+        if (kind == 1)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 3, 3, 2, 1, half, rb, W, def, g->iw0, o, ind);
+        else if (kind == 2)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 2, 2, 2, 0, half, rb, W, def, g->iw0, o, ind);
+        else if (kind == 3)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 3, 3, 1, 0, half, rb, W, def, g->iw0, o, ind);
+        else
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 2, 2, 1, 0, half, rb, W, def, g->iw0, o, ind);
+        return;
+    }
     for (dlk_idx j = 0; j < g->owr; j++)
         o[j] = ninf;
     if (ind)
@@ -151,7 +224,7 @@ typedef struct {
 static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_pool2d_shape *s,
                                         const dlk_pool_scratch *g, int mode)
 {
-    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(s->h * g->len);
+    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(g->rows * g->len);
     const size_t n = nplane + (size_t)g->len + (size_t)g->owr;
     w->plane = malloc(n * sizeof(T));
     w->ind = malloc((size_t)g->owr * sizeof(int64_t));
@@ -186,7 +259,7 @@ static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool
     }
     DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane, w->tmp);
     *rstride = g->len;
-    return w->plane;
+    return w->plane + s->ph * g->len;  /* input row 0; the top padding rows precede it */
 }
 
 /* The plane loop is the only parallel loop, so each output is computed by one
