@@ -72,12 +72,11 @@ static DLK_INLINE void DLK_CAT(max_taps_s2, SUF)(const T *restrict ev, const T *
 }
 
 /* One output row from a prepared plane (padded on all sides, so every tap of
- * every window is inside it: no clipping). r0 is the window's first row; taps
- * are visited row-major (a outer, b inner) for each column j in one pass, so a
- * whole output row costs one loop with no reload of partial maxima. split: the
- * rows are even/odd halves of length half (stride 2). The value starts at -inf
- * with PyTorch's default argmax def + iw0[j]; padding (-inf) never wins. Inlined
- * with constant geometry (kh, kw, strides) at each call site. */
+ * every window is inside it: no clipping), r0 being the window's first row;
+ * split: rows are even/odd halves of length half (stride 2). All kh x kw taps of
+ * column j are folded in one pass, row-major, strict ">" so the first maximum
+ * wins, NaN always taken; a -inf pad never wins and leaves PyTorch's default
+ * argmax def + iw0[j]. Inlined with constant geometry at each call site. */
 static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rstride,
                                                dlk_idx owr, dlk_idx kh, dlk_idx kw,
                                                dlk_idx sw, int split, dlk_idx half,
@@ -85,38 +84,91 @@ static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rst
                                                const int64_t *restrict iw0,
                                                T *restrict o, int64_t *restrict ind)
 {
-    if (ind) {
-        for (dlk_idx j = 0; j < owr; j++) {
-            T m = -INFINITY;
-            int64_t mi = def + iw0[j];
-            for (dlk_idx a = 0; a < kh; a++) {
-                const T *restrict r = r0 + a * rstride;
-                for (dlk_idx b = 0; b < kw; b++) {
-                    const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
-                                      : r[j * sw + b];
-                    const int take = (v > m) | (v != v);
-                    m = take ? v : m;
-                    mi = take ? rowbase0 + a * W + j * sw + b : mi;
-                }
+    for (dlk_idx j = 0; j < owr; j++) {
+        T m = -INFINITY;
+        int64_t mi = def + iw0[j];
+        for (dlk_idx a = 0; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            for (dlk_idx b = 0; b < kw; b++) {
+                const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
+                                  : r[j * sw + b];
+                const int take = (v > m) | (v != v);
+                m = take ? v : m;
+                mi = take ? rowbase0 + a * W + j * sw + b : mi;
             }
-            o[j] = m;
-            ind[j] = mi;
         }
-    } else {
-        for (dlk_idx j = 0; j < owr; j++) {
-            T m = -INFINITY;
-            for (dlk_idx a = 0; a < kh; a++) {
-                const T *restrict r = r0 + a * rstride;
-                for (dlk_idx b = 0; b < kw; b++) {
-                    const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
-                                      : r[j * sw + b];
-                    m = ((v > m) | (v != v)) ? v : m;
-                }
-            }
-            o[j] = m;
-        }
+        o[j] = m;
+        ind[j] = mi;
     }
 }
+
+/* Values only, explicit 64-byte vectors (GCC vector extensions). The rule "a
+ * later tap wins if greater or NaN" is associative (it yields the last NaN, else
+ * the first maximum in window order), so each window row is folded on its own
+ * and the row results are folded in order: kh independent chains instead of one
+ * kh*kw-deep chain of compare + blend, which bounds a row that is one vector. */
+typedef T DLK_CAT(maxp_vec, SUF) __attribute__((vector_size(64)));
+typedef TI DLK_CAT(maxp_ivec, SUF) __attribute__((vector_size(64)));
+#define MAXP_VL ((dlk_idx)(64 / sizeof(T)))
+
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_load, SUF)(const T *p)
+{
+    DLK_CAT(maxp_vec, SUF) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* later tap v over running m: v where v > m or v is NaN */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(maxp_vec, SUF) m,
+                                                                 DLK_CAT(maxp_vec, SUF) v)
+{
+    const DLK_CAT(maxp_ivec, SUF) take = (v > m) | (v != v);
+    DLK_CAT(maxp_ivec, SUF) vi, mi;
+    memcpy(&vi, &v, sizeof vi);
+    memcpy(&mi, &m, sizeof mi);
+    const DLK_CAT(maxp_ivec, SUF) r = (take & vi) | (~take & mi);
+    memcpy(&m, &r, sizeof m);
+    return m;
+}
+
+/* Tap b of the vector of windows starting at column j of row r. mode: 0 = taps
+ * r[j + b] (stride 1), 1 = split halves, 2 = stride 2 (de-interleaved in
+ * registers from two loads). */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_tap, SUF)(const T *restrict r, dlk_idx j,
+                                                                dlk_idx b, int mode,
+                                                                dlk_idx half)
+{
+    if (mode == 0)
+        return DLK_CAT(maxp_load, SUF)(r + j + b);
+    if (mode == 1)
+        return DLK_CAT(maxp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
+    DLK_CAT(maxp_ivec, SUF) sel;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        sel[k] = (TI)(2 * k + (b & 1));
+    return __builtin_shuffle(DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
+                             DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + MAXP_VL),
+                             sel);
+}
+
+static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_idx rstride,
+                                                    dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                                    int mode, dlk_idx half, T *restrict o)
+{
+    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        DLK_CAT(maxp_vec, SUF) m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        for (dlk_idx b = 1; b < kw; b++)
+            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half));
+        for (dlk_idx a = 1; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            DLK_CAT(maxp_vec, SUF) rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            for (dlk_idx b = 1; b < kw; b++)
+                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half));
+            m = DLK_CAT(maxp_fold, SUF)(m, rm);
+        }
+        memcpy(o + j, &m, sizeof m);
+    }
+}
+#undef MAXP_VL
 
 /* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
 static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
@@ -182,7 +234,16 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         const T *r0 = rows + hs * rstride;
         const int64_t rb = hs * W - pw, def = ih0 * W;
         const dlk_idx owr = g->owr, half = g->half;
-        if (kind == 1)
+        if (!ind) {
+            if (kind == 1)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 3, 3, 1, half, o);
+            else if (kind == 2)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 2, 2, 2, half, o);
+            else if (kind == 3)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 3, 3, 0, half, o);
+            else
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 2, 2, 0, half, o);
+        } else if (kind == 1)
             DLK_CAT(max_fused, SUF)(r0, rstride, owr, 3, 3, 2, 1, half, rb, W, def, g->iw0, o, ind);
         else if (kind == 2)
             DLK_CAT(max_fused, SUF)(r0, rstride, owr, 2, 2, 2, 0, half, rb, W, def, g->iw0, o, ind);
@@ -212,6 +273,41 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         else
             DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, kw, sw, dw, o, ind);
     }
+}
+
+/* Every output row of one plane, values only, for a fused geometry: the row
+ * loop sits outside the call so a one-vector row pays no per-call setup. buf
+ * takes a row of owr when ow is not a whole number of blocks. */
+static DLK_INLINE void DLK_CAT(max_plane_vals_k, SUF)(const dlk_pool2d_shape *s,
+                                                      const dlk_pool_scratch *g,
+                                                      const T *rows, dlk_idx rstride,
+                                                      dlk_idx kh, dlk_idx kw, int mode,
+                                                      T *restrict outp, T *restrict buf)
+{
+    const dlk_idx ow = s->ow, owr = g->owr;
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const T *r0 = rows + (i * s->sh - s->ph) * rstride;
+        if (owr == ow) {
+            DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, kh, kw, mode, g->half, outp + i * ow);
+        } else {
+            DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, kh, kw, mode, g->half, buf);
+            memcpy(outp + i * ow, buf, (size_t)ow * sizeof(T));
+        }
+    }
+}
+
+static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                         int kind, const T *rows, dlk_idx rstride,
+                                         T *restrict outp, T *restrict buf)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 3, 3, 1, outp, buf);
+    else if (kind == 2)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 2, outp, buf);
+    else if (kind == 3)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 3, 3, 0, outp, buf);
+    else
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 0, outp, buf);
 }
 
 /* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
@@ -274,6 +370,7 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
     const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -289,6 +386,10 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                 continue;
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            if (kind && !indices) {
+                DLK_CAT(max_plane_vals, SUF)(s, &g, kind, rows, rstride, out + p * ohw, w.o);
+                continue;
+            }
             for (dlk_idx i = 0; i < s->oh; i++) {
                 T *orow = out + p * ohw + i * s->ow;
                 int64_t *irow = indices ? indices + p * ohw + i * s->ow : NULL;
