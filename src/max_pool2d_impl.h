@@ -168,6 +168,61 @@ static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_id
         memcpy(o + j, &m, sizeof m);
     }
 }
+/* Argmax of each window of one output row as a flat index into the H*W plane
+ * (the backward's scatter target), same fold and ties as max_fused_vals: the
+ * candidate index rides along each compare. rowbase0 = hs*W - pw (flat index of
+ * padded column 0 of the window's first row), def = ih0*W (PyTorch's default row
+ * for a window of only -inf, whose default column is the first in range). */
+static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(maxp_ivec, SUF) take,
+                                                                  DLK_CAT(maxp_ivec, SUF) a,
+                                                                  DLK_CAT(maxp_ivec, SUF) b)
+{
+    return (take & a) | (~take & b);
+}
+
+static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx rstride,
+                                                   dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                                   int mode, dlk_idx half, dlk_idx sw,
+                                                   TI rowbase0, TI W, TI def, TI pw,
+                                                   TI *restrict ib)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    ivec lane;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        lane[k] = (TI)(k * sw);
+    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        const ivec col0 = (TI)(j * sw) + lane;  /* padded column of tap 0 */
+        vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        ivec mi = rowbase0 + col0;
+        for (dlk_idx b = 1; b < kw; b++) {
+            const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+            const ivec take = (v > m) | (v != v);
+            m = DLK_CAT(maxp_fold, SUF)(m, v);
+            mi = DLK_CAT(maxp_isel, SUF)(take, rowbase0 + col0 + (TI)b, mi);
+        }
+        for (dlk_idx a = 1; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            const TI rb = rowbase0 + (TI)a * W;
+            vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            ivec ri = rb + col0;
+            for (dlk_idx b = 1; b < kw; b++) {
+                const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+                const ivec take = (v > rm) | (v != v);
+                rm = DLK_CAT(maxp_fold, SUF)(rm, v);
+                ri = DLK_CAT(maxp_isel, SUF)(take, rb + col0 + (TI)b, ri);
+            }
+            const ivec take = (rm > m) | (rm != rm);
+            m = DLK_CAT(maxp_fold, SUF)(m, rm);
+            mi = DLK_CAT(maxp_isel, SUF)(take, ri, mi);
+        }
+        /* only -inf (input or padding): PyTorch's default, the first in-range cell */
+        ivec dcol = col0 - pw;
+        dcol = DLK_CAT(maxp_isel, SUF)(dcol < 0, dcol - dcol, dcol);
+        mi = DLK_CAT(maxp_isel, SUF)(m == -INFINITY, def + dcol, mi);
+        memcpy(ib + j, &mi, sizeof mi);
+    }
+}
 #undef MAXP_VL
 
 /* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
@@ -310,6 +365,43 @@ static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_po
         DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 0, outp, buf);
 }
 
+/* Backward of one plane for a fused geometry: each output row's argmax (vector)
+ * into ib (owr cells), then grad_out added at it in (row, column) order, the
+ * order PyTorch accumulates in. gx is zeroed. */
+static DLK_INLINE void DLK_CAT(max_plane_scatter_k, SUF)(const dlk_pool2d_shape *s,
+                                                         const dlk_pool_scratch *g,
+                                                         const T *rows, dlk_idx rstride,
+                                                         dlk_idx kh, dlk_idx kw, int mode,
+                                                         const T *restrict gp,
+                                                         T *restrict gx, TI *restrict ib)
+{
+    const dlk_idx W = s->w, ow = s->ow;
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const dlk_idx hs = i * s->sh - s->ph;
+        DLK_CAT(max_fused_arg, SUF)(rows + hs * rstride, rstride, g->owr, kh, kw, mode,
+                                    g->half, s->sw, (TI)(hs * W - s->pw), (TI)W,
+                                    (TI)(DLK_MAX(hs, 0) * W), (TI)s->pw, ib);
+        for (dlk_idx j = 0; j < ow; j++)
+            gx[ib[j]] += gp[i * ow + j];
+    }
+}
+
+static void DLK_CAT(max_plane_scatter, SUF)(const dlk_pool2d_shape *s,
+                                            const dlk_pool_scratch *g, int kind,
+                                            const T *rows, dlk_idx rstride,
+                                            const T *restrict gp, T *restrict gx,
+                                            TI *restrict ib)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 3, 3, 1, gp, gx, ib);
+    else if (kind == 2)
+        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, ib);
+    else if (kind == 3)
+        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 3, 3, 0, gp, gx, ib);
+    else
+        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 2, 2, 0, gp, gx, ib);
+}
+
 /* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
  * output row of values and indices. */
 typedef struct {
@@ -441,6 +533,8 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    /* the vector argmax holds flat indices in TI (int32 for float) */
+    const int kind = (double)hw < 2147483647.0 ? DLK_CAT(max_fused_kind, SUF)(s) : 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -458,6 +552,11 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
             memset(gx, 0, (size_t)hw * sizeof(T));
+            if (kind) {
+                DLK_CAT(max_plane_scatter, SUF)(s, &g, kind, rows, rstride,
+                                                grad_out + p * ohw, gx, (TI *)w.ind);
+                continue;
+            }
             for (dlk_idx i = 0; i < s->oh; i++) {
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;
                 DLK_CAT(max_row, SUF)(s, &g, mode, rows, rstride, i, w.o, w.ind);
