@@ -223,7 +223,6 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
         memcpy(ib + j, &mi, sizeof mi);
     }
 }
-#undef MAXP_VL
 
 /* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
 static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
@@ -365,42 +364,136 @@ static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_po
         DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 0, outp, buf);
 }
 
-/* Backward of one plane for a fused geometry: each output row's argmax (vector)
- * into ib (owr cells), then grad_out added at it in (row, column) order, the
- * order PyTorch accumulates in. gx is zeroed. */
-static DLK_INLINE void DLK_CAT(max_plane_scatter_k, SUF)(const dlk_pool2d_shape *s,
-                                                         const dlk_pool_scratch *g,
-                                                         const T *rows, dlk_idx rstride,
-                                                         dlk_idx kh, dlk_idx kw, int mode,
-                                                         const T *restrict gp,
-                                                         T *restrict gx, TI *restrict ib)
+/* Winning tap a*kw + b of each window of the vector of output columns from j
+ * (same fold and ties as max_fused_vals); a window of only -inf gets the tap of
+ * its first in-range cell (PyTorch's default): row a0, column max(pw - col, 0). */
+static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
+    const T *restrict r0, dlk_idx rstride, dlk_idx j, dlk_idx kh, dlk_idx kw, int mode,
+    dlk_idx half, dlk_idx sw, TI a0, TI pw)
 {
-    const dlk_idx W = s->w, ow = s->ow;
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    ivec zero = {0};
+    ivec mc = zero;
+    for (dlk_idx b = 1; b < kw; b++) {
+        const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+        mc = DLK_CAT(maxp_isel, SUF)((v > m) | (v != v), zero + (TI)b, mc);
+        m = DLK_CAT(maxp_fold, SUF)(m, v);
+    }
+    for (dlk_idx a = 1; a < kh; a++) {
+        const T *restrict r = r0 + a * rstride;
+        vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+        ivec rc = zero + (TI)(a * kw);
+        for (dlk_idx b = 1; b < kw; b++) {
+            const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+            rc = DLK_CAT(maxp_isel, SUF)((v > rm) | (v != v), zero + (TI)(a * kw + b), rc);
+            rm = DLK_CAT(maxp_fold, SUF)(rm, v);
+        }
+        mc = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc, mc);
+        m = DLK_CAT(maxp_fold, SUF)(m, rm);
+    }
+    ivec b0;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        b0[k] = (TI)(pw - (j + k) * sw);
+    b0 = DLK_CAT(maxp_isel, SUF)(b0 < 0, zero, b0);
+    return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, a0 * (TI)kw + b0, mc);
+}
+
+/* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(maxp_ivec, SUF) code,
+                                                                 TI c,
+                                                                 DLK_CAT(maxp_ivec, SUF) gi)
+{
+    DLK_CAT(maxp_vec, SUF) v;
+    const DLK_CAT(maxp_ivec, SUF) sel = gi & (code == c);
+    memcpy(&v, &sel, sizeof v);
+    return v;
+}
+
+/* Backward of one plane for a fused stride-2 geometry (kw = 2 or 3), in
+ * vectors: each output row's winning taps, then grad_out added into a zeroed
+ * padded plane acc split into even/odd halves like the prepared rows, then its
+ * interior merged into gx. Every cell receives its contributions in PyTorch's
+ * order (output row, then column): an even cell k gets tap 2 of window k - 1
+ * before tap 0 of window k, the former shifted in from the previous vector in
+ * registers (one load and store per vector: a store at j + 1 followed by a load
+ * at j would stall on store forwarding). gb holds a row of grad_out padded with
+ * zeros to owr. */
+static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g,
+                                                     const T *rows, dlk_idx rstride,
+                                                     dlk_idx kh, dlk_idx kw, int mode,
+                                                     const T *restrict gp, T *restrict gx,
+                                                     T *restrict acc, T *restrict gb)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
+    const dlk_idx pw = s->pw;
+    ivec shift;  /* (prev, cur) -> prev[VL - 1], cur[0], ..., cur[VL - 2] */
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        shift[k] = (TI)(MAXP_VL - 1 + k);
+    memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
     for (dlk_idx i = 0; i < s->oh; i++) {
         const dlk_idx hs = i * s->sh - s->ph;
-        DLK_CAT(max_fused_arg, SUF)(rows + hs * rstride, rstride, g->owr, kh, kw, mode,
-                                    g->half, s->sw, (TI)(hs * W - s->pw), (TI)W,
-                                    (TI)(DLK_MAX(hs, 0) * W), (TI)s->pw, ib);
-        for (dlk_idx j = 0; j < ow; j++)
-            gx[ib[j]] += gp[i * ow + j];
+        const T *gr = gp + i * ow;
+        if (owr != ow) {
+            memcpy(gb, gr, (size_t)ow * sizeof(T));  /* gb[ow, owr) stays zero */
+            gr = gb;
+        }
+        vec prev[3] = {{0}, {0}, {0}};
+        for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+            const ivec code = DLK_CAT(max_fused_code, SUF)(
+                rows + hs * rstride, rstride, j, kh, kw, mode, g->half, 2,
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw);
+            ivec gi;
+            memcpy(&gi, gr + j, sizeof gi);
+            for (dlk_idx a = 0; a < kh; a++) {
+                T *restrict ev = acc + (i * s->sh + a) * len + j, *restrict od = ev + half;
+                vec e, o;
+                memcpy(&e, ev, sizeof e);
+                memcpy(&o, od, sizeof o);
+                if (kw == 3) {
+                    const vec c2 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw + 2), gi);
+                    e += __builtin_shuffle(prev[a], c2, shift);
+                    prev[a] = c2;
+                }
+                e += DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw), gi);
+                o += DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw + 1), gi);
+                memcpy(ev, &e, sizeof e);
+                memcpy(od, &o, sizeof o);
+            }
+        }
+        if (kw == 3)  /* tap 2 of the last vector's last window */
+            for (dlk_idx a = 0; a < kh; a++)
+                acc[(i * s->sh + a) * len + owr] += prev[a][MAXP_VL - 1];
+    }
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        const T *ar = acc + (ih + s->ph) * len;
+        DLK_POOL_MERGE_ROW(SUF, ar, ar + half, W, pw, gx + ih * W);
     }
 }
 
-static void DLK_CAT(max_plane_scatter, SUF)(const dlk_pool2d_shape *s,
-                                            const dlk_pool_scratch *g, int kind,
-                                            const T *rows, dlk_idx rstride,
-                                            const T *restrict gp, T *restrict gx,
-                                            TI *restrict ib)
+/* The fused geometries the vector backward covers (stride 2): 0 if none. */
+static int DLK_CAT(max_bwd_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    return kind == 1 || kind == 2 ? kind : 0;
+}
+
+static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                        int kind, const T *rows, dlk_idx rstride,
+                                        const T *restrict gp, T *restrict gx,
+                                        T *restrict acc, T *restrict gb)
 {
     if (kind == 1)
-        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 3, 3, 1, gp, gx, ib);
-    else if (kind == 2)
-        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, ib);
-    else if (kind == 3)
-        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 3, 3, 0, gp, gx, ib);
+        DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 3, 3, 1, gp, gx, acc, gb);
     else
-        DLK_CAT(max_plane_scatter_k, SUF)(s, g, rows, rstride, 2, 2, 0, gp, gx, ib);
+        DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, acc, gb);
 }
+
+#undef MAXP_VL
 
 /* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
  * output row of values and indices. */
@@ -533,14 +626,17 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
-    /* the vector argmax holds flat indices in TI (int32 for float) */
-    const int kind = (double)hw < 2147483647.0 ? DLK_CAT(max_fused_kind, SUF)(s) : 0;
+    /* column arithmetic of the vector path is in TI (int32 for float) */
+    const int kind = (double)s->w < 1e9 ? DLK_CAT(max_bwd_kind, SUF)(s) : 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
         DLK_CAT(max_work, SUF) w;
-        const int ok = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        /* fused geometries: a padded gradient plane and a zero-padded grad_out row */
+        T *acc = kind ? calloc((size_t)(g.rows * g.len + g.owr), sizeof(T)) : NULL;
+        const int ok_w = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        const int ok = ok_w && (!kind || acc);
         failed = !ok;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -551,12 +647,12 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             T *restrict gx = grad_x + p * hw;
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
-            memset(gx, 0, (size_t)hw * sizeof(T));
             if (kind) {
-                DLK_CAT(max_plane_scatter, SUF)(s, &g, kind, rows, rstride,
-                                                grad_out + p * ohw, gx, (TI *)w.ind);
+                DLK_CAT(max_plane_bwd, SUF)(s, &g, kind, rows, rstride, grad_out + p * ohw,
+                                            gx, acc, acc + g.rows * g.len);
                 continue;
             }
+            memset(gx, 0, (size_t)hw * sizeof(T));
             for (dlk_idx i = 0; i < s->oh; i++) {
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;
                 DLK_CAT(max_row, SUF)(s, &g, mode, rows, rstride, i, w.o, w.ind);
@@ -567,8 +663,9 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
                 }
             }
         }
-        if (ok)
+        if (ok_w)
             DLK_CAT(max_work_free, SUF)(&w);
+        free(acc);
     }
     dlk_pool_scratch_free(&g);
     return failed ? DLK_ENOMEM : DLK_OK;

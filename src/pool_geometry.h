@@ -142,6 +142,67 @@ static inline void dlk_pool_split_f64(const double *restrict x, dlk_idx n,
                                          (ev) + ((pw) + 1) / 2);                     \
     } while (0)
 
+/* Inverse of dlk_pool_split: x[2u] = de[u], x[2u + 1] = dodd[u] for the n values
+ * of x (two-source shuffles of whole vectors, scalar tail). */
+static inline void dlk_pool_merge_f32(const float *restrict de, const float *restrict dodd,
+                                      dlk_idx n, float *restrict x)
+{
+    typedef float v16 __attribute__((vector_size(64)));
+    typedef int32_t v16i __attribute__((vector_size(64)));
+    const v16i lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+    const v16i hi = lo + 8;
+    dlk_idx u = 0;
+    for (; 2 * u + 32 <= n; u += 16) {
+        v16 e, o;
+        memcpy(&e, de + u, sizeof e);
+        memcpy(&o, dodd + u, sizeof o);
+        const v16 a = __builtin_shuffle(e, o, lo), b = __builtin_shuffle(e, o, hi);
+        memcpy(x + 2 * u, &a, sizeof a);
+        memcpy(x + 2 * u + 16, &b, sizeof b);
+    }
+    for (; 2 * u + 1 < n; u++) {
+        x[2 * u] = de[u];
+        x[2 * u + 1] = dodd[u];
+    }
+    if (2 * u < n)
+        x[2 * u] = de[u];
+}
+
+static inline void dlk_pool_merge_f64(const double *restrict de, const double *restrict dodd,
+                                      dlk_idx n, double *restrict x)
+{
+    typedef double v8 __attribute__((vector_size(64)));
+    typedef int64_t v8i __attribute__((vector_size(64)));
+    const v8i lo = {0, 8, 1, 9, 2, 10, 3, 11};
+    const v8i hi = lo + 4;
+    dlk_idx u = 0;
+    for (; 2 * u + 16 <= n; u += 8) {
+        v8 e, o;
+        memcpy(&e, de + u, sizeof e);
+        memcpy(&o, dodd + u, sizeof o);
+        const v8 a = __builtin_shuffle(e, o, lo), b = __builtin_shuffle(e, o, hi);
+        memcpy(x + 2 * u, &a, sizeof a);
+        memcpy(x + 2 * u + 8, &b, sizeof b);
+    }
+    for (; 2 * u + 1 < n; u++) {
+        x[2 * u] = de[u];
+        x[2 * u + 1] = dodd[u];
+    }
+    if (2 * u < n)
+        x[2 * u] = de[u];
+}
+
+/* Split padded row (ev, od) back into the W values of row xr (inverse of
+ * DLK_POOL_SPLIT_ROW). */
+#define DLK_POOL_MERGE_ROW(SUF, ev, od, W, pw, xr)                                   \
+    do {                                                                             \
+        if ((pw) % 2 == 0)                                                           \
+            DLK_CAT(dlk_pool_merge, SUF)((ev) + (pw) / 2, (od) + (pw) / 2, W, xr);   \
+        else                                                                         \
+            DLK_CAT(dlk_pool_merge, SUF)((od) + ((pw) - 1) / 2,                      \
+                                         (ev) + ((pw) + 1) / 2, W, xr);              \
+    } while (0)
+
 static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)
 {
     free(g->iw0);
