@@ -62,7 +62,7 @@ static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
 {
     if (s->sw == 2 && s->kw == 3)
         return AVGP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w)
+    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w && g->rows == s->h)
         return AVGP_DIRECT;
     return AVGP_PADDED;
 }
@@ -73,7 +73,7 @@ static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 {
     const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
     for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + ih * len;
+        T *restrict r = plane + (ih + s->ph) * len;
         if (mode == AVGP_SPLIT) {
             /* read straight from x: a staging row stalls on store forwarding */
             DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
@@ -108,6 +108,103 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
 }
 
+/* Fused geometries (as in max_pool2d): 1 = 3x3 stride 2 (split rows),
+ * 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1; 0 if none. */
+static int DLK_CAT(avg_fused_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
+typedef T DLK_CAT(avgp_vec, SUF) __attribute__((vector_size(64)));
+typedef TI DLK_CAT(avgp_ivec, SUF) __attribute__((vector_size(64)));
+#define AVGP_VL ((dlk_idx)(64 / sizeof(T)))
+
+static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_load, SUF)(const T *p)
+{
+    DLK_CAT(avgp_vec, SUF) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Tap b of the windows starting at column j of row r: mode 0 = r[j + b]
+ * (stride 1), 1 = split halves, 2 = stride 2 de-interleaved in registers. */
+static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_tap, SUF)(const T *restrict r, dlk_idx j,
+                                                                dlk_idx b, int mode,
+                                                                dlk_idx half)
+{
+    if (mode == 0)
+        return DLK_CAT(avgp_load, SUF)(r + j + b);
+    if (mode == 1)
+        return DLK_CAT(avgp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
+    DLK_CAT(avgp_ivec, SUF) sel;
+    for (dlk_idx k = 0; k < AVGP_VL; k++)
+        sel[k] = (TI)(2 * k + (b & 1));
+    return __builtin_shuffle(DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
+                             DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + AVGP_VL),
+                             sel);
+}
+
+/* Window sums of output rows i and i + 1 (two independent dependency chains:
+ * each window is summed row-major from zero, PyTorch's order, so a one-vector
+ * row would otherwise wait on kh*kw dependent adds), then divided. Rows come
+ * from the plane prepared with zero padding on all sides. */
+static DLK_INLINE void DLK_CAT(avg_plane_k, SUF)(const dlk_pool2d_shape *s,
+                                                 const dlk_pool_scratch *g, const T *rows,
+                                                 dlk_idx rstride, dlk_idx kh, dlk_idx kw,
+                                                 int mode, int cip, dlk_idx override,
+                                                 T *restrict outp, T *restrict buf)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx ow = s->ow, owr = g->owr, half = g->half, oh = s->oh;
+    const int whole = owr == ow;
+    for (dlk_idx i = 0; i < oh; i += 2) {
+        const int two = i + 1 < oh;
+        const T *ra = rows + (i * s->sh - s->ph) * rstride;
+        const T *rb = two ? ra + s->sh * rstride : ra;
+        T *oa = whole ? outp + i * ow : buf;
+        T *ob = whole && two ? outp + (i + 1) * ow : buf + owr;
+        for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
+            vec sa = {0}, sb = {0};
+            for (dlk_idx a = 0; a < kh; a++)
+                for (dlk_idx b = 0; b < kw; b++) {
+                    sa += DLK_CAT(avgp_tap, SUF)(ra + a * rstride, j, b, mode, half);
+                    sb += DLK_CAT(avgp_tap, SUF)(rb + a * rstride, j, b, mode, half);
+                }
+            memcpy(oa + j, &sa, sizeof sa);
+            memcpy(ob + j, &sb, sizeof sb);
+        }
+        for (dlk_idx t = 0; t < 1 + two; t++) {
+            T *o = t ? ob : oa;
+            dlk_idx h0, h1, hp;
+            avg_extent((i + t) * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+            DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, o, outp + (i + t) * ow);
+        }
+    }
+}
+
+static void DLK_CAT(avg_plane, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                    int kind, const T *rows, dlk_idx rstride, int cip,
+                                    dlk_idx override, T *restrict outp, T *restrict buf)
+{
+    if (kind == 1)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 3, 3, 1, cip, override, outp, buf);
+    else if (kind == 2)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 2, 2, 2, cip, override, outp, buf);
+    else if (kind == 3)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 3, 3, 0, cip, override, outp, buf);
+    else
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 2, 2, 0, cip, override, outp, buf);
+}
+#undef AVGP_VL
+
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                                  int count_include_pad, dlk_idx divisor_override,
                                  int nthreads)
@@ -119,14 +216,15 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
         return DLK_ENOMEM;
     const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
     const int in_place = g.owr == s->ow;
+    const int kind = DLK_CAT(avg_fused_kind, SUF)(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
         /* prepared plane (H rows of g.len), a padded row, one output row; calloc
          * so the padding columns are zero and stay so */
-        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(s->h * g.len);
-        T *plane = calloc(nplane + (size_t)(g.len + g.owr), sizeof(T));
+        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(g.rows * g.len);
+        T *plane = calloc(nplane + (size_t)(g.len + 2 * g.owr), sizeof(T));
         failed = !plane;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -139,8 +237,13 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
             dlk_idx rstride = s->w;
             if (mode != AVGP_DIRECT) {
                 DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane, tmp);
-                rows = plane;
+                rows = plane + s->ph * g.len;  /* input row 0; top padding rows precede it */
                 rstride = g.len;
+            }
+            if (kind) {
+                DLK_CAT(avg_plane, SUF)(s, &g, kind, rows, rstride, count_include_pad,
+                                        divisor_override, out + p * ohw, o);
+                continue;
             }
             for (dlk_idx i = 0; i < s->oh; i++) {
                 T *orow = out + p * ohw + i * s->ow;
