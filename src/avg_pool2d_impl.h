@@ -203,6 +203,56 @@ static void DLK_CAT(avg_plane, SUF)(const dlk_pool2d_shape *s, const dlk_pool_sc
     else
         DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 2, 2, 0, cip, override, outp, buf);
 }
+/* Backward of one plane, stride 2 with kw = 2 or 3 (kinds 1 and 2): each
+ * output row's share grad_out / divisor (delta, zero past ow) is added into a
+ * zeroed padded plane acc split into even/odd halves, then the interior is
+ * merged into gx. Each cell receives its shares in PyTorch's order (output row,
+ * then column): an even cell k gets window k - 1 (its tap 2) before window k,
+ * the former shifted in from the previous vector in registers, so every vector
+ * of acc is loaded and stored once per window row (a store at k + 1 then a load
+ * at k would stall on store forwarding). */
+static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g, dlk_idx kh,
+                                                     dlk_idx kw, int cip, dlk_idx override,
+                                                     const T *restrict gp, T *restrict gx,
+                                                     T *restrict acc, T *restrict delta)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
+    DLK_CAT(avgp_ivec, SUF) shift;  /* (prev, cur) -> prev[VL - 1], cur[0 .. VL - 2] */
+    for (dlk_idx k = 0; k < AVGP_VL; k++)
+        shift[k] = (TI)(AVGP_VL - 1 + k);
+    memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        dlk_idx h0, h1, hp;
+        avg_extent(i * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+        DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, gp + i * ow, delta);
+        for (dlk_idx a = 0; a < kh; a++) {
+            T *restrict ar = acc + (i * s->sh + a) * len;
+            vec prev = {0};
+            for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
+                const vec d = DLK_CAT(avgp_load, SUF)(delta + j);
+                vec e = DLK_CAT(avgp_load, SUF)(ar + j);
+                vec o = DLK_CAT(avgp_load, SUF)(ar + half + j);
+                if (kw == 3) {
+                    e += __builtin_shuffle(prev, d, shift);
+                    prev = d;
+                }
+                e += d;
+                o += d;
+                memcpy(ar + j, &e, sizeof e);
+                memcpy(ar + half + j, &o, sizeof o);
+            }
+            if (kw == 3)  /* tap 2 of the last window */
+                ar[owr] += prev[AVGP_VL - 1];
+        }
+    }
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        const T *ar = acc + (ih + s->ph) * len;
+        DLK_POOL_MERGE_ROW(SUF, ar, ar + half, W, s->pw, gx + ih * W);
+    }
+}
+
 #undef AVGP_VL
 
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
@@ -269,12 +319,17 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     int failed = 0;
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
+    /* stride 2, kernel 3x3 or 2x2: the vector path; column arithmetic in TI */
+    const dlk_idx kind = (double)s->w < 1e9 ? DLK_CAT(avg_fused_kind, SUF)(s) : 0;
+    const int vec_kh = kind == 1 ? 3 : kind == 2 ? 2 : 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        /* e: one padded input row of gradient; delta: grad_out / divisor, zero past ow */
-        T *e = calloc((size_t)(g.len + g.owr), sizeof(T));
+        /* e: one padded input row of gradient, or the vector path's padded plane;
+         * delta: grad_out / divisor, zero past ow */
+        const size_t ne = vec_kh ? (size_t)(g.rows * g.len) : (size_t)g.len;
+        T *e = calloc(ne + (size_t)g.owr, sizeof(T));
         failed = !e;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -283,7 +338,17 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             if (!e)
                 continue;
             T *restrict gx = grad_x + p * hw;
-            T *restrict delta = e + g.len;
+            T *restrict delta = e + ne;
+            if (vec_kh == 3) {
+                DLK_CAT(avg_plane_bwd_k, SUF)(s, &g, 3, 3, count_include_pad, divisor_override,
+                                              grad_out + p * ohw, gx, e, delta);
+                continue;
+            }
+            if (vec_kh == 2) {
+                DLK_CAT(avg_plane_bwd_k, SUF)(s, &g, 2, 2, count_include_pad, divisor_override,
+                                              grad_out + p * ohw, gx, e, delta);
+                continue;
+            }
             memset(gx, 0, (size_t)hw * sizeof(T));
             for (dlk_idx i = 0; i < s->oh; i++) {
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;
