@@ -475,6 +475,58 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
     }
 }
 
+/* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
+ * windows tile the plane, so each cell of grad_x is written exactly once, in
+ * place (no zeroing, no accumulation plane): the winning tap takes grad_out,
+ * the other three 0, the two taps of each row interleaved back in registers.
+ * Cells no window covers (odd H or W) are zeroed. */
+static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                              const dlk_pool_scratch *g, const T *rows,
+                                              dlk_idx rstride, const T *restrict gp,
+                                              T *restrict gx, T *restrict gb)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    const dlk_idx W = s->w, ow = s->ow;
+    ivec lo, hi;  /* interleave (a, b) -> a0 b0 a1 b1 ... */
+    for (dlk_idx k = 0; k < MAXP_VL; k++) {
+        lo[k] = (TI)(k / 2 + (k & 1) * MAXP_VL);
+        hi[k] = (TI)(MAXP_VL / 2 + k / 2 + (k & 1) * MAXP_VL);
+    }
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
+        for (dlk_idx j = 0; j < ow; j += MAXP_VL) {
+            const ivec code = DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j,
+                                                           2, 2, 2, g->half, 2, 0, 0);
+            ivec gi;
+            if (j + MAXP_VL <= ow) {
+                memcpy(&gi, gp + i * ow + j, sizeof gi);
+            } else {
+                memcpy(gb, gp + i * ow + j, (size_t)(ow - j) * sizeof(T));
+                memcpy(&gi, gb, sizeof gi);  /* gb[ow - j, VL) stays zero */
+            }
+            vec out[4];
+            for (int a = 0; a < 2; a++) {
+                const vec c0 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
+                const vec c1 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
+                out[2 * a] = __builtin_shuffle(c0, c1, lo);
+                out[2 * a + 1] = __builtin_shuffle(c0, c1, hi);
+            }
+            const dlk_idx n = 2 * DLK_MIN(MAXP_VL, ow - j);  /* cells of this block */
+            if (n == 2 * MAXP_VL) {
+                memcpy(x0 + 2 * j, &out[0], 2 * sizeof(vec));
+                memcpy(x1 + 2 * j, &out[2], 2 * sizeof(vec));
+            } else {
+                memcpy(x0 + 2 * j, &out[0], (size_t)n * sizeof(T));
+                memcpy(x1 + 2 * j, &out[2], (size_t)n * sizeof(T));
+            }
+        }
+        for (dlk_idx c = 2 * ow; c < W; c++)
+            x0[c] = x1[c] = 0;
+    }
+    memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+}
+
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */
 static int DLK_CAT(max_bwd_kind, SUF)(const dlk_pool2d_shape *s)
 {
@@ -628,6 +680,8 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
     /* column arithmetic of the vector path is in TI (int32 for float) */
     const int kind = (double)s->w < 1e9 ? DLK_CAT(max_bwd_kind, SUF)(s) : 0;
+    const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
+                      2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -647,6 +701,11 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             T *restrict gx = grad_x + p * hw;
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            if (tiled) {
+                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, grad_out + p * ohw,
+                                                  gx, acc + g.rows * g.len);
+                continue;
+            }
             if (kind) {
                 DLK_CAT(max_plane_bwd, SUF)(s, &g, kind, rows, rstride, grad_out + p * ohw,
                                             gx, acc, acc + g.rows * g.len);
