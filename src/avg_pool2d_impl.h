@@ -253,6 +253,41 @@ static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
     }
 }
 
+/* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
+ * windows tile the plane, so each cell of grad_x is written once, in place, with
+ * its window's share (plus +0.0, as PyTorch's zeroed grad_x + share turns a -0.0
+ * share into +0.0); cells no window covers (odd H or W) are zeroed. */
+static void DLK_CAT(avg_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                              const dlk_pool_scratch *g, int cip,
+                                              dlk_idx override, const T *restrict gp,
+                                              T *restrict gx, T *restrict delta)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx W = s->w, ow = s->ow;
+    DLK_CAT(avgp_ivec, SUF) lo, hi;  /* (d, d) -> d0 d0 d1 d1 ... */
+    for (dlk_idx k = 0; k < AVGP_VL; k++) {
+        lo[k] = (TI)(k / 2);
+        hi[k] = (TI)(AVGP_VL / 2 + k / 2);
+    }
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
+        dlk_idx h0, h1, hp;
+        avg_extent(2 * i, 2, s->h, 0, &h0, &h1, &hp);
+        DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, gp + i * ow, delta);
+        for (dlk_idx j = 0; j < ow; j += AVGP_VL) {
+            const vec zero = {0};
+            const vec d = DLK_CAT(avgp_load, SUF)(delta + j) + zero;
+            const vec out[2] = {__builtin_shuffle(d, d, lo), __builtin_shuffle(d, d, hi)};
+            const dlk_idx n = 2 * DLK_MIN(AVGP_VL, ow - j);  /* cells of this block */
+            memcpy(x0 + 2 * j, out, (size_t)n * sizeof(T));
+            memcpy(x1 + 2 * j, out, (size_t)n * sizeof(T));
+        }
+        for (dlk_idx c = 2 * ow; c < W; c++)
+            x0[c] = x1[c] = 0;
+    }
+    memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+}
+
 #undef AVGP_VL
 
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
@@ -322,6 +357,8 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     /* stride 2, kernel 3x3 or 2x2: the vector path; column arithmetic in TI */
     const dlk_idx kind = (double)s->w < 1e9 ? DLK_CAT(avg_fused_kind, SUF)(s) : 0;
     const int vec_kh = kind == 1 ? 3 : kind == 2 ? 2 : 0;
+    const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
+                      2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -342,6 +379,11 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             if (vec_kh == 3) {
                 DLK_CAT(avg_plane_bwd_k, SUF)(s, &g, 3, 3, count_include_pad, divisor_override,
                                               grad_out + p * ohw, gx, e, delta);
+                continue;
+            }
+            if (tiled) {
+                DLK_CAT(avg_plane_bwd_tiled, SUF)(s, &g, count_include_pad, divisor_override,
+                                                  grad_out + p * ohw, gx, delta);
                 continue;
             }
             if (vec_kh == 2) {
