@@ -14,6 +14,12 @@
 #include "pooling.h"
 #include "pool_geometry.h"
 
+/* The vector helpers pass 64-byte vectors by value; they are static and always
+ * inlined, so no ABI boundary is crossed even where the build lacks AVX-512. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 /* Clipped extents of one window along one axis: [*v0, *v1) inside the input and
  * *padded, the window's length within the padded extent [-p, n + p). */
 static inline void avg_extent(dlk_idx start, dlk_idx k, dlk_idx n, dlk_idx p,
@@ -30,13 +36,17 @@ static inline void avg_extent(dlk_idx start, dlk_idx k, dlk_idx n, dlk_idx p,
 enum { AVGP_DIRECT = 0, AVGP_PADDED = 1, AVGP_SPLIT = 2 };
 
 #define T float
+#define TI int32_t  /* same-width integer: vector shuffle masks */
 #define SUF _f32
 #include "avg_pool2d_impl.h"
 #undef T
+#undef TI
 #undef SUF
 
 #define T double
+#define TI int64_t
 #define SUF _f64
 #include "avg_pool2d_impl.h"
 #undef T
+#undef TI
 #undef SUF

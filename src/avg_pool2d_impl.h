@@ -62,7 +62,7 @@ static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
 {
     if (s->sw == 2 && s->kw == 3)
         return AVGP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w)
+    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w && g->rows == s->h)
         return AVGP_DIRECT;
     return AVGP_PADDED;
 }
@@ -73,13 +73,10 @@ static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 {
     const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
     for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + ih * len;
+        T *restrict r = plane + (ih + s->ph) * len;
         if (mode == AVGP_SPLIT) {
-            memcpy(tmp + pw, xp + ih * W, (size_t)W * sizeof(T));
-            for (dlk_idx t = 0; t < half; t++) {
-                r[t] = tmp[2 * t];
-                r[half + t] = tmp[2 * t + 1];
-            }
+            /* read straight from x: a staging row stalls on store forwarding */
+            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
         } else {
             memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
         }
@@ -111,6 +108,188 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
 }
 
+/* Fused geometries (as in max_pool2d): 1 = 3x3 stride 2 (split rows),
+ * 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1; 0 if none. */
+static int DLK_CAT(avg_fused_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
+typedef T DLK_CAT(avgp_vec, SUF) __attribute__((vector_size(64)));
+typedef TI DLK_CAT(avgp_ivec, SUF) __attribute__((vector_size(64)));
+#define AVGP_VL ((dlk_idx)(64 / sizeof(T)))
+
+static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_load, SUF)(const T *p)
+{
+    DLK_CAT(avgp_vec, SUF) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Tap b of the windows starting at column j of row r: mode 0 = r[j + b]
+ * (stride 1), 1 = split halves, 2 = stride 2 de-interleaved in registers. */
+static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_tap, SUF)(const T *restrict r, dlk_idx j,
+                                                                dlk_idx b, int mode,
+                                                                dlk_idx half)
+{
+    if (mode == 0)
+        return DLK_CAT(avgp_load, SUF)(r + j + b);
+    if (mode == 1)
+        return DLK_CAT(avgp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
+    DLK_CAT(avgp_ivec, SUF) sel;
+    for (dlk_idx k = 0; k < AVGP_VL; k++)
+        sel[k] = (TI)(2 * k + (b & 1));
+    return __builtin_shuffle(DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
+                             DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + AVGP_VL),
+                             sel);
+}
+
+/* Window sums of output rows i and i + 1 (two independent dependency chains:
+ * each window is summed row-major from zero, PyTorch's order, so a one-vector
+ * row would otherwise wait on kh*kw dependent adds), then divided. Rows come
+ * from the plane prepared with zero padding on all sides. */
+static DLK_INLINE void DLK_CAT(avg_plane_k, SUF)(const dlk_pool2d_shape *s,
+                                                 const dlk_pool_scratch *g, const T *rows,
+                                                 dlk_idx rstride, dlk_idx kh, dlk_idx kw,
+                                                 int mode, int cip, dlk_idx override,
+                                                 T *restrict outp, T *restrict buf)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx ow = s->ow, owr = g->owr, half = g->half, oh = s->oh;
+    const int whole = owr == ow;
+    for (dlk_idx i = 0; i < oh; i += 2) {
+        const int two = i + 1 < oh;
+        const T *ra = rows + (i * s->sh - s->ph) * rstride;
+        const T *rb = two ? ra + s->sh * rstride : ra;
+        T *oa = whole ? outp + i * ow : buf;
+        T *ob = whole && two ? outp + (i + 1) * ow : buf + owr;
+        for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
+            vec sa = {0}, sb = {0};
+            for (dlk_idx a = 0; a < kh; a++)
+                for (dlk_idx b = 0; b < kw; b++) {
+                    sa += DLK_CAT(avgp_tap, SUF)(ra + a * rstride, j, b, mode, half);
+                    sb += DLK_CAT(avgp_tap, SUF)(rb + a * rstride, j, b, mode, half);
+                }
+            memcpy(oa + j, &sa, sizeof sa);
+            memcpy(ob + j, &sb, sizeof sb);
+        }
+        for (dlk_idx t = 0; t < 1 + two; t++) {
+            T *o = t ? ob : oa;
+            dlk_idx h0, h1, hp;
+            avg_extent((i + t) * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+            DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, o, outp + (i + t) * ow);
+        }
+    }
+}
+
+static void DLK_CAT(avg_plane, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                    int kind, const T *rows, dlk_idx rstride, int cip,
+                                    dlk_idx override, T *restrict outp, T *restrict buf)
+{
+    if (kind == 1)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 3, 3, 1, cip, override, outp, buf);
+    else if (kind == 2)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 2, 2, 2, cip, override, outp, buf);
+    else if (kind == 3)
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 3, 3, 0, cip, override, outp, buf);
+    else
+        DLK_CAT(avg_plane_k, SUF)(s, g, rows, rstride, 2, 2, 0, cip, override, outp, buf);
+}
+/* Backward of one plane, stride 2 with kw = 2 or 3 (kinds 1 and 2): each
+ * output row's share grad_out / divisor (delta, zero past ow) is added into a
+ * zeroed padded plane acc split into even/odd halves, then the interior is
+ * merged into gx. Each cell receives its shares in PyTorch's order (output row,
+ * then column): an even cell k gets window k - 1 (its tap 2) before window k,
+ * the former shifted in from the previous vector in registers, so every vector
+ * of acc is loaded and stored once per window row (a store at k + 1 then a load
+ * at k would stall on store forwarding). */
+static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g, dlk_idx kh,
+                                                     dlk_idx kw, int cip, dlk_idx override,
+                                                     const T *restrict gp, T *restrict gx,
+                                                     T *restrict acc, T *restrict delta)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
+    DLK_CAT(avgp_ivec, SUF) shift;  /* (prev, cur) -> prev[VL - 1], cur[0 .. VL - 2] */
+    for (dlk_idx k = 0; k < AVGP_VL; k++)
+        shift[k] = (TI)(AVGP_VL - 1 + k);
+    memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        dlk_idx h0, h1, hp;
+        avg_extent(i * s->sh - s->ph, s->kh, s->h, s->ph, &h0, &h1, &hp);
+        DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, gp + i * ow, delta);
+        for (dlk_idx a = 0; a < kh; a++) {
+            T *restrict ar = acc + (i * s->sh + a) * len;
+            vec prev = {0};
+            for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
+                const vec d = DLK_CAT(avgp_load, SUF)(delta + j);
+                vec e = DLK_CAT(avgp_load, SUF)(ar + j);
+                vec o = DLK_CAT(avgp_load, SUF)(ar + half + j);
+                if (kw == 3) {
+                    e += __builtin_shuffle(prev, d, shift);
+                    prev = d;
+                }
+                e += d;
+                o += d;
+                memcpy(ar + j, &e, sizeof e);
+                memcpy(ar + half + j, &o, sizeof o);
+            }
+            if (kw == 3)  /* tap 2 of the last window */
+                ar[owr] += prev[AVGP_VL - 1];
+        }
+    }
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        const T *ar = acc + (ih + s->ph) * len;
+        DLK_POOL_MERGE_ROW(SUF, ar, ar + half, W, s->pw, gx + ih * W);
+    }
+}
+
+/* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
+ * windows tile the plane, so each cell of grad_x is written once, in place, with
+ * its window's share (plus +0.0, as PyTorch's zeroed grad_x + share turns a -0.0
+ * share into +0.0); cells no window covers (odd H or W) are zeroed. */
+static void DLK_CAT(avg_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                              const dlk_pool_scratch *g, int cip,
+                                              dlk_idx override, const T *restrict gp,
+                                              T *restrict gx, T *restrict delta)
+{
+    typedef DLK_CAT(avgp_vec, SUF) vec;
+    const dlk_idx W = s->w, ow = s->ow;
+    DLK_CAT(avgp_ivec, SUF) lo, hi;  /* (d, d) -> d0 d0 d1 d1 ... */
+    for (dlk_idx k = 0; k < AVGP_VL; k++) {
+        lo[k] = (TI)(k / 2);
+        hi[k] = (TI)(AVGP_VL / 2 + k / 2);
+    }
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
+        dlk_idx h0, h1, hp;
+        avg_extent(2 * i, 2, s->h, 0, &h0, &h1, &hp);
+        DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, gp + i * ow, delta);
+        for (dlk_idx j = 0; j < ow; j += AVGP_VL) {
+            const vec zero = {0};
+            const vec d = DLK_CAT(avgp_load, SUF)(delta + j) + zero;
+            const vec out[2] = {__builtin_shuffle(d, d, lo), __builtin_shuffle(d, d, hi)};
+            const dlk_idx n = 2 * DLK_MIN(AVGP_VL, ow - j);  /* cells of this block */
+            memcpy(x0 + 2 * j, out, (size_t)n * sizeof(T));
+            memcpy(x1 + 2 * j, out, (size_t)n * sizeof(T));
+        }
+        for (dlk_idx c = 2 * ow; c < W; c++)
+            x0[c] = x1[c] = 0;
+    }
+    memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+}
+
+#undef AVGP_VL
+
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                                  int count_include_pad, dlk_idx divisor_override,
                                  int nthreads)
@@ -122,14 +301,15 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
         return DLK_ENOMEM;
     const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
     const int in_place = g.owr == s->ow;
+    const int kind = DLK_CAT(avg_fused_kind, SUF)(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
         /* prepared plane (H rows of g.len), a padded row, one output row; calloc
          * so the padding columns are zero and stay so */
-        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(s->h * g.len);
-        T *plane = calloc(nplane + (size_t)(g.len + g.owr), sizeof(T));
+        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(g.rows * g.len);
+        T *plane = calloc(nplane + (size_t)(g.len + 2 * g.owr), sizeof(T));
         failed = !plane;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -142,8 +322,13 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
             dlk_idx rstride = s->w;
             if (mode != AVGP_DIRECT) {
                 DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane, tmp);
-                rows = plane;
+                rows = plane + s->ph * g.len;  /* input row 0; top padding rows precede it */
                 rstride = g.len;
+            }
+            if (kind) {
+                DLK_CAT(avg_plane, SUF)(s, &g, kind, rows, rstride, count_include_pad,
+                                        divisor_override, out + p * ohw, o);
+                continue;
             }
             for (dlk_idx i = 0; i < s->oh; i++) {
                 T *orow = out + p * ohw + i * s->ow;
@@ -169,12 +354,19 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     int failed = 0;
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
+    /* stride 2, kernel 3x3 or 2x2: the vector path; column arithmetic in TI */
+    const dlk_idx kind = (double)s->w < 1e9 ? DLK_CAT(avg_fused_kind, SUF)(s) : 0;
+    const int vec_kh = kind == 1 ? 3 : kind == 2 ? 2 : 0;
+    const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
+                      2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        /* e: one padded input row of gradient; delta: grad_out / divisor, zero past ow */
-        T *e = calloc((size_t)(g.len + g.owr), sizeof(T));
+        /* e: one padded input row of gradient, or the vector path's padded plane;
+         * delta: grad_out / divisor, zero past ow */
+        const size_t ne = vec_kh ? (size_t)(g.rows * g.len) : (size_t)g.len;
+        T *e = calloc(ne + (size_t)g.owr, sizeof(T));
         failed = !e;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -183,7 +375,22 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             if (!e)
                 continue;
             T *restrict gx = grad_x + p * hw;
-            T *restrict delta = e + g.len;
+            T *restrict delta = e + ne;
+            if (vec_kh == 3) {
+                DLK_CAT(avg_plane_bwd_k, SUF)(s, &g, 3, 3, count_include_pad, divisor_override,
+                                              grad_out + p * ohw, gx, e, delta);
+                continue;
+            }
+            if (tiled) {
+                DLK_CAT(avg_plane_bwd_tiled, SUF)(s, &g, count_include_pad, divisor_override,
+                                                  grad_out + p * ohw, gx, delta);
+                continue;
+            }
+            if (vec_kh == 2) {
+                DLK_CAT(avg_plane_bwd_k, SUF)(s, &g, 2, 2, count_include_pad, divisor_override,
+                                              grad_out + p * ohw, gx, e, delta);
+                continue;
+            }
             memset(gx, 0, (size_t)hw * sizeof(T));
             for (dlk_idx i = 0; i < s->oh; i++) {
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;

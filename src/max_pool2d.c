@@ -14,6 +14,12 @@
 #include "pooling.h"
 #include "pool_geometry.h"
 
+/* The vector helpers pass 64-byte vectors by value; they are static and always
+ * inlined, so no ABI boundary is crossed even where the build lacks AVX-512. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 /* How rows reach the tap loops: read in place (no padding needed and the
  * rounded-up blocks stay inside the row), or prepared once per plane in a
  * scratch plane with -inf padding, split into even/odd columns for stride 2 with
@@ -21,13 +27,17 @@
 enum { MAXP_DIRECT = 0, MAXP_PADDED = 1, MAXP_SPLIT = 2 };
 
 #define T float
+#define TI int32_t  /* same-width integer: vector compare masks */
 #define SUF _f32
 #include "max_pool2d_impl.h"
 #undef T
+#undef TI
 #undef SUF
 
 #define T double
+#define TI int64_t
 #define SUF _f64
 #include "max_pool2d_impl.h"
 #undef T
+#undef TI
 #undef SUF

@@ -71,11 +71,181 @@ static DLK_INLINE void DLK_CAT(max_taps_s2, SUF)(const T *restrict ev, const T *
     }
 }
 
+/* One output row from a prepared plane (padded on all sides, so every tap of
+ * every window is inside it: no clipping), r0 being the window's first row;
+ * split: rows are even/odd halves of length half (stride 2). All kh x kw taps of
+ * column j are folded in one pass, row-major, strict ">" so the first maximum
+ * wins, NaN always taken; a -inf pad never wins and leaves PyTorch's default
+ * argmax def + iw0[j]. Inlined with constant geometry at each call site. */
+static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rstride,
+                                               dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                               dlk_idx sw, int split, dlk_idx half,
+                                               int64_t rowbase0, dlk_idx W, int64_t def,
+                                               const int64_t *restrict iw0,
+                                               T *restrict o, int64_t *restrict ind)
+{
+    for (dlk_idx j = 0; j < owr; j++) {
+        T m = -INFINITY;
+        int64_t mi = def + iw0[j];
+        for (dlk_idx a = 0; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            for (dlk_idx b = 0; b < kw; b++) {
+                const T v = split ? ((b & 1) ? r[half + j + b / 2] : r[j + b / 2])
+                                  : r[j * sw + b];
+                const int take = (v > m) | (v != v);
+                m = take ? v : m;
+                mi = take ? rowbase0 + a * W + j * sw + b : mi;
+            }
+        }
+        o[j] = m;
+        ind[j] = mi;
+    }
+}
+
+/* Values only, explicit 64-byte vectors (GCC vector extensions). The rule "a
+ * later tap wins if greater or NaN" is associative (it yields the last NaN, else
+ * the first maximum in window order), so each window row is folded on its own
+ * and the row results are folded in order: kh independent chains instead of one
+ * kh*kw-deep chain of compare + blend, which bounds a row that is one vector. */
+typedef T DLK_CAT(maxp_vec, SUF) __attribute__((vector_size(64)));
+typedef TI DLK_CAT(maxp_ivec, SUF) __attribute__((vector_size(64)));
+#define MAXP_VL ((dlk_idx)(64 / sizeof(T)))
+
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_load, SUF)(const T *p)
+{
+    DLK_CAT(maxp_vec, SUF) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* later tap v over running m: v where v > m or v is NaN */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(maxp_vec, SUF) m,
+                                                                 DLK_CAT(maxp_vec, SUF) v)
+{
+    const DLK_CAT(maxp_ivec, SUF) take = (v > m) | (v != v);
+    DLK_CAT(maxp_ivec, SUF) vi, mi;
+    memcpy(&vi, &v, sizeof vi);
+    memcpy(&mi, &m, sizeof mi);
+    const DLK_CAT(maxp_ivec, SUF) r = (take & vi) | (~take & mi);
+    memcpy(&m, &r, sizeof m);
+    return m;
+}
+
+/* Tap b of the vector of windows starting at column j of row r. mode: 0 = taps
+ * r[j + b] (stride 1), 1 = split halves, 2 = stride 2 (de-interleaved in
+ * registers from two loads). */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_tap, SUF)(const T *restrict r, dlk_idx j,
+                                                                dlk_idx b, int mode,
+                                                                dlk_idx half)
+{
+    if (mode == 0)
+        return DLK_CAT(maxp_load, SUF)(r + j + b);
+    if (mode == 1)
+        return DLK_CAT(maxp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
+    DLK_CAT(maxp_ivec, SUF) sel;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        sel[k] = (TI)(2 * k + (b & 1));
+    return __builtin_shuffle(DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
+                             DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + MAXP_VL),
+                             sel);
+}
+
+static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_idx rstride,
+                                                    dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                                    int mode, dlk_idx half, T *restrict o)
+{
+    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        DLK_CAT(maxp_vec, SUF) m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        for (dlk_idx b = 1; b < kw; b++)
+            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half));
+        for (dlk_idx a = 1; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            DLK_CAT(maxp_vec, SUF) rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            for (dlk_idx b = 1; b < kw; b++)
+                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half));
+            m = DLK_CAT(maxp_fold, SUF)(m, rm);
+        }
+        memcpy(o + j, &m, sizeof m);
+    }
+}
+/* Argmax of each window of one output row as a flat index into the H*W plane
+ * (the backward's scatter target), same fold and ties as max_fused_vals: the
+ * candidate index rides along each compare. rowbase0 = hs*W - pw (flat index of
+ * padded column 0 of the window's first row), def = ih0*W (PyTorch's default row
+ * for a window of only -inf, whose default column is the first in range). */
+static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(maxp_ivec, SUF) take,
+                                                                  DLK_CAT(maxp_ivec, SUF) a,
+                                                                  DLK_CAT(maxp_ivec, SUF) b)
+{
+    return (take & a) | (~take & b);
+}
+
+static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx rstride,
+                                                   dlk_idx owr, dlk_idx kh, dlk_idx kw,
+                                                   int mode, dlk_idx half, dlk_idx sw,
+                                                   TI rowbase0, TI W, TI def, TI pw,
+                                                   TI *restrict ib)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    ivec lane;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        lane[k] = (TI)(k * sw);
+    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        const ivec col0 = (TI)(j * sw) + lane;  /* padded column of tap 0 */
+        vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        ivec mi = rowbase0 + col0;
+        for (dlk_idx b = 1; b < kw; b++) {
+            const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+            const ivec take = (v > m) | (v != v);
+            m = DLK_CAT(maxp_fold, SUF)(m, v);
+            mi = DLK_CAT(maxp_isel, SUF)(take, rowbase0 + col0 + (TI)b, mi);
+        }
+        for (dlk_idx a = 1; a < kh; a++) {
+            const T *restrict r = r0 + a * rstride;
+            const TI rb = rowbase0 + (TI)a * W;
+            vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            ivec ri = rb + col0;
+            for (dlk_idx b = 1; b < kw; b++) {
+                const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+                const ivec take = (v > rm) | (v != v);
+                rm = DLK_CAT(maxp_fold, SUF)(rm, v);
+                ri = DLK_CAT(maxp_isel, SUF)(take, rb + col0 + (TI)b, ri);
+            }
+            const ivec take = (rm > m) | (rm != rm);
+            m = DLK_CAT(maxp_fold, SUF)(m, rm);
+            mi = DLK_CAT(maxp_isel, SUF)(take, ri, mi);
+        }
+        /* only -inf (input or padding): PyTorch's default, the first in-range cell */
+        ivec dcol = col0 - pw;
+        dcol = DLK_CAT(maxp_isel, SUF)(dcol < 0, dcol - dcol, dcol);
+        mi = DLK_CAT(maxp_isel, SUF)(m == -INFINITY, def + dcol, mi);
+        memcpy(ib + j, &mi, sizeof mi);
+    }
+}
+
+/* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
+static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    if (s->dh != 1 || s->dw != 1)
+        return 0;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;  /* split rows */
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
 static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
 {
     if (s->dw == 1 && s->sw == 2 && s->kw == 3)
         return MAXP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w)
+    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
+        g->rows == s->h)
         return MAXP_DIRECT;
     return MAXP_PADDED;
 }
@@ -88,13 +258,10 @@ static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 {
     const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
     for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + ih * len;
+        T *restrict r = plane + (ih + s->ph) * len;
         if (mode == MAXP_SPLIT) {
-            memcpy(tmp + pw, xp + ih * W, (size_t)W * sizeof(T));
-            for (dlk_idx t = 0; t < half; t++) {
-                r[t] = tmp[2 * t];
-                r[half + t] = tmp[2 * t + 1];
-            }
+            /* read straight from x: a staging row stalls on store forwarding */
+            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
         } else {
             memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay -inf */
         }
@@ -102,7 +269,7 @@ static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scr
 }
 
 /* One output row oh into o[0, owr) and (if not NULL) ind, from the prepared rows
- * (row ih at rows + ih * rstride). iw0[j] is the first in-range column of window
+ * (row ih at rows + ih * rstride, for ih in [-ph, g->rows - ph)). iw0[j] is the first in-range column of window
  * j: the argmax PyTorch reports for a window that holds only -inf. */
 static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
                                   int mode, const T *restrict rows, dlk_idx rstride,
@@ -115,6 +282,31 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     const dlk_idx ih0 = hs + alo * s->dh;  /* PyTorch's default argmax row */
     const T ninf = -INFINITY;
 
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    if (kind) {
+        /* window rows hs .. hs + kh - 1 all lie in the prepared plane */
+        const T *r0 = rows + hs * rstride;
+        const int64_t rb = hs * W - pw, def = ih0 * W;
+        const dlk_idx owr = g->owr, half = g->half;
+        if (!ind) {
+            if (kind == 1)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 3, 3, 1, half, o);
+            else if (kind == 2)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 2, 2, 2, half, o);
+            else if (kind == 3)
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 3, 3, 0, half, o);
+            else
+                DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, 2, 2, 0, half, o);
+        } else if (kind == 1)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 3, 3, 2, 1, half, rb, W, def, g->iw0, o, ind);
+        else if (kind == 2)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 2, 2, 2, 0, half, rb, W, def, g->iw0, o, ind);
+        else if (kind == 3)
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 3, 3, 1, 0, half, rb, W, def, g->iw0, o, ind);
+        else
+            DLK_CAT(max_fused, SUF)(r0, rstride, owr, 2, 2, 1, 0, half, rb, W, def, g->iw0, o, ind);
+        return;
+    }
     for (dlk_idx j = 0; j < g->owr; j++)
         o[j] = ninf;
     if (ind)
@@ -137,6 +329,224 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     }
 }
 
+/* Every output row of one plane, values only, for a fused geometry: the row
+ * loop sits outside the call so a one-vector row pays no per-call setup. buf
+ * takes a row of owr when ow is not a whole number of blocks. */
+static DLK_INLINE void DLK_CAT(max_plane_vals_k, SUF)(const dlk_pool2d_shape *s,
+                                                      const dlk_pool_scratch *g,
+                                                      const T *rows, dlk_idx rstride,
+                                                      dlk_idx kh, dlk_idx kw, int mode,
+                                                      T *restrict outp, T *restrict buf)
+{
+    const dlk_idx ow = s->ow, owr = g->owr;
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const T *r0 = rows + (i * s->sh - s->ph) * rstride;
+        if (owr == ow) {
+            DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, kh, kw, mode, g->half, outp + i * ow);
+        } else {
+            DLK_CAT(max_fused_vals, SUF)(r0, rstride, owr, kh, kw, mode, g->half, buf);
+            memcpy(outp + i * ow, buf, (size_t)ow * sizeof(T));
+        }
+    }
+}
+
+static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                         int kind, const T *rows, dlk_idx rstride,
+                                         T *restrict outp, T *restrict buf)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 3, 3, 1, outp, buf);
+    else if (kind == 2)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 2, outp, buf);
+    else if (kind == 3)
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 3, 3, 0, outp, buf);
+    else
+        DLK_CAT(max_plane_vals_k, SUF)(s, g, rows, rstride, 2, 2, 0, outp, buf);
+}
+
+/* Winning tap a*kw + b of each window of the vector of output columns from j
+ * (same fold and ties as max_fused_vals); a window of only -inf gets the tap of
+ * its first in-range cell (PyTorch's default): row a0, column max(pw - col, 0). */
+static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
+    const T *restrict r0, dlk_idx rstride, dlk_idx j, dlk_idx kh, dlk_idx kw, int mode,
+    dlk_idx half, dlk_idx sw, TI a0, TI pw)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    ivec zero = {0};
+    ivec mc = zero;
+    for (dlk_idx b = 1; b < kw; b++) {
+        const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+        mc = DLK_CAT(maxp_isel, SUF)((v > m) | (v != v), zero + (TI)b, mc);
+        m = DLK_CAT(maxp_fold, SUF)(m, v);
+    }
+    for (dlk_idx a = 1; a < kh; a++) {
+        const T *restrict r = r0 + a * rstride;
+        vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+        ivec rc = zero + (TI)(a * kw);
+        for (dlk_idx b = 1; b < kw; b++) {
+            const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+            rc = DLK_CAT(maxp_isel, SUF)((v > rm) | (v != v), zero + (TI)(a * kw + b), rc);
+            rm = DLK_CAT(maxp_fold, SUF)(rm, v);
+        }
+        mc = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc, mc);
+        m = DLK_CAT(maxp_fold, SUF)(m, rm);
+    }
+    ivec b0;
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        b0[k] = (TI)(pw - (j + k) * sw);
+    b0 = DLK_CAT(maxp_isel, SUF)(b0 < 0, zero, b0);
+    return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, a0 * (TI)kw + b0, mc);
+}
+
+/* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
+static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(maxp_ivec, SUF) code,
+                                                                 TI c,
+                                                                 DLK_CAT(maxp_ivec, SUF) gi)
+{
+    DLK_CAT(maxp_vec, SUF) v;
+    const DLK_CAT(maxp_ivec, SUF) sel = gi & (code == c);
+    memcpy(&v, &sel, sizeof v);
+    return v;
+}
+
+/* Backward of one plane for a fused stride-2 geometry (kw = 2 or 3), in
+ * vectors: each output row's winning taps, then grad_out added into a zeroed
+ * padded plane acc split into even/odd halves like the prepared rows, then its
+ * interior merged into gx. Every cell receives its contributions in PyTorch's
+ * order (output row, then column): an even cell k gets tap 2 of window k - 1
+ * before tap 0 of window k, the former shifted in from the previous vector in
+ * registers (one load and store per vector: a store at j + 1 followed by a load
+ * at j would stall on store forwarding). gb holds a row of grad_out padded with
+ * zeros to owr. */
+static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g,
+                                                     const T *rows, dlk_idx rstride,
+                                                     dlk_idx kh, dlk_idx kw, int mode,
+                                                     const T *restrict gp, T *restrict gx,
+                                                     T *restrict acc, T *restrict gb)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
+    const dlk_idx pw = s->pw;
+    ivec shift;  /* (prev, cur) -> prev[VL - 1], cur[0], ..., cur[VL - 2] */
+    for (dlk_idx k = 0; k < MAXP_VL; k++)
+        shift[k] = (TI)(MAXP_VL - 1 + k);
+    memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const dlk_idx hs = i * s->sh - s->ph;
+        const T *gr = gp + i * ow;
+        if (owr != ow) {
+            memcpy(gb, gr, (size_t)ow * sizeof(T));  /* gb[ow, owr) stays zero */
+            gr = gb;
+        }
+        vec prev[3] = {{0}, {0}, {0}};
+        for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+            const ivec code = DLK_CAT(max_fused_code, SUF)(
+                rows + hs * rstride, rstride, j, kh, kw, mode, g->half, 2,
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw);
+            ivec gi;
+            memcpy(&gi, gr + j, sizeof gi);
+            for (dlk_idx a = 0; a < kh; a++) {
+                T *restrict ev = acc + (i * s->sh + a) * len + j, *restrict od = ev + half;
+                vec e, o;
+                memcpy(&e, ev, sizeof e);
+                memcpy(&o, od, sizeof o);
+                if (kw == 3) {
+                    const vec c2 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw + 2), gi);
+                    e += __builtin_shuffle(prev[a], c2, shift);
+                    prev[a] = c2;
+                }
+                e += DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw), gi);
+                o += DLK_CAT(maxp_gsel, SUF)(code, (TI)(a * kw + 1), gi);
+                memcpy(ev, &e, sizeof e);
+                memcpy(od, &o, sizeof o);
+            }
+        }
+        if (kw == 3)  /* tap 2 of the last vector's last window */
+            for (dlk_idx a = 0; a < kh; a++)
+                acc[(i * s->sh + a) * len + owr] += prev[a][MAXP_VL - 1];
+    }
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        const T *ar = acc + (ih + s->ph) * len;
+        DLK_POOL_MERGE_ROW(SUF, ar, ar + half, W, pw, gx + ih * W);
+    }
+}
+
+/* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
+ * windows tile the plane, so each cell of grad_x is written exactly once, in
+ * place (no zeroing, no accumulation plane): the winning tap takes grad_out,
+ * the other three 0, the two taps of each row interleaved back in registers.
+ * Cells no window covers (odd H or W) are zeroed. */
+static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                              const dlk_pool_scratch *g, const T *rows,
+                                              dlk_idx rstride, const T *restrict gp,
+                                              T *restrict gx, T *restrict gb)
+{
+    typedef DLK_CAT(maxp_vec, SUF) vec;
+    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    const dlk_idx W = s->w, ow = s->ow;
+    ivec lo, hi;  /* interleave (a, b) -> a0 b0 a1 b1 ... */
+    for (dlk_idx k = 0; k < MAXP_VL; k++) {
+        lo[k] = (TI)(k / 2 + (k & 1) * MAXP_VL);
+        hi[k] = (TI)(MAXP_VL / 2 + k / 2 + (k & 1) * MAXP_VL);
+    }
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
+        for (dlk_idx j = 0; j < ow; j += MAXP_VL) {
+            const ivec code = DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j,
+                                                           2, 2, 2, g->half, 2, 0, 0);
+            ivec gi;
+            if (j + MAXP_VL <= ow) {
+                memcpy(&gi, gp + i * ow + j, sizeof gi);
+            } else {
+                memcpy(gb, gp + i * ow + j, (size_t)(ow - j) * sizeof(T));
+                memcpy(&gi, gb, sizeof gi);  /* gb[ow - j, VL) stays zero */
+            }
+            vec out[4];
+            for (int a = 0; a < 2; a++) {
+                const vec c0 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
+                const vec c1 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
+                out[2 * a] = __builtin_shuffle(c0, c1, lo);
+                out[2 * a + 1] = __builtin_shuffle(c0, c1, hi);
+            }
+            const dlk_idx n = 2 * DLK_MIN(MAXP_VL, ow - j);  /* cells of this block */
+            if (n == 2 * MAXP_VL) {
+                memcpy(x0 + 2 * j, &out[0], 2 * sizeof(vec));
+                memcpy(x1 + 2 * j, &out[2], 2 * sizeof(vec));
+            } else {
+                memcpy(x0 + 2 * j, &out[0], (size_t)n * sizeof(T));
+                memcpy(x1 + 2 * j, &out[2], (size_t)n * sizeof(T));
+            }
+        }
+        for (dlk_idx c = 2 * ow; c < W; c++)
+            x0[c] = x1[c] = 0;
+    }
+    memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+}
+
+/* The fused geometries the vector backward covers (stride 2): 0 if none. */
+static int DLK_CAT(max_bwd_kind, SUF)(const dlk_pool2d_shape *s)
+{
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    return kind == 1 || kind == 2 ? kind : 0;
+}
+
+static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                        int kind, const T *rows, dlk_idx rstride,
+                                        const T *restrict gp, T *restrict gx,
+                                        T *restrict acc, T *restrict gb)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 3, 3, 1, gp, gx, acc, gb);
+    else
+        DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, acc, gb);
+}
+
+#undef MAXP_VL
+
 /* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
  * output row of values and indices. */
 typedef struct {
@@ -147,7 +557,7 @@ typedef struct {
 static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_pool2d_shape *s,
                                         const dlk_pool_scratch *g, int mode)
 {
-    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(s->h * g->len);
+    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(g->rows * g->len);
     const size_t n = nplane + (size_t)g->len + (size_t)g->owr;
     w->plane = malloc(n * sizeof(T));
     w->ind = malloc((size_t)g->owr * sizeof(int64_t));
@@ -182,7 +592,7 @@ static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool
     }
     DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane, w->tmp);
     *rstride = g->len;
-    return w->plane;
+    return w->plane + s->ph * g->len;  /* input row 0; the top padding rows precede it */
 }
 
 /* The plane loop is the only parallel loop, so each output is computed by one
@@ -197,6 +607,7 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
     const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
+    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -212,6 +623,10 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                 continue;
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            if (kind && !indices) {
+                DLK_CAT(max_plane_vals, SUF)(s, &g, kind, rows, rstride, out + p * ohw, w.o);
+                continue;
+            }
             for (dlk_idx i = 0; i < s->oh; i++) {
                 T *orow = out + p * ohw + i * s->ow;
                 int64_t *irow = indices ? indices + p * ohw + i * s->ow : NULL;
@@ -263,12 +678,19 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    /* column arithmetic of the vector path is in TI (int32 for float) */
+    const int kind = (double)s->w < 1e9 ? DLK_CAT(max_bwd_kind, SUF)(s) : 0;
+    const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
+                      2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
         DLK_CAT(max_work, SUF) w;
-        const int ok = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        /* fused geometries: a padded gradient plane and a zero-padded grad_out row */
+        T *acc = kind ? calloc((size_t)(g.rows * g.len + g.owr), sizeof(T)) : NULL;
+        const int ok_w = DLK_CAT(max_work_alloc, SUF)(&w, s, &g, mode) == DLK_OK;
+        const int ok = ok_w && (!kind || acc);
         failed = !ok;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -279,6 +701,16 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             T *restrict gx = grad_x + p * hw;
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
+            if (tiled) {
+                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, grad_out + p * ohw,
+                                                  gx, acc + g.rows * g.len);
+                continue;
+            }
+            if (kind) {
+                DLK_CAT(max_plane_bwd, SUF)(s, &g, kind, rows, rstride, grad_out + p * ohw,
+                                            gx, acc, acc + g.rows * g.len);
+                continue;
+            }
             memset(gx, 0, (size_t)hw * sizeof(T));
             for (dlk_idx i = 0; i < s->oh; i++) {
                 const T *restrict gp = grad_out + p * ohw + i * s->ow;
@@ -290,8 +722,9 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
                 }
             }
         }
-        if (ok)
+        if (ok_w)
             DLK_CAT(max_work_free, SUF)(&w);
+        free(acc);
     }
     dlk_pool_scratch_free(&g);
     return failed ? DLK_ENOMEM : DLK_OK;

@@ -497,3 +497,121 @@ def test_all_geometries_small_grid_against_reference():
         np.testing.assert_array_equal(out, rout)
         np.testing.assert_array_equal(ind, rind)
         assert_close(F.avg_pool2d(x, **kw), R.avg_pool2d(x, **kw))
+
+
+# ---------------------------------------------------------------- vector paths
+# The common geometries (3x3 and 2x2 windows, stride 2 or 1, dilation 1) run
+# explicit-vector kernels over a plane padded on all sides: whole 16-column
+# blocks, a padded tail (W = 1, 2, 3, 17, 33 -> ow not a multiple of the block),
+# bottom rows added by padding or ceil_mode, odd heights. Each window is folded
+# in PyTorch's order and each backward cell accumulates in PyTorch's order, so
+# these compare bit for bit (the backward for the stride-2 geometries too).
+VECTOR_GEOMETRIES = [
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=3, stride=2),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=2, stride=2),
+    dict(kernel_size=2, stride=2, padding=1),
+    dict(kernel_size=2, stride=2, ceil_mode=True),
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=2, stride=1),
+    dict(kernel_size=3, stride=(1, 2), padding=(0, 1)),   # row stride != column stride
+    dict(kernel_size=3, stride=(3, 2), padding=1),
+]
+VECTOR_SHAPES = [(1, 2, 5, 1), (2, 1, 3, 2), (1, 2, 7, 3), (2, 3, 9, 17), (1, 2, 16, 33),
+                 (1, 1, 1, 1), (1, 2, 6, 70)]
+
+
+def _valid(shape, kw):
+    try:
+        R.max_pool2d(np.zeros(shape, np.float32), **kw)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", VECTOR_GEOMETRIES, ids=str)
+def test_vector_paths_bit_identical_to_torch(kw, dtype):
+    pytest.importorskip("torch")
+    stride2 = kw["stride"] in (2, (1, 2), (3, 2))
+    for shape in VECTOR_SHAPES:
+        if not _valid(shape, kw):
+            continue
+        for x in (_rand(shape, dtype), _ties(shape, dtype)):
+            g = _rand(F.max_pool2d(x, **kw).shape, dtype, seed=1)
+            tout, tgx = _torch_pool("max_pool2d", x, g, **kw)
+            tout2, tind = _torch_pool("max_pool2d", x, **kw, return_indices=True)
+            np.testing.assert_array_equal(F.max_pool2d(x, **kw), tout)
+            out, ind = F.max_pool2d(x, **kw, return_indices=True)
+            np.testing.assert_array_equal(ind, tind.numpy())
+            gx = F.max_pool2d_backward(g, x, **kw)
+            if stride2:
+                np.testing.assert_array_equal(gx, tgx)
+            else:
+                assert_close(gx, tgx)
+            assert_close(F.max_pool2d_backward(g, x, **kw, indices=ind), tgx)
+            for cip in (True, False):
+                akw = dict(kw, count_include_pad=cip)
+                tout, tgx = _torch_pool("avg_pool2d", x, g, **akw)
+                np.testing.assert_array_equal(F.avg_pool2d(x, **akw), tout)
+                gx = F.avg_pool2d_backward(g, x, **akw)
+                if stride2:
+                    np.testing.assert_array_equal(gx, tgx)
+                else:
+                    assert_close(gx, tgx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_paths_nan_inf_and_signed_zero_like_torch(dtype):
+    """The value-only forward and the recomputing backward fold each window row
+    separately: NaN (the last one wins), -inf windows (the first in-range cell
+    takes the gradient) and +0/-0 ties (the first one wins) must still match."""
+    pytest.importorskip("torch")
+    x = _rand((2, 2, 9, 35), dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 2, 2] = np.nan
+    x[0, 0, 5, 20] = np.nan
+    x[0, 1, :4, :5] = -np.inf                # windows at the top-left corner all -inf
+    x[0, 1, 4:7, 20:27] = -np.inf
+    x[1, 0] = 0.0
+    x[1, 0, ::2, 1::3] = -0.0                # ties between +0 and -0
+    x[1, 1] = -0.0
+    x[1, 1, 1::2, ::2] = 0.0
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2),
+               dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, stride=1),
+               dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)):
+        out = F.max_pool2d(x, **kw)
+        g = _rand(out.shape, dtype, seed=1)
+        tout, tgx = _torch_pool("max_pool2d", x, g, **kw)
+        np.testing.assert_array_equal(out, tout)
+        np.testing.assert_array_equal(np.signbit(out), np.signbit(tout))
+        gx = F.max_pool2d_backward(g, x, **kw)
+        if kw.get("stride", 2) == 2:
+            np.testing.assert_array_equal(gx, tgx)
+        else:
+            assert_close(gx, tgx)
+        avg = F.avg_pool2d(x, **kw)
+        tavg = _torch_pool("avg_pool2d", x, **kw)
+        np.testing.assert_array_equal(avg, tavg)
+        np.testing.assert_array_equal(np.signbit(avg), np.signbit(tavg))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=1, padding=1)], ids=str)
+def test_vector_paths_one_and_two_threads_bit_identical(kw):
+    x = _rand((3, 7, 18, 37), np.float32)
+    g = _rand(F.max_pool2d(x, **kw).shape, np.float32, 1)
+
+    def run():
+        return [F.max_pool2d(x, **kw), F.max_pool2d_backward(g, x, **kw),
+                F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw)]
+    try:
+        dlkern.set_num_threads(1)
+        one = run()
+        dlkern.set_num_threads(2)
+        two = run()
+    finally:
+        dlkern.set_num_threads(None)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
