@@ -54,21 +54,25 @@
 #define T float
 #define SUFFIX f32
 #define GEMM dlk_gemm_f32
+#define GEMM_ROWS dlk_gemm_rows_f32
 #define TRANSPOSE dlk_transpose_f32
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX
 #undef GEMM
+#undef GEMM_ROWS
 #undef TRANSPOSE
 
 #define T double
 #define SUFFIX f64
 #define GEMM dlk_gemm_f64
+#define GEMM_ROWS dlk_gemm_rows_f64
 #define TRANSPOSE dlk_transpose_f64
 #include "causal_conv1d.c"
 #undef T
 #undef SUFFIX
 #undef GEMM
+#undef GEMM_ROWS
 #undef TRANSPOSE
 
 #else /* DLK_CC1D_BODY: the templated body */
@@ -78,17 +82,34 @@ static T *SFX(cc1d_alloc)(dlk_idx count) {
     return (T *)malloc((size_t)(count > 0 ? count : 1) * sizeof(T));
 }
 
-/* X[c*k + j][t] = xn[c][t0 + t - s_j] for t < nt (zero where t0 + t < s_j). */
-static void SFX(cc1d_stack_x)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k,
-                              dlk_idx dilation, dlk_idx t0, dlk_idx nt, T *X) {
+/* The rows of X (forward) for dlk_gemm_rows: X[c*k + j][t] = xn[c][t0 + t - s_j] for
+ * t < nt, zero where t0 + t < s_j. */
+static void SFX(cc1d_rows_x)(dlk_idx C_in, dlk_idx L, dlk_idx k, dlk_idx dilation,
+                             dlk_idx t0, dlk_idx nt, dlk_idx *boff, dlk_idx *lo,
+                             dlk_idx *hi) {
     for (dlk_idx c = 0; c < C_in; c++)
         for (dlk_idx j = 0; j < k; j++) {
-            const dlk_idx s = (k - 1 - j) * dilation;
-            T *row = X + (c * k + j) * nt;
-            const dlk_idx z = DLK_MIN(nt, DLK_MAX(0, s - t0)); /* leading zeros */
-            for (dlk_idx t = 0; t < z; t++) row[t] = 0;
-            if (z < nt) memcpy(row + z, xn + c * L + t0 + z - s, (size_t)(nt - z) * sizeof(T));
+            const dlk_idx s = (k - 1 - j) * dilation, r = c * k + j;
+            boff[r] = c * L + t0 - s;
+            lo[r] = DLK_MIN(nt, DLK_MAX(0, s - t0)); /* leading zeros */
+            hi[r] = nt;
         }
+}
+
+/* The rows of G (grad_x) for dlk_gemm_rows: G[j*C_out + o][t] = gn[o][t0 + t + s_j] for
+ * t < nt, zero where t0 + t + s_j >= L. */
+static void SFX(cc1d_rows_g)(dlk_idx C_out, dlk_idx L, dlk_idx k, dlk_idx dilation,
+                             dlk_idx t0, dlk_idx nt, dlk_idx *boff, dlk_idx *lo,
+                             dlk_idx *hi) {
+    for (dlk_idx j = 0; j < k; j++) {
+        const dlk_idx s = (k - 1 - j) * dilation;
+        for (dlk_idx o = 0; o < C_out; o++) {
+            const dlk_idx r = j * C_out + o;
+            boff[r] = o * L + t0 + s;
+            lo[r] = 0;
+            hi[r] = DLK_MIN(nt, DLK_MAX(0, L - s - t0)); /* valid columns */
+        }
+    }
 }
 
 /* XT[t][j*C_in + c] = xn[c][t0 + t - s_j] for t < nt (zero where t0 + t < s_j). */
@@ -104,20 +125,6 @@ static void SFX(cc1d_stack_xt)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k,
     }
 }
 
-/* G[j*C_out + o][t] = gn[o][t0 + t + s_j] for t < nt (zero where t0 + t + s_j >= L). */
-static void SFX(cc1d_stack_g)(const T *gn, dlk_idx C_out, dlk_idx L, dlk_idx k,
-                              dlk_idx dilation, dlk_idx t0, dlk_idx nt, T *G) {
-    for (dlk_idx j = 0; j < k; j++) {
-        const dlk_idx s = (k - 1 - j) * dilation;
-        const dlk_idx v = DLK_MIN(nt, DLK_MAX(0, L - s - t0)); /* valid columns */
-        for (dlk_idx o = 0; o < C_out; o++) {
-            T *row = G + (j * C_out + o) * nt;
-            if (v > 0) memcpy(row, gn + o * L + t0 + s, (size_t)v * sizeof(T));
-            for (dlk_idx t = v; t < nt; t++) row[t] = 0;
-        }
-    }
-}
-
 int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T *out,
                                    dlk_idx N, dlk_idx C_in, dlk_idx L, dlk_idx C_out,
                                    dlk_idx k, dlk_idx dilation, int nthreads) {
@@ -126,15 +133,14 @@ int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T
     if (dilation > L) dilation = L;
     const dlk_idx nblocks = (L + DLK_CC1D_TIME_BLOCK - 1) / DLK_CC1D_TIME_BLOCK;
     const dlk_idx ntasks = N * nblocks, Kx = C_in * k;
-    const dlk_idx tb = DLK_MIN(L, DLK_CC1D_TIME_BLOCK);
     int status = DLK_OK;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) \
     if (ntasks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     {
-        T *X = SFX(cc1d_alloc)(Kx * tb);
-        int mine = X ? DLK_OK : DLK_ENOMEM;
+        dlk_idx *rows = (dlk_idx *)malloc((size_t)(3 * Kx + 1) * sizeof(dlk_idx));
+        int mine = rows ? DLK_OK : DLK_ENOMEM;
         dlk_idx task;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -148,10 +154,11 @@ int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T
             if (bias) /* filled just before the GEMM, so the rows are still in cache */
                 for (dlk_idx o = 0; o < C_out; o++)
                     for (dlk_idx t = 0; t < nt; t++) on[o * L + t] = bias[o];
-            SFX(cc1d_stack_x)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, X);
-            mine = GEMM(0, 0, C_out, nt, Kx, 1, weight, Kx, X, nt, bias ? 1 : 0, on, L, 1);
+            SFX(cc1d_rows_x)(C_in, L, k, dilation, t0, nt, rows, rows + Kx, rows + 2 * Kx);
+            mine = GEMM_ROWS(0, C_out, nt, Kx, 1, weight, Kx, x + n * C_in * L, rows,
+                             rows + Kx, rows + 2 * Kx, bias ? 1 : 0, on, L);
         }
-        free(X);
+        free(rows);
         if (mine != DLK_OK) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -228,8 +235,8 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
 #endif
     {
         T *XT = SFX(cc1d_alloc)(want_w ? Kx * tb : 0);
-        T *G = SFX(cc1d_alloc)(want_x ? Kg * tb : 0);
-        int mine = (XT && G) ? DLK_OK : DLK_ENOMEM;
+        dlk_idx *rows = (dlk_idx *)malloc((size_t)(want_x ? 3 * Kg + 1 : 1) * sizeof(dlk_idx));
+        int mine = (XT && rows) ? DLK_OK : DLK_ENOMEM;
         dlk_idx c;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -251,13 +258,13 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                     if (mine != DLK_OK) break;
                 }
                 if (!want_x) continue;
-                SFX(cc1d_stack_g)(gn, C_out, L, k, dilation, t0, nt, G);
-                mine = GEMM(0, 0, C_in, nt, Kg, 1, wx, Kg, G, nt, 0,
-                            grad_x + n * C_in * L + t0, L, 1);
+                SFX(cc1d_rows_g)(C_out, L, k, dilation, t0, nt, rows, rows + Kg, rows + 2 * Kg);
+                mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, rows + Kg, rows + 2 * Kg,
+                                 0, grad_x + n * C_in * L + t0, L);
             }
         }
         free(XT);
-        free(G);
+        free(rows);
         if (mine != DLK_OK) {
 #ifdef _OPENMP
 #pragma omp atomic write
