@@ -112,16 +112,34 @@ static void SFX(cc1d_rows_g)(dlk_idx C_out, dlk_idx L, dlk_idx k, dlk_idx dilati
     }
 }
 
-/* XT[t][j*C_in + c] = xn[c][t0 + t - s_j] for t < nt (zero where t0 + t < s_j). */
-static void SFX(cc1d_stack_xt)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k,
-                               dlk_idx dilation, dlk_idx t0, dlk_idx nt, T *XT) {
-    const dlk_idx Kx = k * C_in;
-    for (dlk_idx j = 0; j < k; j++) {
-        const dlk_idx s = (k - 1 - j) * dilation;
-        const dlk_idx z = DLK_MIN(nt, DLK_MAX(0, s - t0)); /* leading zero rows */
-        for (dlk_idx t = 0; t < z; t++)
-            for (dlk_idx c = 0; c < C_in; c++) XT[t * Kx + j * C_in + c] = 0;
-        if (z < nt) TRANSPOSE(C_in, nt - z, xn + t0 + z - s, L, XT + z * Kx + j * C_in, Kx);
+/* grad_W's operand XT[t][j*C_in + c] = xn[c][t0 + t - s_j] (t < nt; zero where
+ * t0 + t < s_j), described for dlk_gemm_rows over a time-major copy xt of x: tap j's
+ * columns are the C_in channels of xt's row R_j + t (goff[j] = R_j * C_in, boff[t] =
+ * t * C_in), and row t's zeros are its leading taps (lo[t]). The taps' time windows
+ * overlap when dilation < nt: xt is then the one window of times [t0 - S, t0 + nt)
+ * (from time 0 on), x transposed once instead of k times; otherwise each tap gets its
+ * own nt rows. Either way xt has at most k * nt rows. */
+static void SFX(cc1d_xt)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k, dlk_idx dilation,
+                         dlk_idx t0, dlk_idx nt, T *xt, dlk_idx *goff, dlk_idx *boff,
+                         dlk_idx *lo) {
+    const dlk_idx S = (k - 1) * dilation;
+    if (dilation < nt) {
+        const dlk_idx first = DLK_MAX(0, t0 - S); /* time of xt's row 0 */
+        TRANSPOSE(C_in, t0 + nt - first, xn + first, L, xt, C_in);
+        for (dlk_idx j = 0; j < k; j++) goff[j] = (t0 - (k - 1 - j) * dilation - first) * C_in;
+    } else {
+        for (dlk_idx j = 0; j < k; j++) {
+            const dlk_idx s = (k - 1 - j) * dilation;
+            const dlk_idx z = DLK_MIN(nt, DLK_MAX(0, s - t0)); /* rows before time 0 */
+            goff[j] = j * nt * C_in;
+            if (z < nt) TRANSPOSE(C_in, nt - z, xn + t0 + z - s, L, xt + (j * nt + z) * C_in, C_in);
+        }
+    }
+    for (dlk_idx t = 0; t < nt; t++) {
+        dlk_idx zero_taps = 0; /* taps with s_j > t0 + t: j < zero_taps */
+        while (zero_taps < k && (k - 1 - zero_taps) * dilation > t0 + t) zero_taps++;
+        boff[t] = t * C_in;
+        lo[t] = zero_taps * C_in;
     }
 }
 
@@ -155,8 +173,8 @@ int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T
                 for (dlk_idx o = 0; o < C_out; o++)
                     for (dlk_idx t = 0; t < nt; t++) on[o * L + t] = bias[o];
             SFX(cc1d_rows_x)(C_in, L, k, dilation, t0, nt, rows, rows + Kx, rows + 2 * Kx);
-            mine = GEMM_ROWS(0, C_out, nt, Kx, 1, weight, Kx, x + n * C_in * L, rows,
-                             rows + Kx, rows + 2 * Kx, bias ? 1 : 0, on, L);
+            mine = GEMM_ROWS(0, C_out, nt, Kx, 1, weight, Kx, x + n * C_in * L, rows, 0,
+                             NULL, rows + Kx, rows + 2 * Kx, bias ? 1 : 0, on, L);
         }
         free(rows);
         if (mine != DLK_OK) {
@@ -234,9 +252,10 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
     if (nchunks > 1 && (double)N * L * C_out * C_in * k >= DLK_CC1D_PARALLEL_WORK)
 #endif
     {
-        T *XT = SFX(cc1d_alloc)(want_w ? Kx * tb : 0);
+        T *xt = SFX(cc1d_alloc)(want_w ? Kx * tb : 0);
+        dlk_idx *xrows = (dlk_idx *)malloc((size_t)(want_w ? 2 * tb + k : 1) * sizeof(dlk_idx));
         dlk_idx *rows = (dlk_idx *)malloc((size_t)(want_x ? 3 * Kg + 1 : 1) * sizeof(dlk_idx));
-        int mine = (XT && rows) ? DLK_OK : DLK_ENOMEM;
+        int mine = (xt && xrows && rows) ? DLK_OK : DLK_ENOMEM;
         dlk_idx c;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -253,17 +272,21 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                 const dlk_idx nt = DLK_MIN(DLK_CC1D_TIME_BLOCK, L - t0);
                 const T *gn = grad_out + n * C_out * L;
                 if (want_w) {
-                    SFX(cc1d_stack_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, XT);
-                    mine = GEMM(0, 0, C_out, Kx, nt, 1, gn + t0, L, XT, Kx, 1, gw, Kx, 1);
+                    dlk_idx *goff = xrows, *boff = xrows + k, *lo = xrows + k + tb;
+                    SFX(cc1d_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, xt, goff, boff,
+                                 lo);
+                    mine = GEMM_ROWS(0, C_out, Kx, nt, 1, gn + t0, L, xt, boff, C_in, goff, lo,
+                                     NULL, 1, gw, Kx);
                     if (mine != DLK_OK) break;
                 }
                 if (!want_x) continue;
                 SFX(cc1d_rows_g)(C_out, L, k, dilation, t0, nt, rows, rows + Kg, rows + 2 * Kg);
-                mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, rows + Kg, rows + 2 * Kg,
-                                 0, grad_x + n * C_in * L + t0, L);
+                mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, 0, NULL, rows + Kg,
+                                 rows + 2 * Kg, 0, grad_x + n * C_in * L + t0, L);
             }
         }
-        free(XT);
+        free(xt);
+        free(xrows);
         free(rows);
         if (mine != DLK_OK) {
 #ifdef _OPENMP
