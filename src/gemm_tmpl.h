@@ -404,8 +404,8 @@ int FN(dlk_gemm_rows)(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, T alpha, con
                 for (dlk_idx js = 0; js < nsl; js++) {
                     const dlk_idx j0 = js * NR, n = DLK_MIN(NR, N - j0);
                     const int in_place = groups_ok && j0 >= maxlo && j0 + NR <= minhi;
-                    dlk_idx voff[DLK_GEMM_NV];
-                    for (int v = 0; v < nv; v++)
+                    dlk_idx voff[DLK_GEMM_NV] = {0}; /* used in place only: columns < N */
+                    for (int v = 0; v < nv && j0 + v * DLK_GEMM_VL < N; v++)
                         voff[v] = FN(rows_col)(j0 + v * DLK_GEMM_VL, cw, goff);
                     if (!in_place)
                         FN(pack_b_rows)(B, boff, cw, goff, lo, hi, N, pc, kc, j0, NR, Bp);
