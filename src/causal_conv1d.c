@@ -21,8 +21,8 @@
  * s_j >= L only contributes zeros.
  *
  * Threads: tasks are spread over nthreads (dynamic), each GEMM runs on one thread,
- * and grad_W and grad_bias are summed in a fixed number of task chunks, each with its
- * own partial sum, added in chunk order: results are bit-identical for any nthreads.
+ * and grad_W is summed in a fixed number of task chunks, each with its own partial
+ * sum, added in chunk order: results are bit-identical for any nthreads.
  *
  * float and double come from one body: this file includes itself twice with T,
  * SUFFIX and GEMM defined.
@@ -102,7 +102,7 @@ static void SFX(cc1d_rows_x)(dlk_idx C_in, dlk_idx L, dlk_idx k, dlk_idx dilatio
  * t < nt, zero where t0 + t + s_j >= L. Channel-major like the forward's X: the taps
  * of one channel are neighbouring rows of B, overlapping cache lines of one row of g
  * (tap-major, each k stepped to another row of g, 4 KiB away: grad_x alone on one
- * thread 5.1 -> 4.3 ms for the TCN shape). */
+ * thread 5.1 -> 4.3 ms at (32, 64, 1024) k3 d4). */
 static void SFX(cc1d_rows_g)(dlk_idx C_out, dlk_idx L, dlk_idx k, dlk_idx dilation,
                              dlk_idx t0, dlk_idx nt, dlk_idx *boff, dlk_idx *lo,
                              dlk_idx *hi) {
