@@ -16,8 +16,10 @@ cdef extern from "gemm.h":
     int dlk_gemm_rows_f32(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, float alpha,
                           const float *A, dlk_idx lda, const float *B, const dlk_idx *boff,
                           dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo,
-                          const dlk_idx *hi, float beta, float *C, dlk_idx ldc) nogil
+                          const dlk_idx *hi, float beta, const float *bias, float *C,
+                          dlk_idx ldc) nogil
     int dlk_gemm_rows_f64(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, double alpha,
                           const double *A, dlk_idx lda, const double *B, const dlk_idx *boff,
                           dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo,
-                          const dlk_idx *hi, double beta, double *C, dlk_idx ldc) nogil
+                          const dlk_idx *hi, double beta, const double *bias,
+                          double *C, dlk_idx ldc) nogil

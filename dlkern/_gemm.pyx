@@ -132,10 +132,10 @@ def rows_matrix(b, boff, n, cw=0, goff=None, lo=None, hi=None):
 
 
 def gemm_rows(a, b, boff, n, cw=0, goff=None, lo=None, hi=None, trans_a=False, alpha=1.0,
-              beta=0.0, out=None):
-    """alpha * op(a) @ B + beta * out through dlk_gemm_rows (for the tests), B described by
-    the flat array b and boff, cw, goff, lo, hi as rows_matrix says (which checks that
-    every element read lies in b)."""
+              beta=0.0, out=None, bias=None):
+    """alpha * op(a) @ B + beta * out (+ bias[:, None]) through dlk_gemm_rows (for the
+    tests), B described by the flat array b and boff, cw, goff, lo, hi as rows_matrix
+    says (which checks that every element read lies in b)."""
     if a.dtype not in (np.float32, np.float64) or b.dtype != a.dtype or a.ndim != 2:
         raise TypeError("gemm_rows: a 2-D float32/float64 a and a flat b of its dtype")
     a = np.ascontiguousarray(a)
@@ -159,16 +159,24 @@ def gemm_rows(a, b, boff, n, cw=0, goff=None, lo=None, hi=None, trans_a=False, a
     cdef char *ap = cnp.PyArray_BYTES(a)
     cdef char *bp = cnp.PyArray_BYTES(b)
     cdef char *cp = cnp.PyArray_BYTES(out)
+    cdef char *biasp = NULL
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=a.dtype)
+        if bias.shape != (M,):
+            raise ValueError("gemm_rows: bias needs one value per row of C")
+        biasp = cnp.PyArray_BYTES(bias)
     cdef int ta = trans_a, status
     cdef double al = alpha, be = beta
     if a.dtype == np.float32:
         with nogil:
             status = dlk_gemm_rows_f32(ta, M, N, K, <float>al, <float *>ap, lda, <float *>bp,
-                                       bop, cwi, gop, lop, hip, <float>be, <float *>cp, ldc)
+                                       bop, cwi, gop, lop, hip, <float>be, <float *>biasp,
+                                       <float *>cp, ldc)
     else:
         with nogil:
             status = dlk_gemm_rows_f64(ta, M, N, K, al, <double *>ap, lda, <double *>bp,
-                                       bop, cwi, gop, lop, hip, be, <double *>cp, ldc)
+                                       bop, cwi, gop, lop, hip, be, <double *>biasp,
+                                       <double *>cp, ldc)
     if status != DLK_OK:
         raise MemoryError("gemm_rows: out of memory")
     return out

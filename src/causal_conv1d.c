@@ -5,7 +5,7 @@
  * row offsets, column groups and zero ranges) whose inner dimension stacks all k
  * taps, so out, grad_x and grad_W are each written once per task with K = C_in*k (or
  * C_out*k), not k times with K = C_in:
- *   forward   out[:, t0:t1]  = W (C_out, C_in*k) @ X     (+ bias: prefilled, beta 1)
+ *   forward   out[:, t0:t1]  = W (C_out, C_in*k) @ X + bias (added at the GEMM's store)
  *             X[c*k + j][t] = x[c][t0 + t - s_j]   (0 before time 0)
  *   grad_W'  (C_out, k*C_in) += g[:, t0:t1] @ XT   (unpacked to the weight's layout)
  *             XT[t][j*C_in + c] = x[c][t0 + t - s_j]  (the same values, time-major)
@@ -173,12 +173,9 @@ int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T
             const dlk_idx t0 = (task % nblocks) * DLK_CC1D_TIME_BLOCK;
             const dlk_idx nt = DLK_MIN(DLK_CC1D_TIME_BLOCK, L - t0);
             T *on = out + n * C_out * L + t0;
-            if (bias) /* filled just before the GEMM, so the rows are still in cache */
-                for (dlk_idx o = 0; o < C_out; o++)
-                    for (dlk_idx t = 0; t < nt; t++) on[o * L + t] = bias[o];
             SFX(cc1d_rows_x)(C_in, L, k, dilation, t0, nt, rows, rows + Kx, rows + 2 * Kx);
             mine = GEMM_ROWS(0, C_out, nt, Kx, 1, weight, Kx, x + n * C_in * L, rows, 0,
-                             NULL, rows + Kx, rows + 2 * Kx, bias ? 1 : 0, on, L);
+                             NULL, rows + Kx, rows + 2 * Kx, 0, bias, on, L);
         }
         free(rows);
         if (mine != DLK_OK) {
@@ -280,13 +277,13 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                     SFX(cc1d_xt)(x + n * C_in * L, C_in, L, k, dilation, t0, nt, xt, goff, boff,
                                  lo);
                     mine = GEMM_ROWS(0, C_out, Kx, nt, 1, gn + t0, L, xt, boff, C_in, goff, lo,
-                                     NULL, 1, gw, Kx);
+                                     NULL, 1, NULL, gw, Kx);
                     if (mine != DLK_OK) break;
                 }
                 if (!want_x) continue;
                 SFX(cc1d_rows_g)(C_out, L, k, dilation, t0, nt, rows, rows + Kg, rows + 2 * Kg);
                 mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, 0, NULL, rows + Kg,
-                                 rows + 2 * Kg, 0, grad_x + n * C_in * L + t0, L);
+                                 rows + 2 * Kg, 0, NULL, grad_x + n * C_in * L + t0, L);
             }
         }
         free(xt);

@@ -129,7 +129,8 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
     }
 }
 
-/* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C; beta == 0 does not read C.
+/* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C (+ rbias[r] on row r when
+ * rbias is given, for dlk_gemm_rows); beta == 0 does not read C.
  * The MR x NR accumulator lives in MR * nv vector registers (nv is a constant at each
  * call site); each k loads nv vectors of B (row k of the sliver at b + k * ldbk:
  * NR when packed, ldb when read in place; for dlk_gemm_rows, given koff, vector v
@@ -137,7 +138,7 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
 static inline __attribute__((always_inline)) void FN(micro_kernel)(
     dlk_idx kc, const T *restrict a, const T *restrict b, T *restrict c, dlk_idx ldc,
     dlk_idx m, dlk_idx n, T alpha, T beta, const int nv, dlk_idx ldbk,
-    const dlk_idx *restrict koff, const dlk_idx *restrict voff) {
+    const dlk_idx *restrict koff, const dlk_idx *restrict voff, const T *restrict rbias) {
     const int NR = nv * DLK_GEMM_VL;
     FN(gvec) acc[MR][DLK_GEMM_NV];
     const FN(gvec) zero = {0};
@@ -170,6 +171,7 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
                     memcpy(&cv, cr + v * DLK_GEMM_VL, sizeof cv);
                     cv = alpha * acc[r][v] + beta * cv;
                 }
+                if (rbias) cv += rbias[r];
                 memcpy(cr + v * DLK_GEMM_VL, &cv, sizeof cv);
             }
         }
@@ -186,6 +188,8 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
                 for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j];
             else
                 for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j] + beta * cr[j];
+            if (rbias)
+                for (dlk_idx j = 0; j < n; j++) cr[j] += rbias[r];
         }
     }
 }
@@ -195,24 +199,40 @@ static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, dlk_idx ldbk
                                 dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
                                 int nv) {
     if (nv == DLK_GEMM_NV)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk, NULL, NULL);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk, NULL, NULL,
+                         NULL);
     else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk, NULL, NULL);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk, NULL, NULL, NULL);
     else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk, NULL, NULL);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk, NULL, NULL, NULL);
+}
+
+/* dlk_gemm_rows' packed slivers: the micro-kernel with row biases. */
+static void FN(micro_kernel_packed_bias)(dlk_idx kc, const T *a, const T *b, T *c,
+                                         dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
+                                         int nv, const T *rbias) {
+    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
+    if (nv == DLK_GEMM_NV)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, NR, NULL, NULL,
+                         rbias);
+    else if (nv == 1)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, NR, NULL, NULL, rbias);
+    else
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, NR, NULL, NULL, rbias);
 }
 
 /* The micro-kernel reading vector v of row k of B at b + koff[k] + voff[v]
  * (dlk_gemm_rows, in place). */
 static void FN(micro_kernel_rows)(dlk_idx kc, const T *a, const T *b, const dlk_idx *koff,
                                   const dlk_idx *voff, T *c, dlk_idx ldc, dlk_idx m,
-                                  dlk_idx n, T alpha, T beta, int nv) {
+                                  dlk_idx n, T alpha, T beta, int nv, const T *rbias) {
     if (nv == DLK_GEMM_NV)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, 0, koff, voff);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, 0, koff, voff,
+                         rbias);
     else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, 0, koff, voff);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, 0, koff, voff, rbias);
     else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, 0, koff, voff);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, 0, koff, voff, rbias);
 }
 
 /* C = beta * C (0 when beta == 0, whatever C holds): K == 0 or alpha == 0. */
@@ -366,10 +386,12 @@ static void FN(pack_b_rows)(const T *B, const dlk_idx *boff, dlk_idx cw, const d
 int FN(dlk_gemm_rows)(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, T alpha, const T *A,
                       dlk_idx lda, const T *B, const dlk_idx *boff, dlk_idx cw,
                       const dlk_idx *goff, const dlk_idx *lo, const dlk_idx *hi, T beta,
-                      T *C, dlk_idx ldc) {
+                      const T *bias, T *C, dlk_idx ldc) {
     if (M <= 0 || N <= 0) return DLK_OK;
     if (K <= 0 || alpha == 0) {
         FN(scale_c)(M, N, beta, C, ldc);
+        for (dlk_idx i = 0; bias && i < M; i++)
+            for (dlk_idx j = 0; j < N; j++) C[i * ldc + j] += bias[i];
         return DLK_OK;
     }
     /* dlk_gemm's tile, K blocks and micro-kernel: the same sums in the same order. */
@@ -427,12 +449,14 @@ int FN(dlk_gemm_rows)(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, T alpha, con
                     for (dlk_idx r = r0; r < r1; r += MR) {
                         T *c = C + (i0 + r) * ldc + j0;
                         const dlk_idx m = DLK_MIN(MR, r1 - r);
+                        /* The bias joins the first K block's store: no pass over C. */
+                        const T *rb = pc == 0 && bias ? bias + i0 + r : NULL;
                         if (in_place)
                             FN(micro_kernel_rows)(kc, Ap + r * kc, B, boff + pc, voff, c, ldc,
-                                                  m, n, alpha, beff, nv);
+                                                  m, n, alpha, beff, nv, rb);
                         else
-                            FN(micro_kernel_nv)(kc, Ap + r * kc, Bp, NR, c, ldc, m, n, alpha,
-                                                beff, nv);
+                            FN(micro_kernel_packed_bias)(kc, Ap + r * kc, Bp, c, ldc, m, n,
+                                                         alpha, beff, nv, rb);
                     }
                 }
             }

@@ -343,3 +343,29 @@ def test_gemm_rows_trans_a_alpha_beta_and_empty(dtype):
     out = _gemm.gemm_rows(np.zeros((20, 0), dtype), b, np.zeros(0, np.intp), 50, beta=0.0,
                           out=np.full((20, 50), np.nan, dtype))
     assert np.array_equal(out, np.zeros((20, 50), dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_rows_bias_same_bits_as_prefilled_c(dtype):
+    # bias joins the first K block's store: the bits of C prefilled with the bias and
+    # beta = 1, in place and packed slivers, one and several K blocks, partial tiles
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for M, N, K, ranges in [(64, 1024, 192, True), (mr + 3, 2 * nr + 5, kc + 37, True),
+                            (13, 50, 40, False)]:
+        a, b, boff, _, lo, hi = rows_operands(M, K, N, dtype, ranges=ranges, seed=M + K)
+        bias = np.random.default_rng(K).standard_normal(M).astype(dtype)
+        got = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, bias=bias)
+        pre = np.repeat(bias[:, None], N, axis=1)
+        want = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, beta=1.0, out=pre)
+        assert np.array_equal(got, want), (M, N, K)
+        # with beta: alpha A B + beta C + bias
+        c0 = np.random.default_rng(1).standard_normal((M, N)).astype(dtype)
+        got = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, alpha=0.5, beta=2.0,
+                              out=c0.copy(), bias=bias)
+        bm = _gemm.rows_matrix(b, boff, N, lo=lo, hi=hi)
+        assert_close(got, 0.5 * oracle(a, bm, False, False) + 2.0 * c0 + bias[:, None],
+                     dtype=dtype, rtol=2e-4 * np.sqrt(K / 256) if dtype == np.float32 else None)
+    # K = 0: C = beta C + bias
+    got = _gemm.gemm_rows(np.zeros((3, 0), dtype), np.zeros(4, dtype), np.zeros(0, np.intp), 5,
+                          bias=np.arange(3, dtype=dtype))
+    assert np.array_equal(got, np.repeat(np.arange(3, dtype=dtype)[:, None], 5, axis=1))
