@@ -21,8 +21,9 @@
  * s_j >= L only contributes zeros.
  *
  * Threads: tasks are spread over nthreads (dynamic), each GEMM runs on one thread,
- * and grad_W is summed in a fixed number of task chunks, each with its own partial
- * sum, added in chunk order: results are bit-identical for any nthreads.
+ * and grad_W and grad_bias (the latter folded into the task that has the block of
+ * grad_out in cache) are summed in a fixed number of task chunks, each with its own
+ * partial sums, added in chunk order: results are bit-identical for any nthreads.
  *
  * float and double come from one body: this file includes itself twice with T,
  * SUFFIX and GEMM defined.
@@ -147,6 +148,17 @@ static void SFX(cc1d_xt)(const T *xn, dlk_idx C_in, dlk_idx L, dlk_idx k, dlk_id
     }
 }
 
+/* lanes[l] += row[t] for t < nt with l = t mod DLK_CC1D_LANES (row starts on a lane
+ * boundary: time blocks are whole multiples of the lanes). grad_bias sums in double;
+ * independent lanes vectorize without -ffast-math, where one running sum would be a
+ * chain of dependent adds (~4 cycles each, about 1 ms for the bench's shape). */
+static void SFX(cc1d_sum_lanes)(const T *row, dlk_idx nt, double *lanes) {
+    dlk_idx t = 0;
+    for (; t + DLK_CC1D_LANES <= nt; t += DLK_CC1D_LANES)
+        for (int l = 0; l < DLK_CC1D_LANES; l++) lanes[l] += row[t + l];
+    for (int l = 0; t < nt; t++, l++) lanes[l] += row[t];
+}
+
 int SFX(dlk_causal_conv1d_forward)(const T *x, const T *weight, const T *bias, T *out,
                                    dlk_idx N, dlk_idx C_in, dlk_idx L, dlk_idx C_out,
                                    dlk_idx k, dlk_idx dilation, int nthreads) {
@@ -193,52 +205,31 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                                     dlk_idx C_in, dlk_idx L, dlk_idx C_out, dlk_idx k,
                                     dlk_idx dilation, int parts, int nthreads) {
     const int want_x = (parts & DLK_CC1D_GRAD_X) != 0, want_w = (parts & DLK_CC1D_GRAD_W) != 0;
-    /* grad_bias: one channel per iteration, summed over (n, t) in a fixed order in
-     * double, so the result does not depend on the thread count. DLK_CC1D_LANES
-     * partial sums (lane = t mod LANES), added in lane order at the end: one running
-     * sum would be a chain of dependent adds (~4 cycles each, about 1 ms for the TCN
-     * shape), while independent lanes vectorize without -ffast-math. */
-    dlk_idx o;
-    const dlk_idx nbias = (parts & DLK_CC1D_GRAD_B) ? C_out : 0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(static) \
-    if (nbias > 1 && (double)N * L * C_out >= DLK_CC1D_PARALLEL_WORK)
-#endif
-    for (o = 0; o < nbias; o++) {
-        double lanes[DLK_CC1D_LANES] = {0};
-        for (dlk_idx n = 0; n < N; n++) {
-            const T *row = grad_out + (n * C_out + o) * L;
-            dlk_idx t = 0;
-            for (; t + DLK_CC1D_LANES <= L; t += DLK_CC1D_LANES)
-                for (int l = 0; l < DLK_CC1D_LANES; l++) lanes[l] += row[t + l];
-            for (int l = 0; t < L; t++, l++) lanes[l] += row[t];
-        }
-        double acc = 0;
-        for (int l = 0; l < DLK_CC1D_LANES; l++) acc += lanes[l];
-        grad_bias[o] = (T)acc;
-    }
-
+    const int want_b = (parts & DLK_CC1D_GRAD_B) != 0;
     const dlk_idx wsize = k * C_out * C_in, Kx = C_in * k, Kg = k * C_out;
     if (N <= 0 || L <= 0) {
         if (want_w)
             for (dlk_idx i = 0; i < wsize; i++) grad_weight[i] = 0;
+        for (dlk_idx o = 0; want_b && o < C_out; o++) grad_bias[o] = 0;
         return DLK_OK; /* grad_x is empty */
     }
-    if (!want_x && !want_w) return DLK_OK;
+    if (!want_x && !want_w && !want_b) return DLK_OK;
     if (dilation > L) dilation = L;
-    /* Tasks are (sample, time block) pairs in sample-major order. grad_W sums over all
-     * of them: a fixed number of contiguous task chunks, each with its own partial
-     * sum, added in chunk order afterwards, so the sum does not depend on how many
-     * threads ran the chunks. */
+    /* Tasks are (sample, time block) pairs in sample-major order. grad_W and grad_bias
+     * sum over all of them: a fixed number of contiguous task chunks, each with its own
+     * partial sums, added in chunk order afterwards, so the sums do not depend on how
+     * many threads ran the chunks. */
     const dlk_idx nblocks = (L + DLK_CC1D_TIME_BLOCK - 1) / DLK_CC1D_TIME_BLOCK;
     const dlk_idx ntasks = N * nblocks;
     const dlk_idx nchunks = DLK_MIN(ntasks, DLK_CC1D_GRADW_CHUNKS);
     const dlk_idx tb = DLK_MIN(L, DLK_CC1D_TIME_BLOCK);
     T *wx = SFX(cc1d_alloc)(want_x ? wsize : 0);
     T *partial = SFX(cc1d_alloc)(want_w ? nchunks * wsize : 0);
-    if (!wx || !partial) {
+    double *bpart = (double *)malloc((size_t)(want_b ? nchunks * C_out : 1) * sizeof(double));
+    if (!wx || !partial || !bpart) {
         free(wx);
         free(partial);
+        free(bpart);
         return DLK_ENOMEM;
     }
     /* Wx[c][o*k + j] = w[o][c][j]: tiny (the weight), so serial. */
@@ -256,7 +247,9 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
         T *xt = SFX(cc1d_alloc)(want_w ? Kx * tb : 0);
         dlk_idx *xrows = (dlk_idx *)malloc((size_t)(want_w ? 2 * tb + k : 1) * sizeof(dlk_idx));
         dlk_idx *rows = (dlk_idx *)malloc((size_t)(want_x ? 3 * Kg + 1 : 1) * sizeof(dlk_idx));
-        int mine = (xt && xrows && rows) ? DLK_OK : DLK_ENOMEM;
+        double *lanes =
+            (double *)malloc((size_t)(want_b ? C_out * DLK_CC1D_LANES : 1) * sizeof(double));
+        int mine = (xt && xrows && rows && lanes) ? DLK_OK : DLK_ENOMEM;
         dlk_idx c;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -264,6 +257,7 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
         for (c = 0; c < nchunks; c++) {
             T *gw = want_w ? partial + c * wsize : NULL;
             for (dlk_idx i = 0; want_w && i < wsize; i++) gw[i] = 0;
+            for (dlk_idx i = 0; want_b && i < C_out * DLK_CC1D_LANES; i++) lanes[i] = 0;
             /* Both gradients of a block while its grad_out and x rows are in cache. */
             for (dlk_idx task = ntasks * c / nchunks; task < ntasks * (c + 1) / nchunks;
                  task++) {
@@ -280,15 +274,28 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
                                      NULL, 1, NULL, gw, Kx);
                     if (mine != DLK_OK) break;
                 }
-                if (!want_x) continue;
-                SFX(cc1d_rows_g)(C_out, L, k, dilation, t0, nt, rows, rows + Kg, rows + 2 * Kg);
-                mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, 0, NULL, rows + Kg,
-                                 rows + 2 * Kg, 0, NULL, grad_x + n * C_in * L + t0, L);
+                if (want_x) {
+                    SFX(cc1d_rows_g)(C_out, L, k, dilation, t0, nt, rows, rows + Kg,
+                                     rows + 2 * Kg);
+                    mine = GEMM_ROWS(0, C_in, nt, Kg, 1, wx, Kg, gn, rows, 0, NULL, rows + Kg,
+                                     rows + 2 * Kg, 0, NULL, grad_x + n * C_in * L + t0, L);
+                    if (mine != DLK_OK) break;
+                }
+                /* grad_bias while the block of grad_out is in cache (the GEMMs just read
+                 * it), instead of a pass of its own over grad_out. */
+                for (dlk_idx o = 0; want_b && o < C_out; o++)
+                    SFX(cc1d_sum_lanes)(gn + o * L + t0, nt, lanes + o * DLK_CC1D_LANES);
+            }
+            for (dlk_idx o = 0; want_b && o < C_out; o++) {
+                double acc = 0; /* lane order: fixed */
+                for (int l = 0; l < DLK_CC1D_LANES; l++) acc += lanes[o * DLK_CC1D_LANES + l];
+                bpart[c * C_out + o] = acc;
             }
         }
         free(xt);
         free(xrows);
         free(rows);
+        free(lanes);
         if (mine != DLK_OK) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -296,6 +303,12 @@ int SFX(dlk_causal_conv1d_backward)(const T *grad_out, const T *x, const T *weig
             status = mine;
         }
     }
+    for (dlk_idx o = 0; status == DLK_OK && want_b && o < C_out; o++) {
+        double acc = 0;
+        for (dlk_idx cc = 0; cc < nchunks; cc++) acc += bpart[cc * C_out + o]; /* fixed order */
+        grad_bias[o] = (T)acc;
+    }
+    free(bpart);
     if (status == DLK_OK && want_w) {
         for (dlk_idx cc = 1; cc < nchunks; cc++) /* chunk order: fixed */
             for (dlk_idx i = 0; i < wsize; i++) partial[i] += partial[cc * wsize + i];
