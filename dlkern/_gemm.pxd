@@ -13,3 +13,13 @@ cdef extern from "gemm.h":
                            float *dst, dlk_idx ldd) nogil
     void dlk_transpose_f64(dlk_idx rows, dlk_idx cols, const double *src, dlk_idx lds,
                            double *dst, dlk_idx ldd) nogil
+    int dlk_gemm_rows_f32(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, float alpha,
+                          const float *A, dlk_idx lda, const float *B, const dlk_idx *boff,
+                          dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo,
+                          const dlk_idx *hi, float beta, const float *bias, float *C,
+                          dlk_idx ldc) nogil
+    int dlk_gemm_rows_f64(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, double alpha,
+                          const double *A, dlk_idx lda, const double *B, const dlk_idx *boff,
+                          dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo,
+                          const dlk_idx *hi, double beta, const double *bias,
+                          double *C, dlk_idx ldc) nogil

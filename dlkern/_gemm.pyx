@@ -6,7 +6,8 @@ import numpy as np
 cimport numpy as cnp
 from dlkern._common cimport dlk_idx, DLK_OK
 from dlkern._gemm cimport (dlk_gemm_f32, dlk_gemm_f64, dlk_gemm_blocking,
-                           dlk_transpose_f32, dlk_transpose_f64)
+                           dlk_transpose_f32, dlk_transpose_f64, dlk_gemm_rows_f32,
+                           dlk_gemm_rows_f64)
 from dlkern._threads import get_num_threads
 
 cnp.import_array()
@@ -108,4 +109,74 @@ def transpose(a):
     else:
         with nogil:
             dlk_transpose_f64(rows, cols, <double *>sp, lds, <double *>dp, ldd)
+    return out
+
+
+def rows_matrix(b, boff, n, cw=0, goff=None, lo=None, hi=None):
+    """The K x n matrix that dlk_gemm_rows reads from the flat array b: row k is
+    b[boff[k] + col(j)] on lo[k] <= j < hi[k], zero elsewhere, col(j) = goff[j // cw] +
+    j % cw (j without goff). IndexError if a valid element lies outside b."""
+    K = len(boff)
+    out = np.zeros((K, n), dtype=b.dtype)
+    j = np.arange(n)
+    col = j if goff is None else np.asarray(goff)[j // cw] + j % cw
+    for k in range(K):
+        a = 0 if lo is None else max(0, lo[k])
+        e = n if hi is None else min(n, hi[k])
+        if e > a:
+            idx = boff[k] + col[a:e]
+            if idx.min() < 0 or idx.max() >= b.size:
+                raise IndexError(f"rows_matrix: row {k} reads outside b")
+            out[k, a:e] = b[idx]
+    return out
+
+
+def gemm_rows(a, b, boff, n, cw=0, goff=None, lo=None, hi=None, trans_a=False, alpha=1.0,
+              beta=0.0, out=None, bias=None):
+    """alpha * op(a) @ B + beta * out (+ bias[:, None]) through dlk_gemm_rows (for the
+    tests), B described by the flat array b and boff, cw, goff, lo, hi as rows_matrix
+    says (which checks that every element read lies in b)."""
+    if a.dtype not in (np.float32, np.float64) or b.dtype != a.dtype or a.ndim != 2:
+        raise TypeError("gemm_rows: a 2-D float32/float64 a and a flat b of its dtype")
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b).ravel()
+    rows_matrix(b, boff, n, cw, goff, lo, hi)  # bounds check
+    cdef dlk_idx M = a.shape[1] if trans_a else a.shape[0]
+    cdef dlk_idx K = a.shape[0] if trans_a else a.shape[1]
+    if len(boff) != K:
+        raise ValueError("gemm_rows: boff needs one offset per row of B")
+    if out is None:
+        out = np.zeros((M, n), dtype=a.dtype)
+    cdef dlk_idx N = n, lda = max(a.shape[1], 1), ldc = max(n, 1), cwi = cw
+    bo = np.ascontiguousarray(boff, dtype=np.intp)
+    go = None if goff is None else np.ascontiguousarray(goff, dtype=np.intp)
+    lo_ = None if lo is None else np.ascontiguousarray(lo, dtype=np.intp)
+    hi_ = None if hi is None else np.ascontiguousarray(hi, dtype=np.intp)
+    cdef const dlk_idx *bop = <const dlk_idx *>cnp.PyArray_DATA(bo)
+    cdef const dlk_idx *gop = NULL if go is None else <const dlk_idx *>cnp.PyArray_DATA(go)
+    cdef const dlk_idx *lop = NULL if lo_ is None else <const dlk_idx *>cnp.PyArray_DATA(lo_)
+    cdef const dlk_idx *hip = NULL if hi_ is None else <const dlk_idx *>cnp.PyArray_DATA(hi_)
+    cdef char *ap = cnp.PyArray_BYTES(a)
+    cdef char *bp = cnp.PyArray_BYTES(b)
+    cdef char *cp = cnp.PyArray_BYTES(out)
+    cdef char *biasp = NULL
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=a.dtype)
+        if bias.shape != (M,):
+            raise ValueError("gemm_rows: bias needs one value per row of C")
+        biasp = cnp.PyArray_BYTES(bias)
+    cdef int ta = trans_a, status
+    cdef double al = alpha, be = beta
+    if a.dtype == np.float32:
+        with nogil:
+            status = dlk_gemm_rows_f32(ta, M, N, K, <float>al, <float *>ap, lda, <float *>bp,
+                                       bop, cwi, gop, lop, hip, <float>be, <float *>biasp,
+                                       <float *>cp, ldc)
+    else:
+        with nogil:
+            status = dlk_gemm_rows_f64(ta, M, N, K, al, <double *>ap, lda, <double *>bp,
+                                       bop, cwi, gop, lop, hip, be, <double *>biasp,
+                                       <double *>cp, ldc)
+    if status != DLK_OK:
+        raise MemoryError("gemm_rows: out of memory")
     return out

@@ -6,12 +6,13 @@
  *   out[n, o, t] = bias[o] + sum_{c, j : t >= s_j} weight[o, c, j] * x[n, c, t - s_j]
  * which is torch.nn.functional.conv1d on x left-padded by (k-1)*dilation, and
  * dlkern/reference/causal_conv1d.py. Cost: 2*N*C_out*C_in*k*L flops per pass
- * (forward; grad_x and grad_weight each cost the same), in N*k GEMMs per pass.
+ * (forward; grad_x and grad_weight each cost the same), one implicit GEMM with all k
+ * taps stacked in its inner dimension per (sample, 1024-step time block) and pass.
  *
- * Threads: (sample, time block) tasks (and, for grad_weight, a fixed number of task
- * chunks with their own partial sums, added in order) are spread over nthreads OpenMP
- * threads, each running one-thread GEMMs, so results are bit-identical for any
- * nthreads.
+ * Threads: (sample, time block) tasks (and, for grad_weight and grad_bias, a fixed
+ * number of task chunks with their own partial sums, added in order) are spread over
+ * nthreads OpenMP threads, each running one-thread GEMMs, so results are bit-identical
+ * for any nthreads.
  * Return DLK_OK or DLK_ENOMEM.
  */
 #ifndef DLK_CAUSAL_CONV1D_H

@@ -32,6 +32,29 @@ int dlk_gemm_f64(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, doub
                  const double *A, dlk_idx lda, const double *B, dlk_idx ldb, double beta,
                  double *C, dlk_idx ldc, int nthreads);
 
+/* C[M,N] = alpha * op(A) @ B + beta * C (+ bias[i] on row i when bias is not NULL: as
+ * if C were prefilled with it and beta were 1, without the pass) with B described,
+ * not stored, for implicit
+ * GEMMs (causal_conv1d reads shifted rows of x, grad_out or a time-major x this way
+ * instead of stacking copies):
+ *   B(k, j) = B[boff[k] + col(j)] for lo[k] <= j < hi[k], zero elsewhere (k < K, j < N)
+ *   col(j)  = goff[j / cw] + j % cw   (columns in groups of cw; col(j) = j if goff NULL)
+ * lo and hi may be NULL (every j < N valid). boff may point anywhere where a row is
+ * zero: only valid elements are read. Same tile, K blocks and micro-kernel as
+ * dlk_gemm, hence the same bits as dlk_gemm on the materialized B. Slivers of B that
+ * lie inside every row's valid range, with each vector inside one column group (cw a
+ * multiple of the vector width), are read in place; the others are packed with their
+ * zeros. Single-threaded: for callers that parallelize over independent calls.
+ * Returns DLK_OK or DLK_ENOMEM. */
+int dlk_gemm_rows_f32(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, float alpha,
+                      const float *A, dlk_idx lda, const float *B, const dlk_idx *boff,
+                      dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo, const dlk_idx *hi,
+                      float beta, const float *bias, float *C, dlk_idx ldc);
+int dlk_gemm_rows_f64(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, double alpha,
+                      const double *A, dlk_idx lda, const double *B, const dlk_idx *boff,
+                      dlk_idx cw, const dlk_idx *goff, const dlk_idx *lo, const dlk_idx *hi,
+                      double beta, const double *bias, double *C, dlk_idx ldc);
+
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: a transpose in
  * VL x VL register blocks (the GEMM's own packing routine), for kernels that need an
  * operand time-major (causal_conv1d's grad_weight). Single-threaded; src and dst

@@ -129,14 +129,16 @@ static void FN(pack_a)(int trans_a, const T *A, dlk_idx lda, dlk_idx i0, dlk_idx
     }
 }
 
-/* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C; beta == 0 does not read C.
+/* C[0:m, 0:n] = alpha * (a_sliver @ b_sliver) + beta * C (+ rbias[r] on row r when
+ * rbias is given, for dlk_gemm_rows); beta == 0 does not read C.
  * The MR x NR accumulator lives in MR * nv vector registers (nv is a constant at each
  * call site); each k loads nv vectors of B (row k of the sliver at b + k * ldbk:
- * NR when packed, ldb when read in place) and broadcasts MR values of A (MR * nv
- * FMAs). */
+ * NR when packed, ldb when read in place; for dlk_gemm_rows, given koff, vector v
+ * of row k at b + koff[k] + voff[v]) and broadcasts MR values of A (MR * nv FMAs). */
 static inline __attribute__((always_inline)) void FN(micro_kernel)(
     dlk_idx kc, const T *restrict a, const T *restrict b, T *restrict c, dlk_idx ldc,
-    dlk_idx m, dlk_idx n, T alpha, T beta, const int nv, dlk_idx ldbk) {
+    dlk_idx m, dlk_idx n, T alpha, T beta, const int nv, dlk_idx ldbk,
+    const dlk_idx *restrict koff, const dlk_idx *restrict voff, const T *restrict rbias) {
     const int NR = nv * DLK_GEMM_VL;
     FN(gvec) acc[MR][DLK_GEMM_NV];
     const FN(gvec) zero = {0};
@@ -150,8 +152,9 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
 #pragma GCC unroll 4
     for (dlk_idx k = 0; k < kc; k++) {
         FN(gvec) bv[DLK_GEMM_NV];
+        const T *bk = koff ? b + koff[k] : b + k * ldbk;
         for (int v = 0; v < nv; v++)
-            memcpy(&bv[v], b + k * ldbk + v * DLK_GEMM_VL, sizeof bv[v]);
+            memcpy(&bv[v], bk + (koff ? voff[v] : v * DLK_GEMM_VL), sizeof bv[v]);
         for (int r = 0; r < MR; r++) {
             const T ar = a[k * MR + r];
             for (int v = 0; v < nv; v++) acc[r][v] += ar * bv[v];
@@ -168,6 +171,7 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
                     memcpy(&cv, cr + v * DLK_GEMM_VL, sizeof cv);
                     cv = alpha * acc[r][v] + beta * cv;
                 }
+                if (rbias) cv += rbias[r];
                 memcpy(cr + v * DLK_GEMM_VL, &cv, sizeof cv);
             }
         }
@@ -184,6 +188,8 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
                 for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j];
             else
                 for (dlk_idx j = 0; j < n; j++) cr[j] = alpha * br[j] + beta * cr[j];
+            if (rbias)
+                for (dlk_idx j = 0; j < n; j++) cr[j] += rbias[r];
         }
     }
 }
@@ -193,11 +199,40 @@ static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, dlk_idx ldbk
                                 dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
                                 int nv) {
     if (nv == DLK_GEMM_NV)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk, NULL, NULL,
+                         NULL);
     else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk, NULL, NULL, NULL);
     else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk, NULL, NULL, NULL);
+}
+
+/* dlk_gemm_rows' packed slivers: the micro-kernel with row biases. */
+static void FN(micro_kernel_packed_bias)(dlk_idx kc, const T *a, const T *b, T *c,
+                                         dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
+                                         int nv, const T *rbias) {
+    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
+    if (nv == DLK_GEMM_NV)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, NR, NULL, NULL,
+                         rbias);
+    else if (nv == 1)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, NR, NULL, NULL, rbias);
+    else
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, NR, NULL, NULL, rbias);
+}
+
+/* The micro-kernel reading vector v of row k of B at b + koff[k] + voff[v]
+ * (dlk_gemm_rows, in place). */
+static void FN(micro_kernel_rows)(dlk_idx kc, const T *a, const T *b, const dlk_idx *koff,
+                                  const dlk_idx *voff, T *c, dlk_idx ldc, dlk_idx m,
+                                  dlk_idx n, T alpha, T beta, int nv, const T *rbias) {
+    if (nv == DLK_GEMM_NV)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, 0, koff, voff,
+                         rbias);
+    else if (nv == 1)
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, 0, koff, voff, rbias);
+    else
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, 0, koff, voff, rbias);
 }
 
 /* C = beta * C (0 when beta == 0, whatever C holds): K == 0 or alpha == 0. */
@@ -305,6 +340,123 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
                                                     DLK_MIN(MR, r1 - r), n, alpha, beff, nv);
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+    free(raw);
+    return DLK_OK;
+}
+
+/* K in near-equal blocks of at most KC, whole vectors: dlk_gemm's rule (see there). */
+static dlk_idx FN(gemm_kc)(dlk_idx K) {
+    const dlk_idx kblocks = (K + DLK_GEMM_KC - 1) / DLK_GEMM_KC;
+    return DLK_MIN(DLK_GEMM_KC, ((K + kblocks - 1) / kblocks + DLK_GEMM_VL - 1) /
+                                    DLK_GEMM_VL * DLK_GEMM_VL);
+}
+
+/* Where column j of dlk_gemm_rows' B starts (add boff[k]): columns come in groups of
+ * cw, group g at goff[g]; contiguous when goff is NULL. */
+static inline dlk_idx FN(rows_col)(dlk_idx j, dlk_idx cw, const dlk_idx *goff) {
+    return goff ? goff[j / cw] + j % cw : j;
+}
+
+/* Sliver of B(pc:pc+kc, j0:j0+NR) of dlk_gemm_rows into dst[k * NR + j], zero outside
+ * each row's valid range (and past N); a run inside one column group is one copy. */
+static void FN(pack_b_rows)(const T *B, const dlk_idx *boff, dlk_idx cw, const dlk_idx *goff,
+                            const dlk_idx *lo, const dlk_idx *hi, dlk_idx N, dlk_idx pc,
+                            dlk_idx kc, dlk_idx j0, dlk_idx NR, T *restrict dst) {
+    for (dlk_idx k = pc; k < pc + kc; k++) {
+        T *d = dst + (k - pc) * NR;
+        const dlk_idx rlo = lo ? lo[k] : 0, rhi = hi ? DLK_MIN(hi[k], N) : N;
+        const dlk_idx a = DLK_MIN(DLK_MAX(rlo - j0, 0), NR);
+        const dlk_idx e = DLK_MAX(a, DLK_MIN(rhi - j0, NR));
+        for (dlk_idx j = 0; j < a; j++) d[j] = 0;
+        for (dlk_idx j = a; j < e;) {
+            const dlk_idx col = j0 + j;
+            const dlk_idx len = goff ? DLK_MIN(e - j, cw - col % cw) : e - j;
+            memcpy(d + j, B + (boff[k] + FN(rows_col)(col, cw, goff)), (size_t)len * sizeof(T));
+            j += len;
+        }
+        for (dlk_idx j = e; j < NR; j++) d[j] = 0;
+    }
+}
+
+int FN(dlk_gemm_rows)(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, T alpha, const T *A,
+                      dlk_idx lda, const T *B, const dlk_idx *boff, dlk_idx cw,
+                      const dlk_idx *goff, const dlk_idx *lo, const dlk_idx *hi, T beta,
+                      const T *bias, T *C, dlk_idx ldc) {
+    if (M <= 0 || N <= 0) return DLK_OK;
+    if (K <= 0 || alpha == 0) {
+        FN(scale_c)(M, N, beta, C, ldc);
+        for (dlk_idx i = 0; bias && i < M; i++)
+            for (dlk_idx j = 0; j < N; j++) C[i * ldc + j] += bias[i];
+        return DLK_OK;
+    }
+    /* dlk_gemm's tile, K blocks and micro-kernel: the same sums in the same order. */
+    const int nv = (int)DLK_MIN(DLK_GEMM_NV, (N + DLK_GEMM_VL - 1) / DLK_GEMM_VL);
+    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
+    const dlk_idx kblocks = (K + DLK_GEMM_KC - 1) / DLK_GEMM_KC;
+    const dlk_idx kcb = DLK_MIN(
+        DLK_GEMM_KC, ((K + kblocks - 1) / kblocks + DLK_GEMM_VL - 1) / DLK_GEMM_VL * DLK_GEMM_VL);
+    const dlk_idx mmmax = (DLK_MIN(M, DLK_GEMM_MM) + MR - 1) / MR * MR;
+    const size_t nb = (size_t)(kcb * NR), na = (size_t)(kcb * mmmax);
+    void *raw = malloc((nb + na) * sizeof(T) + 64);
+    if (!raw) return DLK_ENOMEM;
+    T *Bp = (T *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    T *Ap = Bp + nb;
+    const dlk_idx nsl = (N + NR - 1) / NR;
+    /* A sliver is read in place when its vectors are whole runs of B: every vector
+     * inside one column group, and the sliver inside every row's valid range. */
+    const int groups_ok = !goff || (cw > 0 && cw % DLK_GEMM_VL == 0);
+    for (dlk_idx pc = 0; pc < K; pc += kcb) {
+        const dlk_idx kc = DLK_MIN(kcb, K - pc);
+        const T beff = pc == 0 ? beta : (T)1;
+        dlk_idx maxlo = 0, minhi = N;
+        for (dlk_idx k = pc; lo && k < pc + kc; k++) maxlo = DLK_MAX(maxlo, lo[k]);
+        for (dlk_idx k = pc; hi && k < pc + kc; k++) minhi = DLK_MIN(minhi, hi[k]);
+        for (dlk_idx i0 = 0; i0 < M; i0 += DLK_GEMM_MM) {
+            const dlk_idx mm = DLK_MIN(DLK_GEMM_MM, M - i0);
+            for (dlk_idx s = 0; s * MR < mm; s++)
+                FN(pack_a)(trans_a, A, lda, i0 + s * MR, DLK_MIN(MR, mm - s * MR), pc, kc,
+                           Ap + s * MR * kc);
+            for (dlk_idx r0 = 0; r0 < mm; r0 += DLK_GEMM_MC) {
+                const dlk_idx r1 = DLK_MIN(mm, r0 + DLK_GEMM_MC);
+                for (dlk_idx js = 0; js < nsl; js++) {
+                    const dlk_idx j0 = js * NR, n = DLK_MIN(NR, N - j0);
+                    const int in_place = groups_ok && j0 >= maxlo && j0 + NR <= minhi;
+                    dlk_idx voff[DLK_GEMM_NV] = {0}; /* used in place only: columns < N */
+                    for (int v = 0; v < nv && j0 + v * DLK_GEMM_VL < N; v++)
+                        voff[v] = FN(rows_col)(j0 + v * DLK_GEMM_VL, cw, goff);
+                    if (!in_place)
+                        FN(pack_b_rows)(B, boff, cw, goff, lo, hi, N, pc, kc, j0, NR, Bp);
+                    /* Rows of B in place can be more streams than the hardware
+                     * prefetchers follow (192 for causal_conv1d's forward): fetch the
+                     * next sliver into L2 while this one is computed. */
+                    const dlk_idx jn = j0 + NR;
+                    if (r0 == 0 && groups_ok && jn >= maxlo && jn + NR <= minhi) {
+                        dlk_idx von[DLK_GEMM_NV];
+                        for (int v = 0; v < nv; v++)
+                            von[v] = FN(rows_col)(jn + v * DLK_GEMM_VL, cw, goff);
+                        for (dlk_idx k = pc; k < pc + kc; k++)
+                            for (int v = 0; v < nv; v++) {
+                                const T *vec = B + (boff[k] + von[v]);
+                                __builtin_prefetch(vec, 0, 2);
+                                __builtin_prefetch(vec + DLK_GEMM_VL - 1, 0, 2);
+                            }
+                    }
+                    for (dlk_idx r = r0; r < r1; r += MR) {
+                        T *c = C + (i0 + r) * ldc + j0;
+                        const dlk_idx m = DLK_MIN(MR, r1 - r);
+                        /* The bias joins the first K block's store: no pass over C. */
+                        const T *rb = pc == 0 && bias ? bias + i0 + r : NULL;
+                        if (in_place)
+                            FN(micro_kernel_rows)(kc, Ap + r * kc, B, boff + pc, voff, c, ldc,
+                                                  m, n, alpha, beff, nv, rb);
+                        else
+                            FN(micro_kernel_packed_bias)(kc, Ap + r * kc, Bp, c, ldc, m, n,
+                                                         alpha, beff, nv, rb);
                     }
                 }
             }

@@ -27,6 +27,10 @@ CASES = [
     (1, 3, 2500, 2, 3, 700),  # several 1024-step time blocks; taps cross block edges
     (2, 2, 2049, 3, 4, 1),    # last time block of one step
     (2, 40, 1030, 24, 6, 3),  # stacked taps C_in*k = 240 past one GEMM K block; 2 blocks
+    (2, 16, 1100, 8, 3, 2),   # C_in a multiple of the vector: grad_W reads x^T in place
+    (1, 48, 300, 20, 4, 300),  # dilation >= time block: each tap its own rows of x^T
+    (3, 8, 77, 5, 2, 1),      # C_in = 8: in place for float64's 8 lanes, packed for float32
+    (2, 32, 1500, 17, 5, 90),  # x^T window spans time blocks; odd C_out (partial tiles)
 ]
 
 

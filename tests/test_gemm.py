@@ -272,3 +272,100 @@ def test_bad_arguments():
         _gemm.gemm(a, a.T, nthreads=0)
     with pytest.raises(TypeError, match="NumPy arrays"):
         _gemm.gemm([[1.0]], a)
+
+
+def rows_operands(M, K, N, dtype, cw=0, groups=False, ranges=False, seed=0):
+    """a (M x K) and a B for dlk_gemm_rows: rows at random offsets of a flat b (rows
+    overlap, as shifted rows of a signal do), optional column groups and zero ranges."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((M, K)).astype(dtype)
+    ngroups = -(-N // cw) if groups else 0
+    span = cw * ngroups if groups else N
+    b = rng.standard_normal(span + 3 * K + 50).astype(dtype)
+    goff = rng.integers(0, 40, ngroups) + cw * np.arange(ngroups) if groups else None
+    boff = rng.integers(0, 3 * K + 10, K)
+    lo = hi = None
+    if ranges:
+        lo = np.maximum(rng.integers(-N, N, K), 0) * (rng.random(K) < 0.3)
+        hi = np.where(rng.random(K) < 0.3, rng.integers(0, N + 5, K), N + 5)
+        # rows with zeros may start before b: only valid elements are read
+        boff = boff - np.where(lo > 0, np.minimum(lo, boff), 0)
+    return a, b, boff, goff, lo, hi
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ranges", [False, True])
+def test_gemm_rows_same_bits_as_gemm(dtype, ranges):
+    # dlk_gemm_rows has dlk_gemm's tile, K blocks and micro-kernel: on the materialized
+    # B it must give the same bits, in place or packed, across every edge.
+    mr, nr, kc, mc, nc = blocking(dtype)
+    seed = 0
+    for M in (1, mr - 1, mr + 1, 64, mc + mr + 3):
+        for N in (1, nr - 1, nr, 3 * nr + 5, 1024):
+            for K in (5, kc, kc + 37):
+                seed += 1
+                a, b, boff, _, lo, hi = rows_operands(M, K, N, dtype, ranges=ranges, seed=seed)
+                got = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi)
+                bm = _gemm.rows_matrix(b, boff, N, lo=lo, hi=hi)
+                assert np.array_equal(got, _gemm.gemm(a, bm, nthreads=1)), (M, N, K)
+                if K == kc + 37 and M == 64:
+                    check_close = oracle(a, bm, False, False)
+                    assert_close(got, check_close, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cw", [1, 5, 8, 16, 24, 48, 64])
+def test_gemm_rows_column_groups(dtype, cw):
+    # Groups a multiple of the vector width are read in place, others packed; both
+    # equal dlk_gemm on the materialized B, with and without zero ranges.
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for i, (M, N, K) in enumerate([(64, 192, 1024), (13, 3 * cw + 1, kc + 5), (9, nr, 40)]):
+        for ranges in (False, True):
+            a, b, boff, goff, lo, hi = rows_operands(M, K, N, dtype, cw, groups=True,
+                                                     ranges=ranges, seed=100 + i)
+            got = _gemm.gemm_rows(a, b, boff, N, cw, goff, lo, hi)
+            bm = _gemm.rows_matrix(b, boff, N, cw, goff, lo, hi)
+            assert np.array_equal(got, _gemm.gemm(a, bm, nthreads=1)), (M, N, K, ranges)
+            assert_close(got, oracle(a, bm, False, False), dtype=dtype,
+                         rtol=2e-4 * np.sqrt(K / 256) if dtype == np.float32 else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_rows_trans_a_alpha_beta_and_empty(dtype):
+    a, b, boff, _, lo, hi = rows_operands(20, 70, 50, dtype, ranges=True, seed=7)
+    bm = _gemm.rows_matrix(b, boff, 50, lo=lo, hi=hi)
+    c0 = np.random.default_rng(8).standard_normal((20, 50)).astype(dtype)
+    got = _gemm.gemm_rows(np.ascontiguousarray(a.T), b, boff, 50, lo=lo, hi=hi, trans_a=True,
+                          alpha=0.5, beta=2.0, out=c0.copy())
+    want = _gemm.gemm(a, bm, alpha=0.5, beta=2.0, out=c0.copy(), nthreads=1)
+    assert np.array_equal(got, want)
+    # K = 0: C = beta * C without reading B
+    out = _gemm.gemm_rows(np.zeros((20, 0), dtype), b, np.zeros(0, np.intp), 50, beta=0.0,
+                          out=np.full((20, 50), np.nan, dtype))
+    assert np.array_equal(out, np.zeros((20, 50), dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_rows_bias_same_bits_as_prefilled_c(dtype):
+    # bias joins the first K block's store: the bits of C prefilled with the bias and
+    # beta = 1, in place and packed slivers, one and several K blocks, partial tiles
+    mr, nr, kc, mc, nc = blocking(dtype)
+    for M, N, K, ranges in [(64, 1024, 192, True), (mr + 3, 2 * nr + 5, kc + 37, True),
+                            (13, 50, 40, False)]:
+        a, b, boff, _, lo, hi = rows_operands(M, K, N, dtype, ranges=ranges, seed=M + K)
+        bias = np.random.default_rng(K).standard_normal(M).astype(dtype)
+        got = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, bias=bias)
+        pre = np.repeat(bias[:, None], N, axis=1)
+        want = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, beta=1.0, out=pre)
+        assert np.array_equal(got, want), (M, N, K)
+        # with beta: alpha A B + beta C + bias
+        c0 = np.random.default_rng(1).standard_normal((M, N)).astype(dtype)
+        got = _gemm.gemm_rows(a, b, boff, N, lo=lo, hi=hi, alpha=0.5, beta=2.0,
+                              out=c0.copy(), bias=bias)
+        bm = _gemm.rows_matrix(b, boff, N, lo=lo, hi=hi)
+        assert_close(got, 0.5 * oracle(a, bm, False, False) + 2.0 * c0 + bias[:, None],
+                     dtype=dtype, rtol=2e-4 * np.sqrt(K / 256) if dtype == np.float32 else None)
+    # K = 0: C = beta C + bias
+    got = _gemm.gemm_rows(np.zeros((3, 0), dtype), np.zeros(4, dtype), np.zeros(0, np.intp), 5,
+                          bias=np.arange(3, dtype=dtype))
+    assert np.array_equal(got, np.repeat(np.arange(3, dtype=dtype)[:, None], 5, axis=1))
