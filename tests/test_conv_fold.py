@@ -156,8 +156,9 @@ def test_explicit_algo_is_never_folded():
         assert _plan(x, w, kw, algo) is None
 
 
-def test_auto_runs_small_planes_with_short_reductions_forward_on_im2col(monkeypatch):
-    # the digits CNN's first layer: 1 channel, 8x8, 32 out
+def test_auto_runs_short_reductions_direct_on_small_planes_and_masks(monkeypatch):
+    # the digits CNN's first layer: 1 channel, 8x8, 32 out; direct both ways, and
+    # the backward's choice does not follow the mask
     calls = []
     real = conv_module._conv2d
 
@@ -175,9 +176,8 @@ def test_auto_runs_small_planes_with_short_reductions_forward_on_im2col(monkeypa
     y = F.conv2d(x, w, b, **kw)
     full = F.conv2d_backward(gy, x, w, **kw)
     weight_only = F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw)
-    # (kind, im2col) for forward; (kind, im2col, parts) for backward, which stays
-    # direct whatever the mask (masked results equal the full call's)
-    assert calls == [("forward", True), ("backward", False, 3), ("backward", False, 2)]
+    # (kind, im2col) for forward; (kind, im2col, parts) for backward
+    assert calls == [("forward", False), ("backward", False, 3), ("backward", False, 2)]
     assert_close(y, R.conv2d(x, w, b, **kw))
     expected = R.conv2d_backward(gy, x, w, **kw)
     for got, exp in zip(full, expected):

@@ -150,10 +150,6 @@ def _fold_plan(a, im2col):
     return _Fold(n, w, left, right, reach)
 
 
-#: Output planes of at most this many pixels count as small in the "auto" rule.
-SMALL_PLANE = 64
-
-
 def _choose_algo(a):
     """The "auto" rule; see conv2d's docstring. The backward's does not depend on
     output_mask, so a masked call's gradients are those of the full call."""
@@ -162,10 +158,7 @@ def _choose_algo(a):
     oc, cg, kh, kw = a.weight.shape
     if oc // a.groups <= 4:
         return "direct"
-    if cg * kh * kw <= 32:
-        small = a.grad_out is None and a.out_hw[0] * a.out_hw[1] <= SMALL_PLANE
-        return "im2col" if small else "direct"
-    return "im2col"
+    return "direct" if cg * kh * kw <= 32 else "im2col"
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
@@ -186,8 +179,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
 
     - "direct" when there are at most 4 output channels per group (a GEMM that
       thin cannot reuse its packed panels) or the reduction per output pixel is
-      short (C/groups*kH*kW <= 32: depthwise, first layers on 1-3 channels),
-      except for the forward on small planes (OH*OW <= SMALL_PLANE): "im2col";
+      short (C/groups*kH*kW <= 32: depthwise, first layers on 1-3 channels);
     - "im2col" otherwise (every GEMM-bound layer: 3x3, strided, 1x1).
 
     Why, measured on this project's machine (2 threads, float32, medians,
@@ -196,15 +188,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     2) forward 197 vs 341, grad_x 8 vs 274, grad_weight 18 vs 169; 1x1 (128 ->
     256 at 16x16) forward 209 vs 348, grad_x 201 vs 314, grad_weight 13 vs 165;
     and on other stride-1 3x3 layers (128 channels at 16x16, 256 at 8x8,
-    64 at 56x56) im2col led by 1.1x to 2.5x. The direct forward also allocates
-    and zero-pads a plane buffer per call, which makes it noisier.
-    Short reductions (LeNet, CIFAR first layers, depthwise) stay direct:
-    bench/bench_conv2d.py. On small planes the direct forward's per-call setup
-    dominates: the digits CNN's first layer (64x1x8x8 -> 32, 3x3) forward 75
-    vs 30 us (64x3x8x8: 98 vs 52); at 16x16 they tie. Its backward stays direct:
-    with grad_x 137 vs 370 us (a one-channel grad_x is a one-row GEMM), and the
-    algorithm must not follow output_mask (masked results equal the full call's;
-    im2col's grad_weight alone would be 72 vs 85 us).
+    64 at 56x56) im2col led by 1.1x to 2.5x. Short reductions (LeNet, CIFAR
+    first layers, depthwise) stay direct: bench/bench_conv2d.py. On small planes
+    the two forwards now tie or direct wins (forward, us, direct vs im2col:
+    64x1x8x8 -> 32: 32 vs 32; 64x3x8x8 -> 32: 55 vs 54; 64x3x4x4 -> 16: 19 vs
+    34; 16x3x8x8 -> 64: 30 vs 25), and the backward wants direct (the digits
+    CNN's first layer with grad_x: 137 vs 370 us, a one-channel grad_x is a
+    one-row GEMM). The rule does not follow output_mask, so masked results
+    equal the full call's.
     """
     a = parse("conv2d", x, weight, bias, stride, padding, dilation, groups, algo)
     bias = None if a.bias is None else contiguous(a.bias)
