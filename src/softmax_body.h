@@ -10,8 +10,9 @@
  *     vectorized loop (so short rows like D = 10 vectorize as well as long ones).
  *   inner > 1: columns of stride `inner`, processed COLS columns at a time so every
  *     inner loop runs over contiguous memory.
- * Sums (of exps, of g*y, of g) are accumulated in double in LANES fixed lanes, folded in
- * a fixed order: the result of a row never depends on the thread count. Each row (column)
+ * Sums (of exps, of g*y, of g) are accumulated in double in LANES fixed lanes (float32
+ * sums of exps of rows >= FUSE_D with AVX-512: float32 lanes folded into double per
+ * chunk, see softmax_avx512.h), folded in a fixed order: the result of a row never depends on the thread count. Each row (column)
  * is computed by one thread; threads split rows in static blocks.
  * Complexity: O(outer * D * inner) time, 4 passes over each row (L1/L2-resident).
  */

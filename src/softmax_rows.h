@@ -4,7 +4,8 @@
  * Reductions use `omp simd reduction`: it lets gcc vectorize them (reassociating into
  * vector lanes, which plain C forbids without -ffast-math). The lane split is fixed at
  * compile time, so a row's result never depends on the thread count. Without OpenMP the
- * pragmas vanish and the loops run in plain order. Sums accumulate in double. */
+ * pragmas vanish and the loops run in plain order. Sums accumulate in double (the AVX-512
+ * float32 exp-sum of long rows: see DLK_SOFTMAX_F32_CHUNK in softmax_avx512.h). */
 #ifndef DLK_SIMD_REDUCTION
 #ifdef _OPENMP
 #define DLK_PRAGMA(x) _Pragma(#x)

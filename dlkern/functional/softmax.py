@@ -4,9 +4,14 @@ The backward functions take the forward OUTPUT, as PyTorch's _softmax_backward_d
 
 Non-finite input
 ----------------
-Every row (the elements along `dim`) is shifted by its maximum before exp and the sum
-of exps is accumulated in double, so finite inputs of any magnitude (1e30, -1e30, mixes
-of both) give finite results that match a float64 computation. A row that contains +inf
+Every row (the elements along `dim`) is shifted by its maximum before exp, so every
+term is in [0, 1], and the sum of exps is accumulated in double (float32 rows of 64 or
+more elements on AVX-512: in float32 vector lanes, folded into double every 1024
+elements, which bounds the sum's relative error by about 1e-6 whatever the row length;
+measured: softmax within 1.2e-6 relative and log_softmax within 2e-6 absolute of a
+float64 computation on random rows and on rows of 1e5-1e6 terms), so finite inputs of
+any magnitude (1e30, -1e30, mixes of both) give finite results that match a float64
+computation to float32 accuracy. A row that contains +inf
 or nan gives nan in all of that row's outputs (and a nan loss and nan gradient row in
 cross_entropy); other rows are unaffected. A row of all -inf gives nan everywhere in
 softmax and log_softmax (exp(-inf - (-inf))), as PyTorch does. -inf mixed with finite
