@@ -52,7 +52,10 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
     {
         T m[DLK_SOFTMAX_BLOCK_ELEMS];
         double s[DLK_SOFTMAX_BLOCK_ELEMS];
-        dlk_idx cap = br * C;
+        /* the loss needs only the sums of exps: long float32 rows (AVX-512) sum them
+         * without storing them; others need a scratch block */
+        int sum_only = SFX(exp_sum_only)(C);
+        dlk_idx cap = sum_only ? 1 : br * C;
         T *e = (T *)malloc((size_t)(cap > 0 ? cap : 1) * sizeof(T));
         if (!e) {
 #ifdef _OPENMP
@@ -68,7 +71,7 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
             dlk_idx r0 = b * br;
             dlk_idx nr = DLK_MIN(br, rows - r0);
             const T *xb = logits + r0 * C;
-            SFX(rows_shifted_exp)(xb, nr, C, m, e, s);
+            SFX(rows_shifted_exp)(xb, nr, C, m, sum_only ? NULL : e, s);
             for (dlk_idx r = 0; r < nr; r++) {
                 int64_t t = target[r0 + r];
                 if (t == ignore_index) {
