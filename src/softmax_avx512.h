@@ -214,17 +214,83 @@ static inline double dlk_avx512_expneg_sum_f32(const float *x, float m, float *e
     return _mm512_reduce_add_pd(acc);
 }
 
+/* Sum and dot product of a float32 row in float32 lanes, folded into double every
+ * DLK_SOFTMAX_F32_CHUNK elements exactly as the exp-sum above (4 accumulators of 16
+ * lanes, a fixed order): error <= ~17u * sum |terms| (u = 2^-24) for any row length,
+ * float32 accuracy for the backward passes of long rows, without a widening per element. */
+static inline double dlk_avx512_lanesum_f32(const float *x, dlk_idx n) {
+    __m512d acc = _mm512_setzero_pd();
+    dlk_idx j = 0;
+    while (j < n) {
+        dlk_idx end = DLK_MIN(n, j + DLK_SOFTMAX_F32_CHUNK);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; j + 64 <= end; j += 64) {
+            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + j));
+            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + j + 16));
+            a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + j + 32));
+            a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + j + 48));
+        }
+        for (; j < end; j += 16) {
+            __mmask16 k = end - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - j)) - 1u);
+            a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(k, x + j));
+        }
+        acc = dlk_avx512_fold_f32(acc, a0, a1, a2, a3);
+    }
+    return _mm512_reduce_add_pd(acc);
+}
+
+static inline double dlk_avx512_lanedot_f32(const float *a, const float *b, dlk_idx n) {
+    __m512d acc = _mm512_setzero_pd();
+    dlk_idx j = 0;
+    while (j < n) {
+        dlk_idx end = DLK_MIN(n, j + DLK_SOFTMAX_F32_CHUNK);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; j + 64 <= end; j += 64) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(b + j), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), _mm512_loadu_ps(b + j + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 32), _mm512_loadu_ps(b + j + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 48), _mm512_loadu_ps(b + j + 48), a3);
+        }
+        for (; j < end; j += 16) {
+            __mmask16 k = end - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - j)) - 1u);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + j), _mm512_maskz_loadu_ps(k, b + j), a0);
+        }
+        acc = dlk_avx512_fold_f32(acc, a0, a1, a2, a3);
+    }
+    return _mm512_reduce_add_pd(acc);
+}
+
+/* The elements [j0, j1) of a log_softmax backward row with the full-range exp: the rare
+ * vectors holding some y > 0 (an output that did not come from log_softmax). Kept out of
+ * line so the hot loop below keeps its constants in registers. */
+static __attribute__((noinline)) void dlk_log_softmax_grad_slow_f32(
+    const float *g, const float *y, float *out, float s, dlk_idx j0, dlk_idx j1) {
+    for (dlk_idx d = j0; d < j1; d++) out[d] = g[d] - dlk_exp_f32(y[d]) * s;
+}
+
 /* log_softmax backward of one row: out = g - exp(y) * s. y is a log-probability, so
- * y <= 0 and the cheap exp of the forward applies. A vector holding any y > 0 (an output that did not come
- * from log_softmax) takes the full-range scalar exp instead, so any input is right. */
+ * y <= 0 and the cheap exp of the forward applies. A vector holding any y > 0 takes the
+ * full-range scalar exp instead, so any input is right. */
 static inline void dlk_avx512_log_softmax_grad_f32(const float *g, const float *y, float *out,
                                                    float s, dlk_idx n) {
     const __m512 vs = _mm512_set1_ps(s), zero = _mm512_setzero_ps();
-    for (dlk_idx j = 0; j < n; j += 16) {
+    dlk_idx j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512 y0 = _mm512_loadu_ps(y + j), y1 = _mm512_loadu_ps(y + j + 16);
+        if (_mm512_cmp_ps_mask(y0, zero, _CMP_GT_OQ) | _mm512_cmp_ps_mask(y1, zero, _CMP_GT_OQ)) {
+            dlk_log_softmax_grad_slow_f32(g, y, out, s, j, j + 32);
+            continue;
+        }
+        _mm512_storeu_ps(out + j, _mm512_fnmadd_ps(dlk_avx512_expneg_ps(y0), vs,
+                                                   _mm512_loadu_ps(g + j)));
+        _mm512_storeu_ps(out + j + 16, _mm512_fnmadd_ps(dlk_avx512_expneg_ps(y1), vs,
+                                                        _mm512_loadu_ps(g + j + 16)));
+    }
+    for (; j < n; j += 16) {
         __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
         __m512 yv = _mm512_maskz_loadu_ps(k, y + j);
         if (_mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ)) {
-            for (dlk_idx d = j; d < j + 16 && d < n; d++) out[d] = g[d] - dlk_exp_f32(y[d]) * s;
+            dlk_log_softmax_grad_slow_f32(g, y, out, s, j, DLK_MIN(j + 16, n));
             continue;
         }
         __m512 gv = _mm512_maskz_loadu_ps(k, g + j);

@@ -99,7 +99,13 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
             for (dlk_idx r = 0; r < nr; r++) {
                 const T *gr = gb + r * D, *yr = yb + r * D;
                 T *orow = ob + r * D;
+#ifdef DLK_SOFTMAX_FUSED_F32
+                T dot = (T)(sizeof(T) == sizeof(float) && D >= DLK_SOFTMAX_FUSE_D
+                                ? dlk_avx512_lanedot_f32((const float *)gr, (const float *)yr, D)
+                                : SFX(row_dot)(gr, yr, D));
+#else
                 T dot = (T)SFX(row_dot)(gr, yr, D);
+#endif
                 for (dlk_idx d = 0; d < D; d++) orow[d] = yr[d] * (gr[d] - dot);
             }
         } else {
@@ -111,7 +117,7 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
                 if (sizeof(T) == sizeof(float)) {
                     for (dlk_idx r = 0; r < nr; r++) {
                         const float *gr = (const float *)gb + r * D;
-                        float s = (float)dlk_avx512_sum_f32(gr, D);
+                        float s = (float)dlk_avx512_lanesum_f32(gr, D);
                         dlk_avx512_log_softmax_grad_f32(gr, (const float *)yb + r * D,
                                                         (float *)ob + r * D, s, D);
                     }

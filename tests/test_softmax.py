@@ -23,6 +23,9 @@ GRID = [
     # long rows (the fused exp-and-sum loop): 32-wide steps only, a full 16-wide tail
     # step, a masked tail
     ((4, 64), -1), ((3, 80), -1), ((2, 111), -1),
+    # float32 lane sums folded every 1024 elements: a second chunk that is only a tail,
+    # two full chunks plus 64-wide steps and a tail
+    ((3, 1029), -1), ((2, 2048 + 64 + 17), -1),
 ]
 
 
@@ -92,7 +95,7 @@ def test_softmax_gradcheck(backend, shape, dim):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("D", [13, 100])
+@pytest.mark.parametrize("D", [13, 100, 1029])
 def test_log_softmax_backward_of_any_output(dtype, D):
     """The backward takes the output as given: values > 0 (not a log-probability),
     -inf, nan, and very negative ones (exp below the smallest normal) all follow
