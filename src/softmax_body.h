@@ -22,6 +22,12 @@
 /* ---- inner == 1 ---- */
 
 static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_log, int nthreads) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+    if (sizeof(T) == sizeof(float) && D < DLK_SOFTMAX_FUSE_D) { /* softmax_short_avx512.h */
+        dlk_softmax_short_f32((const float *)x, (float *)y, rows, D, is_log, nthreads);
+        return DLK_OK;
+    }
+#endif
     dlk_idx br = SFX(block_rows)(D);
     dlk_idx nblocks = (rows + br - 1) / br;
     /* log_softmax needs the exps only for the sums: a per-thread scratch block */

@@ -22,6 +22,7 @@
  * tail without reading past the row. Otherwise `omp simd reduction` vectorizes them. */
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include "softmax_avx512.h"
+#include "softmax_short_avx512.h"
 #define row_max_f32 dlk_avx512_max_f32
 #define row_max_f64 dlk_avx512_max_f64
 #define row_sum_f32 dlk_avx512_sum_f32

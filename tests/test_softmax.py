@@ -336,6 +336,51 @@ def test_exp_accuracy_over_the_whole_range(dtype, D):
     assert rel.max() < (4 * 2.0**-24 if dtype == np.float32 else 8 * 2.0**-53)
 
 
+@pytest.mark.parametrize("D", [1, 2, 5, 10, 15, 16, 17, 33, 63])
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 40])
+def test_short_rows_groups_and_tails(rows, D):
+    """float32 rows shorter than 64 go 16 at a time (softmax_short_avx512.h): full groups,
+    a padded last group, rows of one vector or several; forward and backward against
+    float64."""
+    x = _x((rows, D), np.float32, seed=rows * 100 + D, scale=4.0)
+    g = _x((rows, D), np.float32, seed=D, scale=1.0)
+    for name in SOFTMAXES:
+        y = getattr(F, name)(x)
+        assert_close(y, _ref64(name, x, -1), dtype=np.float32)
+        assert_close(getattr(F, name + "_backward")(g, y),
+                     getattr(R, name + "_backward")(g.astype(np.float64), y.astype(np.float64)),
+                     dtype=np.float32)
+    t = np.arange(rows) % D
+    assert_close(F.cross_entropy(x, t, reduction="none"),
+                 R.cross_entropy(x.astype(np.float64), t, reduction="none"), dtype=np.float32)
+
+
+def test_short_rows_nonfinite_isolated_in_full_and_padded_groups():
+    x = _x((37, 10), np.float32, seed=3)
+    bad = {3: np.nan, 17: np.inf, 36: np.nan}
+    for r, v in bad.items():
+        x[r, r % 10] = v
+    x[20, :] = -np.inf
+    x[5, 2] = -np.inf
+    nan_rows = [3, 17, 20, 36]
+    clean = [r for r in range(37) if r not in nan_rows]
+    for name in SOFTMAXES:
+        y = F.log_softmax(x) if name == "log_softmax" else F.softmax(x)
+        assert np.all(np.isnan(y[nan_rows]))
+        assert_close(y[clean], _ref64(name, x[clean], -1), dtype=np.float32)
+    assert F.softmax(x)[5, 2] == 0 and F.log_softmax(x)[5, 2] == -np.inf
+
+
+@pytest.mark.parametrize("D", [2, 3, 7, 10, 16, 63])
+def test_short_rows_log_of_the_sum_is_float32_exact(D):
+    """Equal logits: log_softmax is -log(D), formed with the vectorized log of the sum
+    (<= 1 ulp measured over every float in [1, 64]); allow 2 ulp."""
+    x = np.full((20, D), 1.5, np.float32)
+    got = F.log_softmax(x).astype(np.float64)
+    want = -np.log(D)
+    assert np.max(np.abs(got - want)) <= 2 * abs(float(np.spacing(np.float32(want))))
+
+
 @pytest.mark.parametrize("case", ["huge_plus_tiny", "equal", "long_random"])
 def test_float32_sum_of_exps_accuracy(case):
     """float32 sums exps in float32 lanes folded into double every 1024 elements: the
