@@ -355,6 +355,28 @@ def test_short_rows_groups_and_tails(rows, D):
                  R.cross_entropy(x.astype(np.float64), t, reduction="none"), dtype=np.float32)
 
 
+@pytest.mark.parametrize("C", [1, 3, 10, 16, 17, 63])
+@pytest.mark.parametrize("ls", [0.0, 0.2])
+@pytest.mark.parametrize("use_weight", [False, True])
+def test_short_rows_cross_entropy_groups_and_tails(C, ls, use_weight):
+    """float32 cross-entropy with fewer than 64 classes (cross_entropy_short_avx512.h):
+    37 rows (two full groups and a padded one), ignored rows in full and padded groups,
+    weights and label smoothing, every reduction, forward and backward vs float64."""
+    logits, target, weight = _ce_case((37, C), np.float32, seed=C)
+    target[[2, 20, 35]] = -100
+    w = weight if use_weight else None
+    for red in ("none", "mean", "sum"):
+        kw = dict(weight=w, reduction=red, label_smoothing=ls)
+        kw64 = dict(kw, weight=None if w is None else w.astype(np.float64))
+        assert_close(F.cross_entropy(logits, target, **kw),
+                     R.cross_entropy(logits.astype(np.float64), target, **kw64), dtype=np.float32)
+        g = _grad_out(red, target, np.float32)
+        g64 = g.astype(np.float64) if isinstance(g, np.ndarray) else g
+        assert_close(F.cross_entropy_backward(g, logits, target, **kw),
+                     R.cross_entropy_backward(g64, logits.astype(np.float64), target, **kw64),
+                     dtype=np.float32)
+
+
 def test_short_rows_nonfinite_isolated_in_full_and_padded_groups():
     x = _x((37, 10), np.float32, seed=3)
     bad = {3: np.nan, 17: np.inf, 36: np.nan}
