@@ -88,6 +88,13 @@ static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_l
 
 static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx rows, dlk_idx D,
                                        int is_log, int nthreads) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+    if (sizeof(T) == sizeof(float) && D < DLK_SOFTMAX_FUSE_D) { /* softmax_short_avx512.h */
+        dlk_softmax_short_backward_f32((const float *)g, (const float *)y, (float *)gx, rows, D,
+                                       is_log, nthreads);
+        return;
+    }
+#endif
     dlk_idx br = SFX(block_rows)(D);
     dlk_idx nblocks = (rows + br - 1) / br;
     if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;

@@ -250,4 +250,70 @@ static inline void dlk_softmax_short_f32(const float *x, float *y, dlk_idx rows,
     }
 }
 
+/* One group of softmax backward (out = y * (g - sum(g * y))) or log-softmax backward
+ * (out = g - exp(y) * sum(g)). log-softmax outputs are <= 0, so the forward's cheap exp
+ * applies; a vector holding some y > 0 (an output that did not come from log_softmax)
+ * takes the full-range scalar exp, so any input is right. */
+static inline void dlk_short_group_backward(const dlk_short_rows *sr, const float *g,
+                                            const float *y, float *out, int is_log) {
+    dlk_idx D = sr->D;
+    if (!is_log) {
+        __m512 dot = dlk_short_rows_dot(sr, g, y);
+        for (dlk_idx k = 0; k < D; k++) {
+            __m512 dk = _mm512_permutexvar_ps(dlk_short_rows_idx(sr, k), dot);
+            _mm512_storeu_ps(out + 16 * k, _mm512_mul_ps(_mm512_loadu_ps(y + 16 * k),
+                             _mm512_sub_ps(_mm512_loadu_ps(g + 16 * k), dk)));
+        }
+        return;
+    }
+    __m512 s = dlk_short_rows_sum(sr, g);
+    const __m512 zero = _mm512_setzero_ps();
+    for (dlk_idx k = 0; k < D; k++) {
+        __m512 sk = _mm512_permutexvar_ps(dlk_short_rows_idx(sr, k), s);
+        __m512 yk = _mm512_loadu_ps(y + 16 * k), gk = _mm512_loadu_ps(g + 16 * k);
+        if (_mm512_cmp_ps_mask(yk, zero, _CMP_GT_OQ)) {
+            float sv[16];
+            _mm512_storeu_ps(sv, sk);
+            for (int l = 0; l < 16; l++)
+                out[16 * k + l] = g[16 * k + l] - dlk_exp_f32(y[16 * k + l]) * sv[l];
+            continue;
+        }
+        _mm512_storeu_ps(out + 16 * k, _mm512_fnmadd_ps(dlk_avx512_expneg_ps(yk), sk, gk));
+    }
+}
+
+/* Backward of `rows` short rows (padded last group, as the forward). */
+static inline void dlk_softmax_short_backward_f32(const float *g, const float *y, float *out,
+                                                  dlk_idx rows, dlk_idx D, int is_log,
+                                                  int nthreads) {
+    const dlk_idx task = 8 * 16;
+    dlk_idx ntasks = (rows + task - 1) / task;
+    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        dlk_short_rows sr;
+        dlk_short_rows_init(&sr, D);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (dlk_idx t = 0; t < ntasks; t++) {
+            dlk_idx r0 = t * task, r1 = DLK_MIN(r0 + task, rows), r = r0;
+            for (; r + 16 <= r1; r += 16)
+                dlk_short_group_backward(&sr, g + r * D, y + r * D, out + r * D, is_log);
+            if (r < r1) {
+                float gp[64 * 16], yp[64 * 16], op[64 * 16];
+                size_t n = (size_t)((r1 - r) * D), pad = (size_t)(16 * D) - n;
+                memcpy(gp, g + r * D, n * sizeof(float));
+                memcpy(yp, y + r * D, n * sizeof(float));
+                memset(gp + n, 0, pad * sizeof(float));
+                memset(yp + n, 0, pad * sizeof(float));
+                dlk_short_group_backward(&sr, gp, yp, op, is_log);
+                memcpy(out + r * D, op, n * sizeof(float));
+            }
+        }
+    }
+}
+
 #endif
