@@ -154,6 +154,8 @@ static inline void dlk_ce_short_backward_f32(const float *x, const int64_t *targ
     {
         dlk_short_rows sr;
         dlk_short_rows_init(&sr, C);
+        /* per-row factors without a division in the row loop */
+        const double keep_w = 1.0 - eps, eps_c = eps / (double)C, smooth = eps_c * W;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -172,9 +174,9 @@ static inline void dlk_ce_short_backward_f32(const float *x, const int64_t *targ
                     if (t == ignore_index) continue;
                     double scale = grad_out ? (double)grad_out[g + r] : base;
                     double wt = weight ? (double)weight[t] : 1.0;
-                    num[r] = (float)(scale * ((1.0 - eps) * wt + eps / (double)C * W));
-                    cor[r] = (float)(scale * (1.0 - eps) * wt);
-                    u[r] = scale * eps / (double)C;
+                    num[r] = (float)(scale * (keep_w * wt + smooth));
+                    cor[r] = (float)(scale * keep_w * wt);
+                    u[r] = scale * eps_c;
                 }
                 if (nr == 16) {
                     dlk_ce_short_group_grad(&sr, x + g * C, grad + g * C, tp, num, cor, u,
