@@ -377,6 +377,50 @@ def test_short_rows_cross_entropy_groups_and_tails(C, ls, use_weight):
                      dtype=np.float32)
 
 
+def test_fast_and_full_argument_paths_agree():
+    """Plain calls take the bindings' C-level fast paths (_softmax.pyx); the same values
+    in forms they decline (np.int64 dim, int32 targets, an int label_smoothing, a weight of
+    ones, a Python float vs a 0-d grad_out, an ndarray subclass) take the full parse.
+    Results are bit-identical."""
+    from dlkern import _softmax
+
+    class Sub(np.ndarray):
+        pass
+
+    nt = dlkern.get_num_threads()
+    for shape in [(37, 10), (5, 300)]:
+        x = _x(shape, np.float32, seed=4)
+        g = _x(shape, np.float32, seed=5, scale=1.0)
+        assert _softmax.softmax_fast(x, -1, False, nt) is not None
+        assert _softmax.softmax_fast(x, np.int64(-1), False, nt) is None
+        assert _softmax.softmax_fast(x.view(Sub), -1, False, nt) is None
+        for name in SOFTMAXES:
+            fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+            y = fwd(x, -1)
+            np.testing.assert_array_equal(y, fwd(x, np.int64(-1)))
+            np.testing.assert_array_equal(y, fwd(x.view(Sub), 1))
+            np.testing.assert_array_equal(bwd(g, y, -1), bwd(g, y, np.int64(1)))
+        t = np.arange(shape[0]) % shape[1]
+        t[3] = -100
+        ones = np.ones(shape[1], np.float32)
+        for red in ("mean", "sum", "none"):
+            assert _softmax.cross_entropy_fast(x, t, None, -100, red, 0.0, nt) is not None
+            want = F.cross_entropy(x, t, reduction=red)
+            assert want.shape == ((shape[0],) if red == "none" else ())
+            for kw in (dict(target=t.astype(np.int32)), dict(label_smoothing=0),
+                       dict(weight=ones)):
+                got = F.cross_entropy(x, kw.get("target", t), weight=kw.get("weight"),
+                                      reduction=red, label_smoothing=kw.get("label_smoothing", 0.0))
+                np.testing.assert_array_equal(got, want)
+            go = _grad_out(red, t, np.float32)
+            want = F.cross_entropy_backward(go, x, t, reduction=red)
+            got = F.cross_entropy_backward(go, x, t.astype(np.int32), reduction=red)
+            np.testing.assert_array_equal(got, want)
+            if red != "none":
+                got = F.cross_entropy_backward(np.asarray(go, np.float64), x, t, reduction=red)
+                np.testing.assert_array_equal(got, want)
+
+
 def test_short_rows_nonfinite_isolated_in_full_and_padded_groups():
     x = _x((37, 10), np.float32, seed=3)
     bad = {3: np.nan, 17: np.inf, 36: np.nan}
@@ -581,6 +625,10 @@ def test_cross_entropy_rejects_bad_input(backend, fn):
         call(label_smoothing=1.5)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got -0.1"):
         call(label_smoothing=-0.1)
+    with pytest.raises(TypeError, match="label_smoothing must be a real number, got '0.1'"):
+        call(label_smoothing="0.1")
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got nan"):
+        call(label_smoothing=float("nan"))
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         call(ignore_index=1.5)
     with pytest.raises(ValueError, match="got a 0-D array"):
@@ -597,7 +645,7 @@ def test_cross_entropy_backward_rejects_bad_grad_out(backend):
         backend.cross_entropy_backward(np.ones(4, np.float32), logits, t, reduction="none")
     with pytest.raises(ValueError, match="grad_out must be a scalar"):
         backend.cross_entropy_backward(np.ones(4), logits, t)
-    with pytest.raises(TypeError, match="grad_out must be a float"):
+    with pytest.raises(TypeError, match="grad_out must be a real number"):
         backend.cross_entropy_backward("1", logits, t)
 
 

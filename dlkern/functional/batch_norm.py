@@ -25,7 +25,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 
     running_mean / running_var: (C,) arrays of x's dtype; required when
     training=False, optional when training=True (then updated in place, so they
-    must be C-contiguous and writeable). momentum must be a float in [0, 1].
+    must be C-contiguous and writeable). momentum must be a real number in [0, 1].
     """
     y = _batch_norm.batch_norm_fast(x, running_mean, running_var, weight, bias, training,
                                     momentum, eps, get_num_threads())

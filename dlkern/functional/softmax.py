@@ -41,6 +41,9 @@ def softmax(x, dim=-1):
     """exp(x) / sum(exp(x)) along dim, computed as exp(x - max) / sum(exp(x - max)).
 
     A row with +inf or nan, or of all -inf, is nan (see the module's "Non-finite input")."""
+    y = _softmax.softmax_fast(x, dim, False, get_num_threads())
+    if y is not None:  # the plain common call (see _softmax.pyx); else the full parse
+        return y
     _, outer, D, inner = _args.softmax("softmax", x, dim)
     return _softmax.softmax_forward(contiguous(x), outer, D, inner, False, get_num_threads())
 
@@ -49,6 +52,9 @@ def log_softmax(x, dim=-1):
     """x - log(sum(exp(x))) along dim, computed as (x - max) - log(sum(exp(x - max))).
 
     A row with +inf or nan, or of all -inf, is nan (see the module's "Non-finite input")."""
+    y = _softmax.softmax_fast(x, dim, True, get_num_threads())
+    if y is not None:
+        return y
     _, outer, D, inner = _args.softmax("log_softmax", x, dim)
     return _softmax.softmax_forward(contiguous(x), outer, D, inner, True, get_num_threads())
 
@@ -56,6 +62,9 @@ def log_softmax(x, dim=-1):
 def softmax_backward(grad_out, output, dim=-1):
     """Gradient wrt softmax's input, from grad_out and the forward OUTPUT y = softmax(x):
     y * (grad_out - sum(grad_out * y, dim))."""
+    gx = _softmax.softmax_backward_fast(grad_out, output, dim, False, get_num_threads())
+    if gx is not None:
+        return gx
     _, outer, D, inner = _args.softmax_backward("softmax_backward", grad_out, output, dim)
     return _softmax.softmax_backward(contiguous(grad_out), contiguous(output), outer, D, inner,
                                      False, get_num_threads())
@@ -64,6 +73,9 @@ def softmax_backward(grad_out, output, dim=-1):
 def log_softmax_backward(grad_out, output, dim=-1):
     """Gradient wrt log_softmax's input, from grad_out and the forward OUTPUT
     y = log_softmax(x): grad_out - exp(y) * sum(grad_out, dim)."""
+    gx = _softmax.softmax_backward_fast(grad_out, output, dim, True, get_num_threads())
+    if gx is not None:
+        return gx
     _, outer, D, inner = _args.softmax_backward("log_softmax_backward", grad_out, output, dim)
     return _softmax.softmax_backward(contiguous(grad_out), contiguous(output), outer, D, inner,
                                      True, get_num_threads())
@@ -95,6 +107,10 @@ def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mea
     Returns a 0-d array for mean/sum. A target outside [0, C) that is not ignore_index
     raises ValueError naming its value and position."""
     fn = "cross_entropy"
+    fast = _softmax.cross_entropy_fast(logits, target, weight, ignore_index, reduction,
+                                       label_smoothing, get_num_threads())
+    if fast is not None and fast[1] < 0:  # the plain common call (see _softmax.pyx)
+        return fast[0]
     target, ii, red, ls = _args.cross_entropy(fn, logits, target, weight, ignore_index,
                                               reduction, label_smoothing)
     x2, t = _rows(logits, target)
@@ -112,6 +128,10 @@ def cross_entropy_backward(grad_out, logits, target, weight=None, ignore_index=-
     mean/sum and an array of target's shape for "none". Ignored rows get 0 (nan if their
     logits are not finite, as PyTorch)."""
     fn = "cross_entropy_backward"
+    fast = _softmax.cross_entropy_backward_fast(grad_out, logits, target, weight, ignore_index,
+                                                reduction, label_smoothing, get_num_threads())
+    if fast is not None and fast[1] < 0:
+        return fast[0]
     target, ii, red, ls = _args.cross_entropy(fn, logits, target, weight, ignore_index,
                                               reduction, label_smoothing)
     g = _args.grad_out_for(fn, grad_out, target, red, logits.dtype)
