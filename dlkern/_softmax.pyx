@@ -142,3 +142,146 @@ def cross_entropy_backward(cnp.ndarray logits, cnp.ndarray target, weight, int64
                 <double *>grad.data, &bad, nthreads)
     _check(status)
     return grad, bad
+
+
+# ---- fast paths: plain common calls accepted with C-level tests only ----
+# Accepted only when dlkern/_args/softmax.py would accept the call AND
+# dlkern/functional/softmax.py would pass the arrays on uncopied (exact ndarrays of one
+# native float dtype, aligned, C-contiguous; exact int dim in range; for cross_entropy
+# 2-D logits, an int64 (N,) target, no weight, a known reduction string, float or int
+# scalars in range). Anything else returns None and takes the full parse, so every check
+# and error message stays in one place. Why: ~1.5 us of a 2.3 us tiny softmax call and
+# ~2.8 us of a 3.7 us cross_entropy call were Python argument handling.
+
+cdef inline bint _plain(object a, int typenum):
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr))
+
+
+cdef inline int _float_type(object a):
+    """NPY_FLOAT32 / NPY_FLOAT64 of a plain float array with ndim >= 1, else -1."""
+    if type(a) is not cnp.ndarray:
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>a) < 1:
+        return -1
+    return t if _plain(a, t) else -1
+
+
+cdef inline bint _split(cnp.ndarray x, object dim, dlk_idx *outer, dlk_idx *D, dlk_idx *inner):
+    """(outer, D, inner) around an exact int dim in range, else False."""
+    if type(dim) is not int:
+        return False
+    cdef int nd = cnp.PyArray_NDIM(x)
+    cdef long d = dim
+    if d < -nd or d >= nd:
+        return False
+    if d < 0:
+        d += nd
+    cdef int i
+    outer[0] = 1
+    inner[0] = 1
+    for i in range(d):
+        outer[0] *= cnp.PyArray_DIM(x, i)
+    D[0] = cnp.PyArray_DIM(x, d)
+    for i in range(d + 1, nd):
+        inner[0] *= cnp.PyArray_DIM(x, i)
+    return True
+
+
+def softmax_fast(x, dim, bint is_log, int nthreads):
+    """(log_)softmax of a plain array along an int dim, or None (full parse)."""
+    cdef dlk_idx outer, D, inner
+    if _float_type(x) < 0 or not _split(<cnp.ndarray>x, dim, &outer, &D, &inner):
+        return None
+    return softmax_forward(x, outer, D, inner, is_log, nthreads)
+
+
+def softmax_backward_fast(grad_out, output, dim, bint is_log, int nthreads):
+    """(log_)softmax backward of plain arrays of one dtype and shape, or None."""
+    cdef dlk_idx outer, D, inner
+    cdef int t = _float_type(grad_out), i
+    if t < 0 or not _plain(output, t):
+        return None
+    cdef cnp.ndarray g = <cnp.ndarray>grad_out, y = <cnp.ndarray>output
+    if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(y):
+        return None
+    for i in range(cnp.PyArray_NDIM(g)):
+        if cnp.PyArray_DIM(g, i) != cnp.PyArray_DIM(y, i):
+            return None
+    if not _split(g, dim, &outer, &D, &inner):
+        return None
+    return softmax_backward(g, y, outer, D, inner, is_log, nthreads)
+
+
+cdef inline int _reduction(object reduction):
+    if type(reduction) is not str:
+        return -1
+    if reduction == "mean":
+        return 1
+    if reduction == "sum":
+        return 2
+    if reduction == "none":
+        return 0
+    return -1
+
+
+cdef inline bint _ce_plain(object logits, object target, object weight, object ignore_index,
+                           object label_smoothing):
+    """2-D plain float logits, plain int64 (N,) target, no weight, int ignore_index in
+    int64, label_smoothing an exact float in [0, 1]."""
+    if _float_type(logits) < 0 or cnp.PyArray_NDIM(<cnp.ndarray>logits) != 2:
+        return False
+    if weight is not None or not _plain(target, cnp.NPY_INT64):
+        return False
+    if (cnp.PyArray_NDIM(<cnp.ndarray>target) != 1
+            or cnp.PyArray_DIM(<cnp.ndarray>target, 0) != cnp.PyArray_DIM(<cnp.ndarray>logits, 0)):
+        return False
+    if type(ignore_index) is not int or not (-2**63 <= ignore_index < 2**63):
+        return False
+    return type(label_smoothing) is float and 0.0 <= <double>label_smoothing <= 1.0
+
+
+def cross_entropy_fast(logits, target, weight, ignore_index, reduction, label_smoothing,
+                       int nthreads):
+    """cross_entropy's plain common call: (loss, bad_index), loss of the final shape
+    ((N,) for none, 0-d otherwise), or None (full parse)."""
+    cdef int red = _reduction(reduction)
+    if red < 0 or not _ce_plain(logits, target, weight, ignore_index, label_smoothing):
+        return None
+    loss, bad = cross_entropy_forward(logits, target, None, ignore_index, label_smoothing, red,
+                                      nthreads)
+    if red != 0:
+        loss = cnp.PyArray_Reshape(loss, ())
+    return loss, bad
+
+
+def cross_entropy_backward_fast(grad_out, logits, target, weight, ignore_index, reduction,
+                                label_smoothing, int nthreads):
+    """cross_entropy_backward's plain common call: (grad, bad_index), or None."""
+    cdef int red = _reduction(reduction)
+    cdef int t
+    cdef double g
+    if red < 0 or not _ce_plain(logits, target, weight, ignore_index, label_smoothing):
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray>logits)
+    if red == 0:
+        if not _plain(grad_out, t) or cnp.PyArray_NDIM(<cnp.ndarray>grad_out) != 1 or (
+                cnp.PyArray_DIM(<cnp.ndarray>grad_out, 0) != cnp.PyArray_DIM(<cnp.ndarray>logits, 0)):
+            return None
+        return cross_entropy_backward(logits, target, None, ignore_index, label_smoothing, 0,
+                                      grad_out, 0.0, nthreads)
+    if type(grad_out) is float:
+        g = grad_out
+    elif (type(grad_out) is cnp.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>grad_out) == 0
+          and (cnp.PyArray_TYPE(<cnp.ndarray>grad_out) == cnp.NPY_FLOAT32
+               or cnp.PyArray_TYPE(<cnp.ndarray>grad_out) == cnp.NPY_FLOAT64)
+          and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>grad_out)):
+        g = float(grad_out)
+    else:
+        return None
+    return cross_entropy_backward(logits, target, None, ignore_index, label_smoothing, red,
+                                  None, g, nthreads)

@@ -10,8 +10,9 @@
  *     vectorized loop (so short rows like D = 10 vectorize as well as long ones).
  *   inner > 1: columns of stride `inner`, processed COLS columns at a time so every
  *     inner loop runs over contiguous memory.
- * Sums (of exps, of g*y, of g) are accumulated in double in LANES fixed lanes, folded in
- * a fixed order: the result of a row never depends on the thread count. Each row (column)
+ * Sums (of exps, of g*y, of g) are accumulated in double in LANES fixed lanes (float32
+ * sums of exps of rows >= FUSE_D with AVX-512: float32 lanes folded into double per
+ * chunk, see softmax_avx512.h), folded in a fixed order: the result of a row never depends on the thread count. Each row (column)
  * is computed by one thread; threads split rows in static blocks.
  * Complexity: O(outer * D * inner) time, 4 passes over each row (L1/L2-resident).
  */
@@ -21,6 +22,12 @@
 /* ---- inner == 1 ---- */
 
 static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_log, int nthreads) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+    if (sizeof(T) == sizeof(float) && D < DLK_SOFTMAX_FUSE_D) { /* softmax_short_avx512.h */
+        dlk_softmax_short_f32((const float *)x, (float *)y, rows, D, is_log, nthreads);
+        return DLK_OK;
+    }
+#endif
     dlk_idx br = SFX(block_rows)(D);
     dlk_idx nblocks = (rows + br - 1) / br;
     /* log_softmax needs the exps only for the sums: a per-thread scratch block */
@@ -81,6 +88,13 @@ static int SFX(softmax_rows)(const T *x, T *y, dlk_idx rows, dlk_idx D, int is_l
 
 static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx rows, dlk_idx D,
                                        int is_log, int nthreads) {
+#ifdef DLK_SOFTMAX_FUSED_F32
+    if (sizeof(T) == sizeof(float) && D < DLK_SOFTMAX_FUSE_D) { /* softmax_short_avx512.h */
+        dlk_softmax_short_backward_f32((const float *)g, (const float *)y, (float *)gx, rows, D,
+                                       is_log, nthreads);
+        return;
+    }
+#endif
     dlk_idx br = SFX(block_rows)(D);
     dlk_idx nblocks = (rows + br - 1) / br;
     if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
@@ -98,7 +112,13 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
             for (dlk_idx r = 0; r < nr; r++) {
                 const T *gr = gb + r * D, *yr = yb + r * D;
                 T *orow = ob + r * D;
+#ifdef DLK_SOFTMAX_FUSED_F32
+                T dot = (T)(sizeof(T) == sizeof(float) && D >= DLK_SOFTMAX_FUSE_D
+                                ? dlk_avx512_lanedot_f32((const float *)gr, (const float *)yr, D)
+                                : SFX(row_dot)(gr, yr, D));
+#else
                 T dot = (T)SFX(row_dot)(gr, yr, D);
+#endif
                 for (dlk_idx d = 0; d < D; d++) orow[d] = yr[d] * (gr[d] - dot);
             }
         } else {
@@ -110,7 +130,7 @@ static void SFX(softmax_backward_rows)(const T *g, const T *y, T *gx, dlk_idx ro
                 if (sizeof(T) == sizeof(float)) {
                     for (dlk_idx r = 0; r < nr; r++) {
                         const float *gr = (const float *)gb + r * D;
-                        float s = (float)dlk_avx512_sum_f32(gr, D);
+                        float s = (float)dlk_avx512_lanesum_f32(gr, D);
                         dlk_avx512_log_softmax_grad_f32(gr, (const float *)yb + r * D,
                                                         (float *)ob + r * D, s, D);
                     }

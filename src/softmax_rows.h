@@ -4,7 +4,8 @@
  * Reductions use `omp simd reduction`: it lets gcc vectorize them (reassociating into
  * vector lanes, which plain C forbids without -ffast-math). The lane split is fixed at
  * compile time, so a row's result never depends on the thread count. Without OpenMP the
- * pragmas vanish and the loops run in plain order. Sums accumulate in double. */
+ * pragmas vanish and the loops run in plain order. Sums accumulate in double (the AVX-512
+ * float32 exp-sum of long rows: see DLK_SOFTMAX_F32_CHUNK in softmax_avx512.h). */
 #ifndef DLK_SIMD_REDUCTION
 #ifdef _OPENMP
 #define DLK_PRAGMA(x) _Pragma(#x)
@@ -21,6 +22,7 @@
  * tail without reading past the row. Otherwise `omp simd reduction` vectorizes them. */
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include "softmax_avx512.h"
+#include "softmax_short_avx512.h"
 #define row_max_f32 dlk_avx512_max_f32
 #define row_max_f64 dlk_avx512_max_f64
 #define row_sum_f32 dlk_avx512_sum_f32

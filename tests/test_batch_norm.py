@@ -395,6 +395,47 @@ def test_one_and_two_threads_bit_identical(dtype, shape):
         np.testing.assert_array_equal(a, b_)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_fast_and_full_argument_paths_agree(dtype, training):
+    """Plain calls take the binding's C-level fast path; the same values in forms it
+    declines (np.bool_ flag, np.float64 scalars, strided or Fortran arrays, an ndarray
+    subclass) take the full parse. Results and running statistics are bit-identical."""
+    from dlkern import _batch_norm
+
+    class Sub(np.ndarray):
+        pass
+
+    x, w, b, rm, rv, g = _data((6, 5, 3, 4), dtype, seed=21, offset=1.0)
+    nt = dlkern.get_num_threads()
+    assert _batch_norm.batch_norm_fast(x, rm.copy(), rv.copy(), w, b, training, 0.1, 1e-5,
+                                       nt) is not None
+    assert _batch_norm.batch_norm_backward_fast(g, x, w, rm, rv, training, 1e-5,
+                                                nt) is not None
+    m0, v0 = rm.copy(), rv.copy()
+    want = [F.batch_norm(x, m0, v0, w, b, training=training), m0, v0,
+            *F.batch_norm_backward(g, x, w, rm, rv, training=training)]
+    w2 = np.repeat(w, 2)[::2]
+    variants = [
+        dict(training=np.bool_(training)),
+        dict(momentum=np.float64(0.1), eps=np.float64(1e-5)),
+        dict(x=np.asfortranarray(x), g=np.asfortranarray(g)),
+        dict(w=w2),
+        dict(x=x.view(Sub)),
+    ]
+    for v in variants:
+        xx, gg, ww = v.get("x", x), v.get("g", g), v.get("w", w)
+        tr, mom, eps = v.get("training", training), v.get("momentum", 0.1), v.get("eps", 1e-5)
+        assert _batch_norm.batch_norm_fast(xx, rm.copy(), rv.copy(), ww, b, tr, mom, eps,
+                                           nt) is None, v
+        m, var = rm.copy(), rv.copy()
+        got = [F.batch_norm(xx, m, var, ww, b, training=tr, momentum=mom, eps=eps), m, var,
+               *F.batch_norm_backward(gg, xx, ww, rm, rv, training=tr, eps=eps)]
+        for a, e in zip(got, want):
+            assert type(a) is np.ndarray
+            np.testing.assert_array_equal(a, e)
+
+
 @pytest.mark.parametrize("be", BACKENDS, ids=["dlkern", "reference"])
 def test_empty_batch(be):
     x = np.zeros((0, 3, 4), np.float32)
@@ -440,11 +481,11 @@ def _bad_cases():
         (lambda be: be.batch_norm(x, np.ones(3), ro, training=True), ValueError,
          "running_var must be writeable"),
         (lambda be: be.batch_norm(x, c, c, training=True, momentum=None), TypeError,
-         "momentum must be a float in \\[0, 1\\], got None"),
+         "momentum must be a real number in \\[0, 1\\], got None"),
         (lambda be: be.batch_norm(x, c, c, training=True, momentum=1.5), ValueError,
          r"momentum must be in \[0, 1\], got 1.5"),
         (lambda be: be.batch_norm(x, c, c, momentum="0.1"), TypeError,
-         "momentum must be a float"),
+         "momentum must be a real number"),
         (lambda be: be.batch_norm(x, c, c, eps=0.0), ValueError, "eps must be a finite float > 0"),
         (lambda be: be.batch_norm(x, c, c, eps=-1e-5), ValueError, "eps must be"),
         (lambda be: be.batch_norm(x, c, c, training="yes"), TypeError,
@@ -461,6 +502,25 @@ def _bad_cases():
         (lambda be: be.batch_norm_backward(x, x, eps=float("nan")), ValueError, "eps must be"),
         (lambda be: be.batch_norm_backward(x, x.astype(np.float16)), TypeError,
          "float32 or float64"),
+        # calls that look plain to the C fast path's first tests but must still raise
+        (lambda be: be.batch_norm(x.astype(">f8"), c, c), TypeError,
+         "x must be float32 or float64, got dtype >f8"),
+        (lambda be: be.batch_norm(x, c, c, eps=float("inf")), ValueError, "eps must be"),
+        (lambda be: be.batch_norm(x, c, c, eps=float("nan")), ValueError, "eps must be"),
+        (lambda be: be.batch_norm(x, c.copy(), c.copy(), training=True, momentum=float("nan")),
+         ValueError, r"momentum must be in \[0, 1\], got nan"),
+        (lambda be: be.batch_norm(x, c, c, weight=np.ones(3).astype(">f8")), TypeError,
+         "weight must be float32 or float64, got dtype >f8"),
+        (lambda be: be.batch_norm(x, np.ones((1, 3)), c), ValueError,
+         r"running_mean must have shape \(3,\)"),
+        (lambda be: be.batch_norm_backward(np.ones((3, 4)), np.ones((4, 3))), ValueError,
+         r"grad_out must have x's shape \(4, 3\), got \(3, 4\)"),
+        (lambda be: be.batch_norm_backward(np.ones((4, 3, 1)), np.ones((4, 3))), ValueError,
+         r"grad_out must have x's shape \(4, 3\), got \(4, 3, 1\)"),
+        (lambda be: be.batch_norm_backward(x, x, None, c, None, training=False), ValueError,
+         "must both be given or both be None"),
+        (lambda be: be.batch_norm_backward(np.ones((1, 3)), np.ones((1, 3))), ValueError,
+         "expected more than 1 value per channel when training"),
     ]
 
 

@@ -23,6 +23,9 @@ GRID = [
     # long rows (the fused exp-and-sum loop): 32-wide steps only, a full 16-wide tail
     # step, a masked tail
     ((4, 64), -1), ((3, 80), -1), ((2, 111), -1),
+    # float32 lane sums folded every 1024 elements: a second chunk that is only a tail,
+    # two full chunks plus 64-wide steps and a tail
+    ((3, 1029), -1), ((2, 2048 + 64 + 17), -1),
 ]
 
 
@@ -92,7 +95,7 @@ def test_softmax_gradcheck(backend, shape, dim):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("D", [13, 100])
+@pytest.mark.parametrize("D", [13, 100, 1029])
 def test_log_softmax_backward_of_any_output(dtype, D):
     """The backward takes the output as given: values > 0 (not a log-probability),
     -inf, nan, and very negative ones (exp below the smallest normal) all follow
@@ -333,6 +336,144 @@ def test_exp_accuracy_over_the_whole_range(dtype, D):
     assert rel.max() < (4 * 2.0**-24 if dtype == np.float32 else 8 * 2.0**-53)
 
 
+@pytest.mark.parametrize("D", [1, 2, 5, 10, 15, 16, 17, 33, 63])
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 40])
+def test_short_rows_groups_and_tails(rows, D):
+    """float32 rows shorter than 64 go 16 at a time (softmax_short_avx512.h): full groups,
+    a padded last group, rows of one vector or several; forward and backward against
+    float64."""
+    x = _x((rows, D), np.float32, seed=rows * 100 + D, scale=4.0)
+    g = _x((rows, D), np.float32, seed=D, scale=1.0)
+    for name in SOFTMAXES:
+        y = getattr(F, name)(x)
+        assert_close(y, _ref64(name, x, -1), dtype=np.float32)
+        assert_close(getattr(F, name + "_backward")(g, y),
+                     getattr(R, name + "_backward")(g.astype(np.float64), y.astype(np.float64)),
+                     dtype=np.float32)
+    t = np.arange(rows) % D
+    assert_close(F.cross_entropy(x, t, reduction="none"),
+                 R.cross_entropy(x.astype(np.float64), t, reduction="none"), dtype=np.float32)
+
+
+@pytest.mark.parametrize("C", [1, 3, 10, 16, 17, 63])
+@pytest.mark.parametrize("ls", [0.0, 0.2])
+@pytest.mark.parametrize("use_weight", [False, True])
+def test_short_rows_cross_entropy_groups_and_tails(C, ls, use_weight):
+    """float32 cross-entropy with fewer than 64 classes (cross_entropy_short_avx512.h):
+    37 rows (two full groups and a padded one), ignored rows in full and padded groups,
+    weights and label smoothing, every reduction, forward and backward vs float64."""
+    logits, target, weight = _ce_case((37, C), np.float32, seed=C)
+    target[[2, 20, 35]] = -100
+    w = weight if use_weight else None
+    for red in ("none", "mean", "sum"):
+        kw = dict(weight=w, reduction=red, label_smoothing=ls)
+        kw64 = dict(kw, weight=None if w is None else w.astype(np.float64))
+        assert_close(F.cross_entropy(logits, target, **kw),
+                     R.cross_entropy(logits.astype(np.float64), target, **kw64), dtype=np.float32)
+        g = _grad_out(red, target, np.float32)
+        g64 = g.astype(np.float64) if isinstance(g, np.ndarray) else g
+        assert_close(F.cross_entropy_backward(g, logits, target, **kw),
+                     R.cross_entropy_backward(g64, logits.astype(np.float64), target, **kw64),
+                     dtype=np.float32)
+
+
+def test_fast_and_full_argument_paths_agree():
+    """Plain calls take the bindings' C-level fast paths (_softmax.pyx); the same values
+    in forms they decline (np.int64 dim, int32 targets, an int label_smoothing, a weight of
+    ones, a Python float vs a 0-d grad_out, an ndarray subclass) take the full parse.
+    Results are bit-identical."""
+    from dlkern import _softmax
+
+    class Sub(np.ndarray):
+        pass
+
+    nt = dlkern.get_num_threads()
+    for shape in [(37, 10), (5, 300)]:
+        x = _x(shape, np.float32, seed=4)
+        g = _x(shape, np.float32, seed=5, scale=1.0)
+        assert _softmax.softmax_fast(x, -1, False, nt) is not None
+        assert _softmax.softmax_fast(x, np.int64(-1), False, nt) is None
+        assert _softmax.softmax_fast(x.view(Sub), -1, False, nt) is None
+        for name in SOFTMAXES:
+            fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+            y = fwd(x, -1)
+            np.testing.assert_array_equal(y, fwd(x, np.int64(-1)))
+            np.testing.assert_array_equal(y, fwd(x.view(Sub), 1))
+            np.testing.assert_array_equal(bwd(g, y, -1), bwd(g, y, np.int64(1)))
+        t = np.arange(shape[0]) % shape[1]
+        t[3] = -100
+        ones = np.ones(shape[1], np.float32)
+        for red in ("mean", "sum", "none"):
+            assert _softmax.cross_entropy_fast(x, t, None, -100, red, 0.0, nt) is not None
+            want = F.cross_entropy(x, t, reduction=red)
+            assert want.shape == ((shape[0],) if red == "none" else ())
+            for kw in (dict(target=t.astype(np.int32)), dict(label_smoothing=0),
+                       dict(weight=ones)):
+                got = F.cross_entropy(x, kw.get("target", t), weight=kw.get("weight"),
+                                      reduction=red, label_smoothing=kw.get("label_smoothing", 0.0))
+                np.testing.assert_array_equal(got, want)
+            go = _grad_out(red, t, np.float32)
+            want = F.cross_entropy_backward(go, x, t, reduction=red)
+            got = F.cross_entropy_backward(go, x, t.astype(np.int32), reduction=red)
+            np.testing.assert_array_equal(got, want)
+            if red != "none":
+                got = F.cross_entropy_backward(np.asarray(go, np.float64), x, t, reduction=red)
+                np.testing.assert_array_equal(got, want)
+
+
+def test_short_rows_nonfinite_isolated_in_full_and_padded_groups():
+    x = _x((37, 10), np.float32, seed=3)
+    bad = {3: np.nan, 17: np.inf, 36: np.nan}
+    for r, v in bad.items():
+        x[r, r % 10] = v
+    x[20, :] = -np.inf
+    x[5, 2] = -np.inf
+    nan_rows = [3, 17, 20, 36]
+    clean = [r for r in range(37) if r not in nan_rows]
+    for name in SOFTMAXES:
+        y = F.log_softmax(x) if name == "log_softmax" else F.softmax(x)
+        assert np.all(np.isnan(y[nan_rows]))
+        assert_close(y[clean], _ref64(name, x[clean], -1), dtype=np.float32)
+    assert F.softmax(x)[5, 2] == 0 and F.log_softmax(x)[5, 2] == -np.inf
+
+
+@pytest.mark.parametrize("D", [2, 3, 7, 10, 16, 63])
+def test_short_rows_log_of_the_sum_is_float32_exact(D):
+    """Equal logits: log_softmax is -log(D), formed with the vectorized log of the sum
+    (< 2 ulp measured over every positive normal float); allow 2 ulp."""
+    x = np.full((20, D), 1.5, np.float32)
+    got = F.log_softmax(x).astype(np.float64)
+    want = -np.log(D)
+    assert np.max(np.abs(got - want)) <= 2 * abs(float(np.spacing(np.float32(want))))
+
+
+@pytest.mark.parametrize("case", ["huge_plus_tiny", "equal", "long_random"])
+def test_float32_sum_of_exps_accuracy(case):
+    """float32 sums exps in float32 lanes folded into double every 1024 elements: the
+    sum's relative error stays ~1e-6 for any row length (softmax.h). Rows: one term 1 and
+    1e5 terms e^-12 (the lane holding the 1 drops them), 1e5 + 3 equal terms (tail in the
+    last chunk), 1e6 + 7 N(0,1) logits. Float32 accuracy: softmax to 2.5e-6 relative,
+    log_softmax to 2e-6 absolute plus its own rounding."""
+    rng = np.random.default_rng(7)
+    if case == "huge_plus_tiny":
+        x = np.concatenate([[0.0], np.full(100000, -12.0)])
+    elif case == "equal":
+        x = np.zeros(100003)
+    else:
+        x = rng.standard_normal(1000007)
+    x = x.astype(np.float32)[None]
+    z = x.astype(np.float64) - x.max()
+    s = np.exp(z).sum()
+    p = F.softmax(x).astype(np.float64)
+    assert np.max(np.abs(p - np.exp(z) / s) / (np.exp(z) / s)) < 2.5e-6
+    want = z - np.log(s)
+    lsm = F.log_softmax(x).astype(np.float64)
+    assert np.all(np.abs(lsm - want) <= 2e-6 + 2.0**-23 * np.abs(want))
+    t = np.array([0, 1, 2])
+    loss = F.cross_entropy(np.repeat(x, 3, 0), t, reduction="none").astype(np.float64)
+    assert_close(loss, -want[0, t], dtype=np.float32, rtol=2e-6, atol=1e-6)
+
+
 # ---------------------------------------------------------------- hypothesis
 
 @settings(max_examples=25, deadline=None)
@@ -484,6 +625,10 @@ def test_cross_entropy_rejects_bad_input(backend, fn):
         call(label_smoothing=1.5)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got -0.1"):
         call(label_smoothing=-0.1)
+    with pytest.raises(TypeError, match="label_smoothing must be a real number, got '0.1'"):
+        call(label_smoothing="0.1")
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got nan"):
+        call(label_smoothing=float("nan"))
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         call(ignore_index=1.5)
     with pytest.raises(ValueError, match="got a 0-D array"):
@@ -500,7 +645,7 @@ def test_cross_entropy_backward_rejects_bad_grad_out(backend):
         backend.cross_entropy_backward(np.ones(4, np.float32), logits, t, reduction="none")
     with pytest.raises(ValueError, match="grad_out must be a scalar"):
         backend.cross_entropy_backward(np.ones(4), logits, t)
-    with pytest.raises(TypeError, match="grad_out must be a float"):
+    with pytest.raises(TypeError, match="grad_out must be a real number"):
         backend.cross_entropy_backward("1", logits, t)
 
 

@@ -7,12 +7,11 @@ training must already be contiguous, writeable arrays of x's dtype and shape
 (C,), because a copy would leave the caller's arrays unchanged.
 """
 import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
 
-from dlkern._checks import float_array, same_dtype
+from dlkern._checks import float_array, real, same_dtype
 
 BatchNormArgs = namedtuple(
     "BatchNormArgs",
@@ -28,14 +27,12 @@ def _flag(fn, name, value):
 def _real(fn, name, value):
     if type(value) is float:  # the common case, without the slower ABC check
         return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a float, got {value!r}")
-    return float(value)
+    return real(fn, name, value)
 
 
 def _momentum(fn, momentum):
     if momentum is None:
-        raise TypeError(f"{fn}: momentum must be a float in [0, 1], got None (the cumulative "
+        raise TypeError(f"{fn}: momentum must be a real number in [0, 1], got None (the cumulative "
                         f"moving average of momentum=None belongs to the module layer)")
     momentum = _real(fn, "momentum", momentum)
     if not 0.0 <= momentum <= 1.0:

@@ -85,10 +85,7 @@ def cross_entropy(fn, logits, target, weight, ignore_index, reduction, label_smo
         raise ValueError(f"{fn}: ignore_index must fit in int64, got {ignore_index}")
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"{fn}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing,
-                                                                     numbers.Real):
-        raise TypeError(f"{fn}: label_smoothing must be a float, got {label_smoothing!r}")
-    label_smoothing = float(label_smoothing)
+    label_smoothing = _checks.real(fn, "label_smoothing", label_smoothing)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing}")
     if target.dtype == np.uint64 and target.size and int(target.max()) > np.iinfo(np.int64).max:
@@ -132,5 +129,6 @@ def grad_out_for(fn, grad_out, target, reduction, dtype):
                              f"a reduced loss, got dtype {grad_out.dtype} shape {grad_out.shape}")
         return float(grad_out)
     if isinstance(grad_out, (bool, np.bool_)) or not isinstance(grad_out, numbers.Real):
-        raise TypeError(f"{fn}: grad_out must be a float for a reduced loss, got {grad_out!r}")
+        raise TypeError(f"{fn}: grad_out must be a real number for a reduced loss, got "
+                        f"{grad_out!r}")
     return float(grad_out)

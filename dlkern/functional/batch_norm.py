@@ -25,8 +25,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 
     running_mean / running_var: (C,) arrays of x's dtype; required when
     training=False, optional when training=True (then updated in place, so they
-    must be C-contiguous and writeable). momentum must be a float in [0, 1].
+    must be C-contiguous and writeable). momentum must be a real number in [0, 1].
     """
+    y = _batch_norm.batch_norm_fast(x, running_mean, running_var, weight, bias, training,
+                                    momentum, eps, get_num_threads())
+    if y is not None:  # the plain common call (see _batch_norm.pyx); else the full parse
+        return y
     a = parse_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
     rm, rv = a.running_mean, a.running_var
     if not a.training:  # read only: any layout will do
@@ -44,6 +48,10 @@ def batch_norm_backward(grad_out, x, weight=None, running_mean=None, running_var
     weight of ones and bias of zeros). Training mode differentiates through the
     batch statistics (recomputed from x); eval mode uses the running statistics,
     which are then required."""
+    grads = _batch_norm.batch_norm_backward_fast(grad_out, x, weight, running_mean,
+                                                 running_var, training, eps, get_num_threads())
+    if grads is not None:
+        return grads
     a = parse_batch_norm_backward(grad_out, x, weight, running_mean, running_var, training,
                                   eps)
     rm, rv = (None, None) if a.training else (_c(a.running_mean), _c(a.running_var))
