@@ -11,7 +11,9 @@
  * buffer then interleaved into grad_x (measured on the strided 3x3 layer:
  * 2.03 -> 1.9 ms against GEMM + col2im scatter-add).
  * grad_weight: shifted dot products over zero-padded phase planes of x
- * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order.
+ * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order; a plain 1x1
+ * (stride 1, no padding), whose column matrix is x itself, as one dlk_gemm per
+ * (sample, group), summed over the samples in order.
  *
  * Threads: every output element is computed by one task in a fixed order
  * (tasks are (sample, group, pixel block) forward and grad_x, (sample,
@@ -30,6 +32,7 @@
 
 #include "conv2d.h"
 #include "conv2d_template.h"
+#include "gemm.h"
 
 /* Micro-kernel tile: PK_MR rows (output channels) x PK_NR columns (output
  * pixels, two 64-byte vectors): 16 accumulators, and each k step loads two B
