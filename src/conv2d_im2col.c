@@ -53,6 +53,9 @@
 /* Samples whose grad_weight partial sums share the SIMD lanes before the
  * (comparatively costly) horizontal reduction. */
 #define WG_NS 4
+/* Budget of the streamed operand's super-blocks (conv2d_wgrad_tmpl.h): half
+ * the 1 MiB L2 of a core, the other half for the rest of the group's stream. */
+#define WG_L2_BYTES ((dlk_idx)512 * 1024)
 /* GCC folds a vector load into every FMA that uses it when registers are
  * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
  * that claims to modify v pins it in a register. Only where one register holds
