@@ -7,11 +7,15 @@
  * folded into the first reduction block.
  * grad_x: stride 1, the forward of grad_out with the flipped, channel-swapped
  * kernel (same engine); otherwise the same per input phase (stride_h *
- * stride_w stride-1 forwards with the taps that reach that phase), into a
- * buffer then interleaved into grad_x (measured on the strided 3x3 layer:
- * 2.03 -> 1.9 ms against GEMM + col2im scatter-add).
+ * stride_w stride-1 forwards with the taps that reach that phase), written
+ * phase after phase into each grad_x plane, then interleaved in place
+ * (measured on the strided 3x3 layer: 2.03 -> 1.9 ms against GEMM + col2im
+ * scatter-add; without the grad_x-sized buffer, whose fresh pages cost 13% of
+ * the profile, 2.3 -> 1.95 ms).
  * grad_weight: shifted dot products over zero-padded phase planes of x
- * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order.
+ * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order; a plain 1x1
+ * (stride 1, no padding), whose column matrix is x itself, as one dlk_gemm per
+ * (sample, group), summed over the samples in order.
  *
  * Threads: every output element is computed by one task in a fixed order
  * (tasks are (sample, group, pixel block) forward and grad_x, (sample,
@@ -20,8 +24,8 @@
  * depends on the thread count: results are bit-identical for any nthreads.
  * No BLAS is called, so no second thread pool competes for the cores.
  * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
- * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), a
- * buffer of grad_x's size for the strided grad_x, and for grad_weight the phase planes of up to max_col_bytes worth of samples (at
+ * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), one
+ * plane per thread for the strided grad_x, and for grad_weight the phase planes of up to max_col_bytes worth of samples (at
  * least one). Kernels return DLK_ENOMEM when an allocation fails.
  * Matches dlkern/reference/conv2d.py.
  */
@@ -30,6 +34,7 @@
 
 #include "conv2d.h"
 #include "conv2d_template.h"
+#include "gemm.h"
 
 /* Micro-kernel tile: PK_MR rows (output channels) x PK_NR columns (output
  * pixels, two 64-byte vectors): 16 accumulators, and each k step loads two B
@@ -48,6 +53,9 @@
 /* Samples whose grad_weight partial sums share the SIMD lanes before the
  * (comparatively costly) horizontal reduction. */
 #define WG_NS 4
+/* Budget of the streamed operand's super-blocks (conv2d_wgrad_tmpl.h): half
+ * the 1 MiB L2 of a core, the other half for the rest of the group's stream. */
+#define WG_L2_BYTES ((dlk_idx)512 * 1024)
 /* GCC folds a vector load into every FMA that uses it when registers are
  * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
  * that claims to modify v pins it in a register. Only where one register holds

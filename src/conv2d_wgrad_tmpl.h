@@ -223,6 +223,16 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     }
     const int tap_major = Cg * d.nph * d.PL > OCg * d.Lq;
     const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
+    /* The operand that the inner sweep streams (grad_out rows when tap-major,
+     * taps otherwise) is cut into super-blocks of whole tiles whose group
+     * footprint fits WG_L2_BYTES, swept once per block of the other operand:
+     * the whole group (2.4 MB for 64 channels at 32x32) would stream from L3.
+     * With static scheduling each thread then keeps its own super-blocks in its
+     * own L2. Only the order of whole tiles changes, never a tile's sums. */
+    const dlk_idx nin = tap_major ? nob : nkb, nout = tap_major ? nkb : nob;
+    const dlk_idx in_bytes =
+        ngr * (tap_major ? WG_MO * SP : WG_NK * SP) * (dlk_idx)sizeof(T);  /* a chunk's */
+    const dlk_idx sup = DLK_MIN(nin, DLK_MAX(1, WG_L2_BYTES / in_bytes));
     const dlk_idx chunk = ngr * WG_NS;
 #pragma omp parallel num_threads(nthreads)
     for (dlk_idx grp = 0; grp < G; grp++)
@@ -249,11 +259,14 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
             }
             /* Tile order: consecutive tiles share the operand whose group
              * footprint is larger (its rows stay in L1 across the sweep of the
-             * other), while the smaller operand's group stays in L2. */
+             * other), while a super-block of the smaller one stays in L2. */
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < nob * nkb; t++) {
-                const dlk_idx o0 = (tap_major ? t % nob : t / nkb) * WG_MO;
-                const dlk_idx k0 = (tap_major ? t / nob : t % nkb) * WG_NK;
+                const dlk_idx sb = t / (sup * nout), first = sb * sup;
+                const dlk_idx ssz = DLK_MIN(sup, nin - first), r = t - first * nout;
+                const dlk_idx ib = first + r % ssz, ob = r / ssz;
+                const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
+                const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
                 for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
                     const dlk_idx ns = DLK_MIN(WG_NS, nbc - s0);
                     const T *base = buf + s0 / WG_NS * per;

@@ -297,6 +297,10 @@ IM2COL_CASES = [
     ((2, 3, 12, 10), (7, 3, 4, 2), (4, 2), (1, 0), 1, 1),  # stride 4 rows: one tap per phase
     ((5, 6, 7, 9), (7, 6, 2, 3), (2, 3), (1, 2), (2, 1), 1),  # 5 samples: a group of 1
     ((6, 4, 5, 16), (5, 4, 1, 1), 1, 0, 1, 1),       # 1x1, in place, 6 samples
+    # grad_weight of a plain 1x1 as one dlk_gemm per (sample, group)
+    ((3, 10, 13, 17), (19, 10, 1, 1), 1, 0, 1, 1),   # partial tiles, HW 221: two K blocks
+    ((2, 6, 5, 7), (9, 2, 1, 1), 1, 0, 2, 3),        # groups, dilation (no effect at 1x1)
+    ((1, 50, 1, 3), (3, 50, 1, 1), 1, 0, 1, 1),      # one sample, 3 pixels, 3 outputs
     ((2, 4, 5, 5), (6, 4, 3, 3), 1, 3, 1, 1),        # padding beyond the kernel: grad_x pad < 0
     ((1, 2, 1, 1), (3, 2, 1, 1), 1, 0, 1, 1),        # single pixel, batch of one
     ((1, 70, 40, 1), (9, 70, 5, 1), (3, 1), (2, 0), 1, 1),  # one column, stride 3 rows
@@ -338,6 +342,7 @@ def test_im2col_grad_weight_independent_of_budget(monkeypatch, dtype):
     ((3, 64, 32, 32), (128, 64, 3, 3), 2, 1, 1, 1),   # strided: col2im grad_x
     ((5, 128, 16, 16), (256, 128, 1, 1), 1, 0, 1, 1),  # 1x1, 5 samples
     ((2, 48, 28, 28), (40, 24, 3, 3), 1, 1, 1, 2),    # packed panels, groups
+    ((3, 96, 24, 24), (160, 48, 1, 1), 1, 0, 1, 2),   # 1x1 grad_weight GEMMs, parallel
 ], ids=_ids)
 def test_im2col_one_and_two_threads_bit_identical_gemm_sized(case, dtype):
     x, w, b, kw = _data(case, dtype, seed=14)
