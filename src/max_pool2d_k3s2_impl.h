@@ -13,7 +13,8 @@
  * the lane shifted in being x[2 j0 - 1], or -inf at the left edge), and the
  * backward adds each window's gradient into registers, writing every cell of
  * grad_x once. Cost per plane O(H*W), no scratch besides one row of pending
- * gradient (row 2i + 1 waits for output row i + 1) and one row of -inf.
+ * gradient (row 2i + 1 waits for output row i + 1) and one of row 2i + 1's maxima
+ * and winning taps (also row 2(i + 1) - 1 of the next output row).
  *
  * Same fold and ties as max_fused_vals / max_fused_code (PyTorch's: row-major
  * window order, strict ">" so the first maximum wins, NaN always taken so the last
@@ -71,21 +72,29 @@ static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(k3s2_row_code, SUF)(
 }
 
 /* Winning tap 3a + b of the windows j0 .. j0 + VL - 1 of output row i, whose rows
- * are r0 (row 2i - 1, a row of -inf for i = 0), r1, r2; *mx gets the maxima. A
- * window of only -inf keeps PyTorch's default, its first in-range cell. */
+ * are 2i - 1 (padding for i = 0), r1 = 2i and r2 = 2i + 1; *mx gets the maxima. Row
+ * 2i + 1 is also row 2(i + 1) - 1 of the next output row: its maxima and taps are
+ * kept in save (OW values, then OW codes) instead of being folded again. A window
+ * of only -inf keeps PyTorch's default, its first in-range cell. */
 static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(k3s2_code, SUF)(
-    const T *restrict r0, const T *restrict r1, const T *restrict r2, dlk_idx i,
-    dlk_idx j0, DLK_CAT(maxp_vec, SUF) *mx)
+    const T *restrict r1, const T *restrict r2, dlk_idx i, dlk_idx j0, dlk_idx OW,
+    T *restrict save, DLK_CAT(maxp_vec, SUF) *mx)
 {
     typedef DLK_CAT(maxp_vec, SUF) vec;
     typedef DLK_CAT(maxp_ivec, SUF) ivec;
     const ivec zero = {0};
-    ivec c, rc;
-    vec m = DLK_CAT(k3s2_row_code, SUF)(r0, j0, &c);
+    ivec c = zero, rc;
+    vec m = (vec){0} - (T)INFINITY;
+    if (i > 0) {
+        memcpy(&m, save + j0, sizeof m);
+        memcpy(&c, save + OW + j0, sizeof c);
+    }
     vec rm = DLK_CAT(k3s2_row_code, SUF)(r1, j0, &rc);
     c = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc + 3, c);
     m = DLK_CAT(maxp_fold, SUF)(m, rm);
     rm = DLK_CAT(k3s2_row_code, SUF)(r2, j0, &rc);
+    memcpy(save + j0, &rm, sizeof rm);
+    memcpy(save + OW + j0, &rc, sizeof rc);
     c = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc + 6, c);
     m = DLK_CAT(maxp_fold, SUF)(m, rm);
     ivec dflt = zero + (TI)(i == 0 ? 3 : 0);  /* row -1 is padding */
@@ -103,28 +112,35 @@ static int DLK_CAT(k3s2_ok, SUF)(const dlk_pool2d_shape *s)
            s->ow == s->w / 2;
 }
 
-/* Forward of one plane: values, and (ind not NULL) the flat argmax index. ninf:
- * a row of W -inf. */
+/* Forward of one plane: values, and (ind not NULL) the flat argmax index. save:
+ * W values (see k3s2_code; values only: the maxima of row 2i + 1). */
 static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
-                                         const T *restrict ninf, T *restrict out,
+                                         T *restrict save, T *restrict out,
                                          int64_t *restrict ind)
 {
     typedef DLK_CAT(maxp_vec, SUF) vec;
     typedef DLK_CAT(maxp_ivec, SUF) ivec;
     const dlk_idx W = s->w, OW = s->ow;
     for (dlk_idx i = 0; i < s->oh; i++) {
-        const T *r0 = i ? xp + (2 * i - 1) * W : ninf, *r1 = xp + 2 * i * W, *r2 = r1 + W;
+        const T *r1 = xp + 2 * i * W, *r2 = r1 + W;
         T *o = out + i * OW;
         for (dlk_idx j0 = 0; j0 < OW; j0 += MAXP_VL) {
             vec m;
             if (!ind) {
-                m = DLK_CAT(maxp_fold, SUF)(DLK_CAT(k3s2_row, SUF)(r0, j0),
-                                            DLK_CAT(k3s2_row, SUF)(r1, j0));
-                m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(k3s2_row, SUF)(r2, j0));
+                const vec m1 = DLK_CAT(k3s2_row, SUF)(r1, j0);
+                const vec m2 = DLK_CAT(k3s2_row, SUF)(r2, j0);
+                if (i > 0) {
+                    memcpy(&m, save + j0, sizeof m);
+                    m = DLK_CAT(maxp_fold, SUF)(m, m1);
+                } else {
+                    m = m1;  /* row -1 is -inf: never taken over row 0 */
+                }
+                memcpy(save + j0, &m2, sizeof m2);
+                m = DLK_CAT(maxp_fold, SUF)(m, m2);
                 memcpy(o + j0, &m, sizeof m);
                 continue;
             }
-            const ivec c = DLK_CAT(k3s2_code, SUF)(r0, r1, r2, i, j0, &m);
+            const ivec c = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
             memcpy(o + j0, &m, sizeof m);
             for (dlk_idx k = 0; k < MAXP_VL; k++) {
                 const int64_t a = c[k] / 3, b = c[k] - 3 * (c[k] / 3);
@@ -157,7 +173,7 @@ static DLK_INLINE void DLK_CAT(k3s2_store, SUF)(T *restrict dst, DLK_CAT(maxp_ve
  * are kept (pe, po) until the next block has added to them. pend: W values (even
  * columns, then odd). */
 static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
-                                         const T *restrict gp, const T *restrict ninf,
+                                         const T *restrict gp, T *restrict save,
                                          T *restrict gx, T *restrict pend)
 {
     typedef DLK_CAT(maxp_vec, SUF) vec;
@@ -168,13 +184,13 @@ static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *res
         down[k] = (TI)(k + 1);
     const vec zero = {0};
     for (dlk_idx i = 0; i < OH; i++) {
-        const T *r0 = i ? xp + (2 * i - 1) * W : ninf, *r1 = xp + 2 * i * W, *r2 = r1 + W;
+        const T *r1 = xp + 2 * i * W, *r2 = r1 + W;
         vec pe[3], po[3];
         for (dlk_idx j0 = 0; j0 <= OW; j0 += MAXP_VL) {
             vec e[3], o[3];
             if (j0 < OW) {
                 vec m;
-                const ivec code = DLK_CAT(k3s2_code, SUF)(r0, r1, r2, i, j0, &m);
+                const ivec code = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
                 ivec gi;
                 memcpy(&gi, gp + i * OW + j0, sizeof gi);
                 for (int a = 0; a < 3; a++) {
@@ -228,11 +244,8 @@ static int DLK_CAT(k3s2_run, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        T *rows = malloc(2 * (size_t)s->w * sizeof(T));
+        T *rows = malloc(2 * (size_t)s->w * sizeof(T));  /* save, then pend */
         failed = !rows;
-        if (rows)
-            for (dlk_idx k = 0; k < s->w; k++)
-                rows[k] = -INFINITY;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
