@@ -6,6 +6,8 @@
  * recomputes the argmax. Matches torch.nn.functional.max_pool2d (CPU, contiguous
  * NCHW path): strict ">" in row-major window order so the first maximum wins,
  * NaN always replaces the running maximum, padding never wins (-inf start).
+ * 3x3 windows at stride 2 with padding 1 on even planes have a path of their own
+ * that reads x in place and writes grad_x once (max_pool2d_k3s2_impl.h).
  */
 #include <math.h>
 #include <stdlib.h>

@@ -545,6 +545,8 @@ static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_poo
         DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, acc, gb);
 }
 
+#include "max_pool2d_k3s2_impl.h"
+
 #undef MAXP_VL
 
 /* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
@@ -603,6 +605,8 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
+    if (DLK_CAT(k3s2_ok, SUF)(s))
+        return DLK_CAT(k3s2_run, SUF)(s, x, out, indices, NULL, NULL, nthreads);
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
@@ -675,6 +679,8 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
+    if (DLK_CAT(k3s2_ok, SUF)(s))
+        return DLK_CAT(k3s2_run, SUF)(s, x, NULL, NULL, grad_out, grad_x, nthreads);
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);

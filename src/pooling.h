@@ -34,7 +34,8 @@ typedef struct {
  * the maximum, as PyTorch returns it. Padding is -inf; the first maximum in
  * row-major window order wins; a NaN in the window is the maximum (the last NaN
  * wins, as in PyTorch). Uses one padded copy of a plane per thread as scratch
- * (none when no padding is needed): returns DLK_ENOMEM if it cannot be allocated. */
+ * (none when no padding is needed; two rows for 3x3/2 padding 1 on even planes,
+ * which are read in place): returns DLK_ENOMEM if it cannot be allocated. */
 int dlk_max_pool2d_f32(const dlk_pool2d_shape *s, const float *x, float *out,
                        int64_t *indices, int nthreads);
 int dlk_max_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,

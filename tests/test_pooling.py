@@ -615,3 +615,79 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
         dlkern.set_num_threads(None)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- 3x3/2 p1 on even planes
+# 3x3 windows, stride 2, padding 1 on planes of even H and a width of whole double
+# vectors (W % 32 == 0 for float32, W % 16 == 0 for float64) read x in place and
+# write grad_x once from registers (src/max_pool2d_k3s2_impl.h). Shapes: one block
+# (W = 32), several blocks (W = 64, 96: the odd cell at a block edge takes the next
+# block's tap 0), the smallest height (H = 2: one output row, whose row 1 is the
+# last), odd widths and ceil_mode falling back to the general path.
+K3S2 = dict(kernel_size=3, stride=2, padding=1)
+K3S2_SHAPES = [(2, 3, 32, 32), (1, 2, 2, 32), (1, 1, 4, 64), (2, 1, 6, 96), (1, 2, 10, 16),
+               (1, 1, 8, 48)]
+
+
+def _k3s2_specials(x):
+    x = x.copy()
+    x[..., 0, :5] = -np.inf                  # top-left windows of only -inf
+    x[..., :3, :3] = -np.inf
+    x[..., 1, 16:] = -np.inf                 # a -inf run across a block edge
+    x[..., -2:, -3:] = -np.inf               # bottom-right corner window
+    x.flat[7] = np.nan
+    x.flat[40] = x.flat[41] = np.nan         # two NaN in one window: the last wins
+    if x.shape[2] > 4:
+        x[..., 3, 30:34] = -0.0              # +0/-0 ties
+        x[..., 4, 31:33] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", K3S2_SHAPES, ids=str)
+def test_k3s2_even_planes_bit_identical_to_torch(shape, dtype):
+    pytest.importorskip("torch")
+    for x in (_rand(shape, dtype), _ties(shape, dtype), _k3s2_specials(_rand(shape, dtype))):
+        g = _rand(F.max_pool2d(x, **K3S2).shape, dtype, seed=1)
+        g.flat[::5] = -0.0                   # a lone -0.0 share lands as +0.0
+        tout, tgx = _torch_pool("max_pool2d", x, g, **K3S2)
+        _, tind = _torch_pool("max_pool2d", x, **K3S2, return_indices=True)
+        out = F.max_pool2d(x, **K3S2)
+        np.testing.assert_array_equal(out, tout)
+        np.testing.assert_array_equal(np.signbit(out), np.signbit(tout))
+        out, ind = F.max_pool2d(x, **K3S2, return_indices=True)
+        np.testing.assert_array_equal(out, tout)
+        np.testing.assert_array_equal(ind, tind.numpy())
+        gx = F.max_pool2d_backward(g, x, **K3S2)
+        np.testing.assert_array_equal(gx, tgx)
+        np.testing.assert_array_equal(np.signbit(gx), np.signbit(tgx))
+        np.testing.assert_array_equal(F.max_pool2d_backward(g, x, **K3S2, indices=ind), tgx)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 8, 31), (1, 2, 7, 32), (1, 1, 6, 40)], ids=str)
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_k3s2_fallback_shapes_match_reference(shape, ceil_mode):
+    kw = dict(K3S2, ceil_mode=ceil_mode)
+    for dtype in DTYPES:
+        x = _ties(shape, dtype)
+        g = _rand(R.max_pool2d(x, **kw).shape, dtype, seed=1)
+        assert_close(F.max_pool2d(x, **kw), R.max_pool2d(x, **kw))
+        assert_close(F.max_pool2d_backward(g, x, **kw), R.max_pool2d_backward(g, x, **kw))
+
+
+def test_k3s2_one_and_two_threads_bit_identical():
+    x = _ties((3, 5, 12, 64), np.float32)
+    g = _rand(F.max_pool2d(x, **K3S2).shape, np.float32, 1)
+
+    def run():
+        return [F.max_pool2d(x, **K3S2), *F.max_pool2d(x, **K3S2, return_indices=True),
+                F.max_pool2d_backward(g, x, **K3S2)]
+    try:
+        dlkern.set_num_threads(1)
+        one = run()
+        dlkern.set_num_threads(2)
+        two = run()
+    finally:
+        dlkern.set_num_threads(None)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
