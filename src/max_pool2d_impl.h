@@ -1,5 +1,7 @@
 /* Template body of max_pool2d.c: T is the element type, SUF the name suffix. */
 
+#include "pool_vec_impl.h"
+
 /* Fold one padded input row into the running maxima of output columns [0, owr):
  * taps b in order, strict ">" so the first maximum wins, NaN always taken
  * (PyTorch's rule). owr is a multiple of DLK_POOL_BLOCK and buf is padded with
@@ -102,67 +104,37 @@ static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rst
     }
 }
 
-/* Values only, explicit 64-byte vectors (GCC vector extensions). The rule "a
- * later tap wins if greater or NaN" is associative (it yields the last NaN, else
- * the first maximum in window order), so each window row is folded on its own
- * and the row results are folded in order: kh independent chains instead of one
- * kh*kw-deep chain of compare + blend, which bounds a row that is one vector. */
-typedef T DLK_CAT(maxp_vec, SUF) __attribute__((vector_size(64)));
-typedef TI DLK_CAT(maxp_ivec, SUF) __attribute__((vector_size(64)));
-#define MAXP_VL ((dlk_idx)(64 / sizeof(T)))
-
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_load, SUF)(const T *p)
-{
-    DLK_CAT(maxp_vec, SUF) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* later tap v over running m: v where v > m or v is NaN */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(maxp_vec, SUF) m,
-                                                                 DLK_CAT(maxp_vec, SUF) v)
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(pool_vec, SUF) m,
+                                                                 DLK_CAT(pool_vec, SUF) v)
 {
-    const DLK_CAT(maxp_ivec, SUF) take = (v > m) | (v != v);
-    DLK_CAT(maxp_ivec, SUF) vi, mi;
+    const DLK_CAT(pool_ivec, SUF) take = (v > m) | (v != v);
+    DLK_CAT(pool_ivec, SUF) vi, mi;
     memcpy(&vi, &v, sizeof vi);
     memcpy(&mi, &m, sizeof mi);
-    const DLK_CAT(maxp_ivec, SUF) r = (take & vi) | (~take & mi);
+    const DLK_CAT(pool_ivec, SUF) r = (take & vi) | (~take & mi);
     memcpy(&m, &r, sizeof m);
     return m;
 }
 
-/* Tap b of the vector of windows starting at column j of row r. mode: 0 = taps
- * r[j + b] (stride 1), 1 = split halves, 2 = stride 2 (de-interleaved in
- * registers from two loads). */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_tap, SUF)(const T *restrict r, dlk_idx j,
-                                                                dlk_idx b, int mode,
-                                                                dlk_idx half)
-{
-    if (mode == 0)
-        return DLK_CAT(maxp_load, SUF)(r + j + b);
-    if (mode == 1)
-        return DLK_CAT(maxp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
-    DLK_CAT(maxp_ivec, SUF) sel;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
-        sel[k] = (TI)(2 * k + (b & 1));
-    return __builtin_shuffle(DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
-                             DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + MAXP_VL),
-                             sel);
-}
-
+/* Values only, explicit 64-byte vectors. The rule "a later tap wins if greater
+ * or NaN" is associative (it yields the last NaN, else the first maximum in
+ * window order), so each window row is folded on its own and the row results are
+ * folded in order: kh independent chains instead of one kh*kw-deep chain of
+ * compare + blend, which bounds a row that is one vector. */
 static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_idx rstride,
                                                     dlk_idx owr, dlk_idx kh, dlk_idx kw,
                                                     int mode, dlk_idx half, T *restrict o)
 {
-    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
-        DLK_CAT(maxp_vec, SUF) m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    for (dlk_idx j = 0; j < owr; j += POOL_VL) {
+        DLK_CAT(pool_vec, SUF) m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
         for (dlk_idx b = 1; b < kw; b++)
-            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half));
+            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half));
         for (dlk_idx a = 1; a < kh; a++) {
             const T *restrict r = r0 + a * rstride;
-            DLK_CAT(maxp_vec, SUF) rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            DLK_CAT(pool_vec, SUF) rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
             for (dlk_idx b = 1; b < kw; b++)
-                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half));
+                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(pool_tap, SUF)(r, j, b, mode, half));
             m = DLK_CAT(maxp_fold, SUF)(m, rm);
         }
         memcpy(o + j, &m, sizeof m);
@@ -173,9 +145,9 @@ static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_id
  * candidate index rides along each compare. rowbase0 = hs*W - pw (flat index of
  * padded column 0 of the window's first row), def = ih0*W (PyTorch's default row
  * for a window of only -inf, whose default column is the first in range). */
-static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(maxp_ivec, SUF) take,
-                                                                  DLK_CAT(maxp_ivec, SUF) a,
-                                                                  DLK_CAT(maxp_ivec, SUF) b)
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(pool_ivec, SUF) take,
+                                                                  DLK_CAT(pool_ivec, SUF) a,
+                                                                  DLK_CAT(pool_ivec, SUF) b)
 {
     return (take & a) | (~take & b);
 }
@@ -186,17 +158,17 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
                                                    TI rowbase0, TI W, TI def, TI pw,
                                                    TI *restrict ib)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     ivec lane;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
+    for (dlk_idx k = 0; k < POOL_VL; k++)
         lane[k] = (TI)(k * sw);
-    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+    for (dlk_idx j = 0; j < owr; j += POOL_VL) {
         const ivec col0 = (TI)(j * sw) + lane;  /* padded column of tap 0 */
-        vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        vec m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
         ivec mi = rowbase0 + col0;
         for (dlk_idx b = 1; b < kw; b++) {
-            const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+            const vec v = DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half);
             const ivec take = (v > m) | (v != v);
             m = DLK_CAT(maxp_fold, SUF)(m, v);
             mi = DLK_CAT(maxp_isel, SUF)(take, rowbase0 + col0 + (TI)b, mi);
@@ -204,10 +176,10 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
         for (dlk_idx a = 1; a < kh; a++) {
             const T *restrict r = r0 + a * rstride;
             const TI rb = rowbase0 + (TI)a * W;
-            vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            vec rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
             ivec ri = rb + col0;
             for (dlk_idx b = 1; b < kw; b++) {
-                const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+                const vec v = DLK_CAT(pool_tap, SUF)(r, j, b, mode, half);
                 const ivec take = (v > rm) | (v != v);
                 rm = DLK_CAT(maxp_fold, SUF)(rm, v);
                 ri = DLK_CAT(maxp_isel, SUF)(take, rb + col0 + (TI)b, ri);
@@ -250,11 +222,10 @@ static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     return MAXP_PADDED;
 }
 
-/* Copy plane xp into the scratch plane (row stride g->len). tmp is a padded row
- * whose -inf pads were set once. */
+/* Copy plane xp into the scratch plane (row stride g->len), whose -inf pads
+ * were set once. */
 static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                   int mode, const T *restrict xp, T *restrict plane,
-                                   T *restrict tmp)
+                                   int mode, const T *restrict xp, T *restrict plane)
 {
     const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
     for (dlk_idx ih = 0; ih < s->h; ih++) {
@@ -367,26 +338,26 @@ static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_po
 /* Winning tap a*kw + b of each window of the vector of output columns from j
  * (same fold and ties as max_fused_vals); a window of only -inf gets the tap of
  * its first in-range cell (PyTorch's default): row a0, column max(pw - col, 0). */
-static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
     const T *restrict r0, dlk_idx rstride, dlk_idx j, dlk_idx kh, dlk_idx kw, int mode,
     dlk_idx half, dlk_idx sw, TI a0, TI pw)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
-    vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
+    vec m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
     ivec zero = {0};
     ivec mc = zero;
     for (dlk_idx b = 1; b < kw; b++) {
-        const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+        const vec v = DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half);
         mc = DLK_CAT(maxp_isel, SUF)((v > m) | (v != v), zero + (TI)b, mc);
         m = DLK_CAT(maxp_fold, SUF)(m, v);
     }
     for (dlk_idx a = 1; a < kh; a++) {
         const T *restrict r = r0 + a * rstride;
-        vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+        vec rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
         ivec rc = zero + (TI)(a * kw);
         for (dlk_idx b = 1; b < kw; b++) {
-            const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+            const vec v = DLK_CAT(pool_tap, SUF)(r, j, b, mode, half);
             rc = DLK_CAT(maxp_isel, SUF)((v > rm) | (v != v), zero + (TI)(a * kw + b), rc);
             rm = DLK_CAT(maxp_fold, SUF)(rm, v);
         }
@@ -394,19 +365,19 @@ static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
         m = DLK_CAT(maxp_fold, SUF)(m, rm);
     }
     ivec b0;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
+    for (dlk_idx k = 0; k < POOL_VL; k++)
         b0[k] = (TI)(pw - (j + k) * sw);
     b0 = DLK_CAT(maxp_isel, SUF)(b0 < 0, zero, b0);
     return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, a0 * (TI)kw + b0, mc);
 }
 
 /* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(maxp_ivec, SUF) code,
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(pool_ivec, SUF) code,
                                                                  TI c,
-                                                                 DLK_CAT(maxp_ivec, SUF) gi)
+                                                                 DLK_CAT(pool_ivec, SUF) gi)
 {
-    DLK_CAT(maxp_vec, SUF) v;
-    const DLK_CAT(maxp_ivec, SUF) sel = gi & (code == c);
+    DLK_CAT(pool_vec, SUF) v;
+    const DLK_CAT(pool_ivec, SUF) sel = gi & (code == c);
     memcpy(&v, &sel, sizeof v);
     return v;
 }
@@ -427,13 +398,13 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
                                                      const T *restrict gp, T *restrict gx,
                                                      T *restrict acc, T *restrict gb)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
     const dlk_idx pw = s->pw;
     ivec shift;  /* (prev, cur) -> prev[VL - 1], cur[0], ..., cur[VL - 2] */
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
-        shift[k] = (TI)(MAXP_VL - 1 + k);
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        shift[k] = (TI)(POOL_VL - 1 + k);
     memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
     for (dlk_idx i = 0; i < s->oh; i++) {
         const dlk_idx hs = i * s->sh - s->ph;
@@ -443,7 +414,7 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
             gr = gb;
         }
         vec prev[3] = {{0}, {0}, {0}};
-        for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        for (dlk_idx j = 0; j < owr; j += POOL_VL) {
             const ivec code = DLK_CAT(max_fused_code, SUF)(
                 rows + hs * rstride, rstride, j, kh, kw, mode, g->half, 2,
                 (TI)(DLK_MAX(hs, 0) - hs), (TI)pw);
@@ -467,7 +438,7 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
         }
         if (kw == 3)  /* tap 2 of the last vector's last window */
             for (dlk_idx a = 0; a < kh; a++)
-                acc[(i * s->sh + a) * len + owr] += prev[a][MAXP_VL - 1];
+                acc[(i * s->sh + a) * len + owr] += prev[a][POOL_VL - 1];
     }
     for (dlk_idx ih = 0; ih < s->h; ih++) {
         const T *ar = acc + (ih + s->ph) * len;
@@ -485,21 +456,21 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
                                               dlk_idx rstride, const T *restrict gp,
                                               T *restrict gx, T *restrict gb)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, ow = s->ow;
     ivec lo, hi;  /* interleave (a, b) -> a0 b0 a1 b1 ... */
-    for (dlk_idx k = 0; k < MAXP_VL; k++) {
-        lo[k] = (TI)(k / 2 + (k & 1) * MAXP_VL);
-        hi[k] = (TI)(MAXP_VL / 2 + k / 2 + (k & 1) * MAXP_VL);
+    for (dlk_idx k = 0; k < POOL_VL; k++) {
+        lo[k] = (TI)(k / 2 + (k & 1) * POOL_VL);
+        hi[k] = (TI)(POOL_VL / 2 + k / 2 + (k & 1) * POOL_VL);
     }
     for (dlk_idx i = 0; i < s->oh; i++) {
         T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
-        for (dlk_idx j = 0; j < ow; j += MAXP_VL) {
+        for (dlk_idx j = 0; j < ow; j += POOL_VL) {
             const ivec code = DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j,
                                                            2, 2, 2, g->half, 2, 0, 0);
             ivec gi;
-            if (j + MAXP_VL <= ow) {
+            if (j + POOL_VL <= ow) {
                 memcpy(&gi, gp + i * ow + j, sizeof gi);
             } else {
                 memcpy(gb, gp + i * ow + j, (size_t)(ow - j) * sizeof(T));
@@ -512,8 +483,8 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
                 out[2 * a] = __builtin_shuffle(c0, c1, lo);
                 out[2 * a + 1] = __builtin_shuffle(c0, c1, hi);
             }
-            const dlk_idx n = 2 * DLK_MIN(MAXP_VL, ow - j);  /* cells of this block */
-            if (n == 2 * MAXP_VL) {
+            const dlk_idx n = 2 * DLK_MIN(POOL_VL, ow - j);  /* cells of this block */
+            if (n == 2 * POOL_VL) {
                 memcpy(x0 + 2 * j, &out[0], 2 * sizeof(vec));
                 memcpy(x1 + 2 * j, &out[2], 2 * sizeof(vec));
             } else {
@@ -547,12 +518,10 @@ static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_poo
 
 #include "max_pool2d_k3s2_impl.h"
 
-#undef MAXP_VL
-
-/* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
- * output row of values and indices. */
+/* Per-thread scratch: a prepared plane (H rows of g->len) and one output row of
+ * values and indices. */
 typedef struct {
-    T *plane, *tmp, *o;
+    T *plane, *o;
     int64_t *ind;
 } DLK_CAT(max_work, SUF);
 
@@ -560,7 +529,7 @@ static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_poo
                                         const dlk_pool_scratch *g, int mode)
 {
     const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(g->rows * g->len);
-    const size_t n = nplane + (size_t)g->len + (size_t)g->owr;
+    const size_t n = nplane + (size_t)g->owr;
     w->plane = malloc(n * sizeof(T));
     w->ind = malloc((size_t)g->owr * sizeof(int64_t));
     if (!w->plane || !w->ind) {
@@ -572,8 +541,7 @@ static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_poo
     }
     for (size_t k = 0; k < n; k++)
         w->plane[k] = -INFINITY;  /* padding columns, never overwritten */
-    w->tmp = w->plane + nplane;
-    w->o = w->tmp + g->len;
+    w->o = w->plane + nplane;
     return DLK_OK;
 }
 
@@ -592,7 +560,7 @@ static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool
         *rstride = s->w;
         return xp;
     }
-    DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane, w->tmp);
+    DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane);
     *rstride = g->len;
     return w->plane + s->ph * g->len;  /* input row 0; the top padding rows precede it */
 }
@@ -605,8 +573,11 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
-    if (DLK_CAT(k3s2_ok, SUF)(s))
-        return DLK_CAT(k3s2_run, SUF)(s, x, out, indices, NULL, NULL, nthreads);
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .out = out, .ind = indices};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane, SUF), nthreads);
+    }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
@@ -679,8 +650,12 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
-    if (DLK_CAT(k3s2_ok, SUF)(s))
-        return DLK_CAT(k3s2_run, SUF)(s, x, NULL, NULL, grad_out, grad_x, nthreads);
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .grad_out = grad_out,
+                                                 .grad_x = grad_x};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane, SUF), nthreads);
+    }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
     const int mode = DLK_CAT(max_mode, SUF)(s, &g);
