@@ -7,6 +7,8 @@
  * once by the divisor; with count_include_pad the divisor is the window clipped
  * to the padded extent [-p, H + p), so the cells that only ceil_mode appended
  * past the right padding are not counted (where frameworks disagree).
+ * 3x3 windows at stride 2 with padding 1 on even planes have a path of their own
+ * that reads x in place and writes grad_x once (avg_pool2d_k3s2_impl.h).
  */
 #include <stdlib.h>
 #include <string.h>

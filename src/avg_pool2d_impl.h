@@ -260,10 +260,18 @@ static void DLK_CAT(avg_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
 }
 
+#include "avg_pool2d_k3s2_impl.h"
+
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                                  int count_include_pad, dlk_idx divisor_override,
                                  int nthreads)
 {
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .out = out,
+                                                 .cip = count_include_pad,
+                                                 .ovr = divisor_override};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 0, DLK_CAT(k3s2_avg_plane, SUF), nthreads);
+    }
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
@@ -318,6 +326,13 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
                                           T *grad_x, int count_include_pad,
                                           dlk_idx divisor_override, int nthreads)
 {
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .grad_out = grad_out,
+                                                 .grad_x = grad_x, .cip = count_include_pad,
+                                                 .ovr = divisor_override};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)(s->ow + POOL_VL),
+                                              DLK_CAT(k3s2_avg_plane, SUF), nthreads);
+    }
     const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;

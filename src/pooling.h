@@ -60,7 +60,9 @@ int dlk_max_pool2d_backward_f64(const dlk_pool2d_shape *s, const double *grad_ou
  * is PyTorch's: with count_include_pad, the window clipped to the padded extent
  * [-p, H + p) (so cells that only ceil_mode added are not counted); without it,
  * the window clipped to the input. Forward uses a zero-padded copy of a plane per
- * thread, backward a row (DLK_ENOMEM if the scratch cannot be allocated). */
+ * thread, backward a row (DLK_ENOMEM if the scratch cannot be allocated); 3x3/2
+ * padding 1 on even planes reads x in place and writes grad_x once, with two rows
+ * of scratch for the backward. */
 int dlk_avg_pool2d_f32(const dlk_pool2d_shape *s, const float *x, float *out,
                        int count_include_pad, dlk_idx divisor_override, int nthreads);
 int dlk_avg_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,

@@ -620,7 +620,8 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
 # ---------------------------------------------------------------- 3x3/2 p1 on even planes
 # 3x3 windows, stride 2, padding 1 on planes of even H and a width of whole double
 # vectors (W % 32 == 0 for float32, W % 16 == 0 for float64) read x in place and
-# write grad_x once from registers (src/max_pool2d_k3s2_impl.h). Shapes: one block
+# write grad_x once from registers (src/max_pool2d_k3s2_impl.h,
+# src/avg_pool2d_k3s2_impl.h). Shapes: one block
 # (W = 32), several blocks (W = 64, 96: the odd cell at a block edge takes the next
 # block's tap 0), the smallest height (H = 2: one output row, whose row 1 is the
 # last), odd widths and ceil_mode falling back to the general path.
@@ -664,6 +665,36 @@ def test_k3s2_even_planes_bit_identical_to_torch(shape, dtype):
         np.testing.assert_array_equal(F.max_pool2d_backward(g, x, **K3S2, indices=ind), tgx)
 
 
+# avg_pool2d on the same planes: each window summed whole in PyTorch's order (no
+# row sums reused), each grad_x cell built from its up to four shares in PyTorch's
+# order and written once (src/avg_pool2d_k3s2_impl.h). The divisor differs on row 0
+# and column 0 without count_include_pad, and is constant with divisor_override.
+AVG_K3S2_KW = [dict(), dict(count_include_pad=False), dict(divisor_override=5),
+               dict(divisor_override=7, count_include_pad=False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", K3S2_SHAPES, ids=str)
+def test_k3s2_avg_even_planes_bit_identical_to_torch(shape, dtype):
+    pytest.importorskip("torch")
+    for x in (_rand(shape, dtype), _ties(shape, dtype), _k3s2_specials(_rand(shape, dtype))):
+        x = x.copy()
+        x.flat[3::11] = -0.0                 # -0.0 inputs: a window of them sums to +0
+        for extra in AVG_K3S2_KW:
+            kw = dict(K3S2, **extra)
+            g = _rand(F.avg_pool2d(x, **kw).shape, dtype, seed=1)
+            g.flat[::5] = -0.0               # a lone -0.0 share lands as +0.0
+            g.flat[7::13] = np.inf           # inf and NaN shares travel like torch's
+            g.flat[9::17] = np.nan
+            tout, tgx = _torch_pool("avg_pool2d", x, g, **kw)
+            out = F.avg_pool2d(x, **kw)
+            np.testing.assert_array_equal(out, tout)
+            np.testing.assert_array_equal(np.signbit(out), np.signbit(tout))
+            gx = F.avg_pool2d_backward(g, x, **kw)
+            np.testing.assert_array_equal(gx, tgx)
+            np.testing.assert_array_equal(np.signbit(gx), np.signbit(tgx))
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 8, 31), (1, 2, 7, 32), (1, 1, 6, 40)], ids=str)
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_k3s2_fallback_shapes_match_reference(shape, ceil_mode):
@@ -673,6 +704,10 @@ def test_k3s2_fallback_shapes_match_reference(shape, ceil_mode):
         g = _rand(R.max_pool2d(x, **kw).shape, dtype, seed=1)
         assert_close(F.max_pool2d(x, **kw), R.max_pool2d(x, **kw))
         assert_close(F.max_pool2d_backward(g, x, **kw), R.max_pool2d_backward(g, x, **kw))
+        for extra in AVG_K3S2_KW:
+            akw = dict(kw, **extra)
+            assert_close(F.avg_pool2d(x, **akw), R.avg_pool2d(x, **akw))
+            assert_close(F.avg_pool2d_backward(g, x, **akw), R.avg_pool2d_backward(g, x, **akw))
 
 
 def test_k3s2_one_and_two_threads_bit_identical():
@@ -681,7 +716,10 @@ def test_k3s2_one_and_two_threads_bit_identical():
 
     def run():
         return [F.max_pool2d(x, **K3S2), *F.max_pool2d(x, **K3S2, return_indices=True),
-                F.max_pool2d_backward(g, x, **K3S2)]
+                F.max_pool2d_backward(g, x, **K3S2)] + [
+                    r for extra in AVG_K3S2_KW
+                    for r in (F.avg_pool2d(x, **K3S2, **extra),
+                              F.avg_pool2d_backward(g, x, **K3S2, **extra))]
     try:
         dlkern.set_num_threads(1)
         one = run()
