@@ -33,10 +33,6 @@ static inline void avg_extent(dlk_idx start, dlk_idx k, dlk_idx n, dlk_idx p,
     *v1 = DLK_MIN(end, n);
 }
 
-/* How rows reach the tap loops: in place, or prepared once per plane with zero
- * padding (split into even/odd columns for stride 2, kw = 3); see max_pool2d.c. */
-enum { AVGP_DIRECT = 0, AVGP_PADDED = 1, AVGP_SPLIT = 2 };
-
 #define T float
 #define TI int32_t  /* same-width integer: vector shuffle masks */
 #define SUF _f32

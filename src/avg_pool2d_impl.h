@@ -59,31 +59,6 @@ static void DLK_CAT(avg_divide, SUF)(const dlk_pool_scratch *g, dlk_idx ow, dlk_
     }
 }
 
-/* Prepared rows as in max_pool2d.c (AVGP_* modes), with zero padding. */
-static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
-{
-    if (s->sw == 2 && s->kw == 3)
-        return AVGP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w && g->rows == s->h)
-        return AVGP_DIRECT;
-    return AVGP_PADDED;
-}
-
-static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                   int mode, const T *restrict xp, T *restrict plane)
-{
-    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
-    for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + (ih + s->ph) * len;
-        if (mode == AVGP_SPLIT) {
-            /* read straight from x: a staging row stalls on store forwarding */
-            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
-        } else {
-            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
-        }
-    }
-}
-
 static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
                                   int mode, const T *restrict rows, dlk_idx rstride,
                                   dlk_idx oh, int cip, dlk_idx override, T *restrict o)
@@ -95,7 +70,7 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         o[j] = 0;
     for (dlk_idx ih = h0; ih < h1; ih++) {
         const T *restrict buf = rows + ih * rstride;
-        if (mode == AVGP_SPLIT)
+        if (mode == DLK_POOL_SPLIT)
             DLK_CAT(avg_taps_s2k3, SUF)(buf, buf + g->half, g->owr, o);
         else if (sw == 2 && kw == 2)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
@@ -107,21 +82,6 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
             DLK_CAT(avg_taps, SUF)(buf, g->owr, kw, sw, o);
     }
     DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
-}
-
-/* Fused geometries (as in max_pool2d): 1 = 3x3 stride 2 (split rows),
- * 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1; 0 if none. */
-static int DLK_CAT(avg_fused_kind, SUF)(const dlk_pool2d_shape *s)
-{
-    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
-        return 1;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
-        return 2;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
-        return 3;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
-        return 4;
-    return 0;
 }
 
 /* Window sums of output rows i and i + 1 (two independent dependency chains:
@@ -277,16 +237,16 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     int failed = 0;
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     const int in_place = g.owr == s->ow;
-    const int kind = DLK_CAT(avg_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
         /* prepared plane (H rows of g.len) and two output rows; calloc so the
          * padding columns are zero and stay so */
-        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(g.rows * g.len);
+        const size_t nplane = mode == DLK_POOL_DIRECT ? 0 : (size_t)(g.rows * g.len);
         T *plane = calloc(nplane + (size_t)(2 * g.owr), sizeof(T));
         failed = !plane;
 #ifdef _OPENMP
@@ -298,8 +258,8 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
             T *o = plane + nplane;
             const T *rows = x + p * hw;
             dlk_idx rstride = s->w;
-            if (mode != AVGP_DIRECT) {
-                DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane);
+            if (mode != DLK_POOL_DIRECT) {
+                DLK_CAT(dlk_pool_prep, SUF)(s, &g, mode, rows, plane);
                 rows = plane + s->ph * g.len;  /* input row 0; top padding rows precede it */
                 rstride = g.len;
             }
@@ -340,7 +300,7 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
     /* stride 2, kernel 3x3 or 2x2: the vector path; column arithmetic in TI */
-    const dlk_idx kind = (double)s->w < 1e9 ? DLK_CAT(avg_fused_kind, SUF)(s) : 0;
+    const dlk_idx kind = (double)s->w < 1e9 ? dlk_pool_fused_kind(s) : 0;
     const int vec_kh = kind == 1 ? 3 : kind == 2 ? 2 : 0;
     const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
                       2 * s->oh <= s->h && 2 * s->ow <= s->w;

@@ -196,49 +196,6 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
     }
 }
 
-/* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
-static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
-{
-    if (s->dh != 1 || s->dw != 1)
-        return 0;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
-        return 1;  /* split rows */
-    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
-        return 2;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
-        return 3;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
-        return 4;
-    return 0;
-}
-
-static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
-{
-    if (s->dw == 1 && s->sw == 2 && s->kw == 3)
-        return MAXP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
-        g->rows == s->h)
-        return MAXP_DIRECT;
-    return MAXP_PADDED;
-}
-
-/* Copy plane xp into the scratch plane (row stride g->len), whose -inf pads
- * were set once. */
-static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                   int mode, const T *restrict xp, T *restrict plane)
-{
-    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
-    for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + (ih + s->ph) * len;
-        if (mode == MAXP_SPLIT) {
-            /* read straight from x: a staging row stalls on store forwarding */
-            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
-        } else {
-            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay -inf */
-        }
-    }
-}
-
 /* One output row oh into o[0, owr) and (if not NULL) ind, from the prepared rows
  * (row ih at rows + ih * rstride, for ih in [-ph, g->rows - ph)). iw0[j] is the first in-range column of window
  * j: the argmax PyTorch reports for a window that holds only -inf. */
@@ -253,7 +210,7 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     const dlk_idx ih0 = hs + alo * s->dh;  /* PyTorch's default argmax row */
     const T ninf = -INFINITY;
 
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
     if (kind) {
         /* window rows hs .. hs + kh - 1 all lie in the prepared plane */
         const T *r0 = rows + hs * rstride;
@@ -287,7 +244,7 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         const dlk_idx ih = hs + a * s->dh;
         const int64_t rowbase = ih * W - pw;
         const T *restrict buf = rows + ih * rstride;
-        if (mode == MAXP_SPLIT)
+        if (mode == DLK_POOL_SPLIT)
             DLK_CAT(max_taps_s2, SUF)(buf, buf + g->half, rowbase, g->owr, 3, o, ind);
         else if (dw == 1 && sw == 2 && kw == 2)
             DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, 2, 2, 1, o, ind);
@@ -501,7 +458,7 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */
 static int DLK_CAT(max_bwd_kind, SUF)(const dlk_pool2d_shape *s)
 {
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
     return kind == 1 || kind == 2 ? kind : 0;
 }
 
@@ -528,7 +485,7 @@ typedef struct {
 static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_pool2d_shape *s,
                                         const dlk_pool_scratch *g, int mode)
 {
-    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(g->rows * g->len);
+    const size_t nplane = mode == DLK_POOL_DIRECT ? 0 : (size_t)(g->rows * g->len);
     const size_t n = nplane + (size_t)g->owr;
     w->plane = malloc(n * sizeof(T));
     w->ind = malloc((size_t)g->owr * sizeof(int64_t));
@@ -556,11 +513,11 @@ static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool
                                        int mode, const T *xp, DLK_CAT(max_work, SUF) *w,
                                        dlk_idx *rstride)
 {
-    if (mode == MAXP_DIRECT) {
+    if (mode == DLK_POOL_DIRECT) {
         *rstride = s->w;
         return xp;
     }
-    DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane);
+    DLK_CAT(dlk_pool_prep, SUF)(s, g, mode, xp, w->plane);
     *rstride = g->len;
     return w->plane + s->ph * g->len;  /* input row 0; the top padding rows precede it */
 }
@@ -580,9 +537,9 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -658,7 +615,7 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     /* column arithmetic of the vector path is in TI (int32 for float) */
     const int kind = (double)s->w < 1e9 ? DLK_CAT(max_bwd_kind, SUF)(s) : 0;
     const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&

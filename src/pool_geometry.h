@@ -102,6 +102,40 @@ static inline int dlk_pool_scratch_init(dlk_pool_scratch *g, const dlk_pool2d_sh
                                          (ev) + ((pw) + 1) / 2, W, xr);              \
     } while (0)
 
+/* How rows reach the tap loops: read in place (no padding needed and the
+ * rounded-up blocks stay inside the row), or prepared once per plane in a scratch
+ * plane with padding (-inf for max, zeros for avg), split into even/odd columns
+ * for stride 2 with kw = 3 (see dlk_pool_prep in pool_vec_impl.h). */
+enum { DLK_POOL_DIRECT = 0, DLK_POOL_PADDED = 1, DLK_POOL_SPLIT = 2 };
+
+static inline int dlk_pool_mode(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
+{
+    if (s->dw == 1 && s->sw == 2 && s->kw == 3)
+        return DLK_POOL_SPLIT;
+    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
+        g->rows == s->h)
+        return DLK_POOL_DIRECT;
+    return DLK_POOL_PADDED;
+}
+
+/* Geometries with a fused, explicit-vector plane loop (dilation 1): 1 = 3x3
+ * stride 2 (split rows), 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1;
+ * 0 if none. */
+static inline int dlk_pool_fused_kind(const dlk_pool2d_shape *s)
+{
+    if (s->dh != 1 || s->dw != 1)
+        return 0;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
 static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)
 {
     free(g->iw0);

@@ -98,6 +98,22 @@ static DLK_INLINE void DLK_CAT(dlk_pool_merge, SUF)(const T *restrict de,
         x[2 * u] = de[u];
 }
 
+/* Copy plane xp into the scratch plane (row stride g->len, input row ih at row ih
+ * + ph), whose padding cells were set once and are never written; split rows for
+ * DLK_POOL_SPLIT. Read straight from x: a staging row stalls on store forwarding. */
+static void DLK_CAT(dlk_pool_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                        int mode, const T *restrict xp, T *restrict plane)
+{
+    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
+    for (dlk_idx ih = 0; ih < s->h; ih++) {
+        T *restrict r = plane + (ih + s->ph) * len;
+        if (mode == DLK_POOL_SPLIT)
+            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
+        else
+            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));
+    }
+}
+
 /* ---- 3x3 windows, stride 2, padding 1, dilation 1 on planes of even H and W, W a
  * whole number of double vectors (W % (2 VL) == 0), without ceil_mode's extra
  * window (OH = H / 2, OW = W / 2): ResNet's stem pooling. The only padding is row
