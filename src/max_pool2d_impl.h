@@ -297,7 +297,7 @@ static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_po
  * its first in-range cell (PyTorch's default): row a0, column max(pw - col, 0). */
 static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
     const T *restrict r0, dlk_idx rstride, dlk_idx j, dlk_idx kh, dlk_idx kw, int mode,
-    dlk_idx half, dlk_idx sw, TI a0, TI pw)
+    dlk_idx half, dlk_idx sw, TI a0, TI pw, DLK_CAT(pool_vec, SUF) *mx)
 {
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
@@ -321,11 +321,119 @@ static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
         mc = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc, mc);
         m = DLK_CAT(maxp_fold, SUF)(m, rm);
     }
-    ivec b0;
+    ivec b0;  /* pw - (j + k) * sw, from a constant lane ramp (no per-lane inserts) */
     for (dlk_idx k = 0; k < POOL_VL; k++)
-        b0[k] = (TI)(pw - (j + k) * sw);
+        b0[k] = (TI)k;
+    b0 = pw - ((TI)j + b0) * (TI)sw;
     b0 = DLK_CAT(maxp_isel, SUF)(b0 < 0, zero, b0);
+    *mx = m;
     return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, a0 * (TI)kw + b0, mc);
+}
+
+/* The flat indices of taps code = a*kw + b (a < 3) of the windows of a vector of
+ * output columns, as int64: dst[k] = base + a*W + b + k*sw, base being the flat
+ * index of tap (0, 0) of lane 0. The in-window offset is formed in TI lanes
+ * (callers keep W below 1e9) and widened eight lanes at a time. */
+static DLK_INLINE void DLK_CAT(max_store_ind, SUF)(int64_t *restrict dst,
+                                                   DLK_CAT(pool_ivec, SUF) code, TI kw,
+                                                   int64_t base, TI W, TI sw)
+{
+    const DLK_CAT(pool_ivec, SUF) a = -((code >= kw) + (code >= 2 * kw));  /* masks are -1 */
+    DLK_CAT(pool_ivec, SUF) ramp;
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        ramp[k] = (TI)k;
+    const DLK_CAT(pool_ivec, SUF) off = a * W + (code - a * kw) + ramp * sw;
+    const DLK_CAT(pool_wide, SUF) v = __builtin_convertvector(off, DLK_CAT(pool_wide, SUF)) + base;
+    memcpy(dst, &v, sizeof v);
+}
+
+/* Inverse of max_store_ind for saved indices: the tap codes a*kw + b of the VL
+ * windows whose tap (0, 0) of lane 0 has flat index base. An index that is no tap
+ * of its window, or that names a padding cell (a row above the plane: a < a0; a
+ * column left of it: lane 0 with b < b0), clears its lane of *ok (the caller then
+ * scatters the plane instead, as PyTorch does with any index). */
+static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+{
+    typedef dlk_pool_i64x8 wide;
+    typedef uint64_t uwide __attribute__((vector_size(64)));
+    wide off, lane;
+    for (dlk_idx k = 0; k < 8; k++)
+        lane[k] = k;
+    memcpy(&off, ind, sizeof off);
+    off -= base + lane * sw;
+    const wide zero = {0};
+    const wide m1 = off >= W, m2 = kw == 3 ? off >= 2 * W : zero;  /* row a = -(m1 + m2) */
+    const wide b = off - (m1 & W) - (m2 & W);
+    /* b in [0, kw) also rejects off < 0; off >= kw * W leaves b >= W >= kw */
+    wide v = (uwide)b < (uint64_t)kw;
+    if (a0)
+        v &= m1;
+    if (b0) {
+        wide bmin = zero;
+        bmin[0] = b0;
+        v &= b >= bmin;
+    }
+    *ok &= v;
+    return b + (m1 & kw) + (m2 & kw);
+}
+
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+{
+    /* in 64-byte halves of eight int64 (wider generic vectors are scalarized) */
+    DLK_CAT(pool_ivec, SUF) lo, hi, low;
+    const dlk_pool_i64x8 c0 = DLK_CAT(max_ind_code8, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+    memcpy(&lo, &c0, sizeof lo);  /* same size: a register reinterpretation */
+    if (POOL_VL == 8)             /* TI is int64 */
+        return lo;
+    const dlk_pool_i64x8 c1 =
+        DLK_CAT(max_ind_code8, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
+    memcpy(&hi, &c1, sizeof hi);
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        low[k] = (TI)(2 * k);  /* the low 32-bit word of each int64 (codes < 9) */
+    return __builtin_shuffle(lo, hi, low);
+}
+
+/* Values and argmax indices of every output row of one plane, for a fused
+ * geometry whose rows are whole vectors (owr == ow): the winning taps in vectors
+ * (max_fused_code), then their flat indices. */
+static DLK_INLINE void DLK_CAT(max_plane_ind_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g,
+                                                     const T *rows, dlk_idx rstride,
+                                                     dlk_idx kh, dlk_idx kw, dlk_idx sw,
+                                                     int mode, T *restrict outp,
+                                                     int64_t *restrict indp)
+{
+    const dlk_idx ow = s->ow;
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const dlk_idx hs = i * s->sh - s->ph;
+        for (dlk_idx j = 0; j < ow; j += POOL_VL) {
+            DLK_CAT(pool_vec, SUF) m;
+            const DLK_CAT(pool_ivec, SUF) code = DLK_CAT(max_fused_code, SUF)(
+                rows + hs * rstride, rstride, j, kh, kw, mode, g->half, sw,
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)s->pw, &m);
+            memcpy(outp + i * ow + j, &m, sizeof m);
+            DLK_CAT(max_store_ind, SUF)(indp + i * ow + j, code, (TI)kw,
+                                        hs * s->w - s->pw + j * sw, (TI)s->w, (TI)sw);
+        }
+    }
+}
+
+static void DLK_CAT(max_plane_ind, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                        int kind, const T *rows, dlk_idx rstride,
+                                        T *restrict outp, int64_t *restrict indp)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 3, 3, 2, 1, outp, indp);
+    else if (kind == 2)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 2, 2, 2, 2, outp, indp);
+    else if (kind == 3)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 3, 3, 1, 0, outp, indp);
+    else
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 2, 2, 1, 0, outp, indp);
 }
 
 /* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
@@ -372,9 +480,10 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
         }
         vec prev[3] = {{0}, {0}, {0}};
         for (dlk_idx j = 0; j < owr; j += POOL_VL) {
+            vec m;
             const ivec code = DLK_CAT(max_fused_code, SUF)(
                 rows + hs * rstride, rstride, j, kh, kw, mode, g->half, 2,
-                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw);
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw, &m);
             ivec gi;
             memcpy(&gi, gr + j, sizeof gi);
             for (dlk_idx a = 0; a < kh; a++) {
@@ -408,11 +517,15 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
  * place (no zeroing, no accumulation plane): the winning tap takes grad_out,
  * the other three 0, the two taps of each row interleaved back in registers.
  * Cells no window covers (odd H or W) are zeroed. */
-static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
-                                              const dlk_pool_scratch *g, const T *rows,
-                                              dlk_idx rstride, const T *restrict gp,
-                                              T *restrict gx, T *restrict gb)
+static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                                        const dlk_pool_scratch *g,
+                                                        const T *rows, dlk_idx rstride,
+                                                        const int64_t *restrict indp,
+                                                        const T *restrict gp,
+                                                        T *restrict gx, T *restrict gb)
 {
+    dlk_pool_i64x8 ok = {0};
+    ok -= 1;
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, ow = s->ow;
@@ -424,8 +537,12 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
     for (dlk_idx i = 0; i < s->oh; i++) {
         T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
         for (dlk_idx j = 0; j < ow; j += POOL_VL) {
-            const ivec code = DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j,
-                                                           2, 2, 2, g->half, 2, 0, 0);
+            vec m;
+            const ivec code =
+                indp ? DLK_CAT(max_ind_code, SUF)(indp + i * ow + j, 2 * i * W + 2 * j, W, 2, 2,
+                                                  0, 0, &ok)
+                     : DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j, 2, 2, 2,
+                                                    g->half, 2, 0, 0, &m);
             ivec gi;
             if (j + POOL_VL <= ow) {
                 memcpy(&gi, gp + i * ow + j, sizeof gi);
@@ -434,9 +551,10 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
                 memcpy(&gi, gb, sizeof gi);  /* gb[ow - j, VL) stays zero */
             }
             vec out[4];
+            const vec zero = {0};  /* + 0: PyTorch's zeroed cell turns a -0.0 share into +0.0 */
             for (int a = 0; a < 2; a++) {
-                const vec c0 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
-                const vec c1 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
+                const vec c0 = zero + DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
+                const vec c1 = zero + DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
                 out[2 * a] = __builtin_shuffle(c0, c1, lo);
                 out[2 * a + 1] = __builtin_shuffle(c0, c1, hi);
             }
@@ -453,6 +571,7 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
             x0[c] = x1[c] = 0;
     }
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+    return !dlk_pool_all(&ok);
 }
 
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */
@@ -471,6 +590,18 @@ static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_poo
         DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 3, 3, 1, gp, gx, acc, gb);
     else
         DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, acc, gb);
+}
+
+/* grad_x of one plane by scattering grad_out through any indices. */
+static void DLK_CAT(max_plane_scatter, SUF)(const T *restrict gp, const int64_t *restrict ind,
+                                            dlk_idx hw, dlk_idx ohw, T *restrict gx)
+{
+    memset(gx, 0, (size_t)hw * sizeof(T));
+    for (dlk_idx k = 0; k < ohw; k++) {
+        const int64_t i = ind[k];
+        if ((uint64_t)i < (uint64_t)hw)  /* one unsigned compare also rejects < 0 */
+            gx[i] += gp[k];
+    }
 }
 
 #include "max_pool2d_k3s2_impl.h"
@@ -540,6 +671,8 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     const int mode = dlk_pool_mode(s, &g);
     const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
     const int kind = dlk_pool_fused_kind(s);
+    /* indices in vectors: whole blocks, in-window offsets in TI (int32 for float) */
+    const int vec_ind = kind && indices && in_place && (double)s->w < 1e9;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -557,6 +690,11 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
             if (kind && !indices) {
                 DLK_CAT(max_plane_vals, SUF)(s, &g, kind, rows, rstride, out + p * ohw, w.o);
+                continue;
+            }
+            if (vec_ind) {
+                DLK_CAT(max_plane_ind, SUF)(s, &g, kind, rows, rstride, out + p * ohw,
+                                            indices + p * ohw);
                 continue;
             }
             for (dlk_idx i = 0; i < s->oh; i++) {
@@ -580,11 +718,24 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
-void DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
-                                                   const T *grad_out, const int64_t *indices,
-                                                   T *grad_x, int nthreads)
+/* Indices that name a tap of their own window (always so for the forward's) take
+ * the write-once vector paths of the recomputing backward on 3x3/2 p1 even planes
+ * and on tiling 2x2/2 rows of whole vectors; a plane holding any other index is
+ * scattered. */
+int DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
+                                                  const T *grad_out, const int64_t *indices,
+                                                  T *grad_x, int nthreads)
 {
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .grad_out = grad_out,
+                                                 .grad_x = grad_x, .saved = indices};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane_ind, SUF), nthreads);
+    }
+    const int tiled = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 &&
+                      s->pw == 0 && s->dh == 1 && s->dw == 1 && 2 * s->oh <= s->h &&
+                      2 * s->ow <= s->w && s->ow % POOL_VL == 0 && (double)s->w < 1e9;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nthreads) schedule(static)
 #endif
@@ -592,13 +743,10 @@ void DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
         T *restrict gx = grad_x + p * hw;
         const T *restrict gp = grad_out + p * ohw;
         const int64_t *restrict ind = indices + p * ohw;
-        memset(gx, 0, (size_t)hw * sizeof(T));
-        for (dlk_idx k = 0; k < ohw; k++) {
-            const int64_t i = ind[k];
-            if ((uint64_t)i < (uint64_t)hw)  /* one unsigned compare also rejects < 0 */
-                gx[i] += gp[k];
-        }
+        if (!tiled || DLK_CAT(max_plane_bwd_tiled, SUF)(s, NULL, NULL, 0, ind, gp, gx, NULL))
+            DLK_CAT(max_plane_scatter, SUF)(gp, ind, hw, ohw, gx);
     }
+    return DLK_OK;
 }
 
 int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *grad_out,
@@ -640,7 +788,7 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
             if (tiled) {
-                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, grad_out + p * ohw,
+                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, NULL, grad_out + p * ohw,
                                                   gx, acc + g.rows * g.len);
                 continue;
             }

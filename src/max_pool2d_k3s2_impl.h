@@ -113,10 +113,8 @@ static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *res
             }
             const ivec c = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
             memcpy(o + j0, &m, sizeof m);
-            for (dlk_idx k = 0; k < POOL_VL; k++) {
-                const int64_t a = c[k] / 3, b = c[k] - 3 * (c[k] / 3);
-                ind[i * OW + j0 + k] = (2 * i - 1 + a) * W + 2 * (j0 + k) - 1 + b;
-            }
+            DLK_CAT(max_store_ind, SUF)(ind + i * OW + j0, c, 3, (2 * i - 1) * W + 2 * j0 - 1,
+                                        (TI)W, 2);
         }
     }
 }
@@ -129,10 +127,14 @@ static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *res
  * across blocks the first lane of the next block's share, so a block's vectors
  * are kept (pe, po) until the next block has added to them. pend: W values (even
  * columns, then odd). */
-static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
-                                         const T *restrict gp, T *restrict save,
-                                         T *restrict gx, T *restrict pend)
+static DLK_INLINE int DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s,
+                                                   const T *restrict xp,
+                                                   const int64_t *restrict ind,
+                                                   const T *restrict gp, T *restrict save,
+                                                   T *restrict gx, T *restrict pend)
 {
+    dlk_pool_i64x8 ok = {0};
+    ok -= 1;
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, OW = s->ow, OH = s->oh;
@@ -141,13 +143,17 @@ static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *res
         down[k] = (TI)(k + 1);
     const vec zero = {0};
     for (dlk_idx i = 0; i < OH; i++) {
-        const T *r1 = xp + 2 * i * W, *r2 = r1 + W;
+        const T *r1 = ind ? xp : xp + 2 * i * W, *r2 = ind ? xp : r1 + W;  /* (xp NULL) */
         vec pe[3], po[3];
         for (dlk_idx j0 = 0; j0 <= OW; j0 += POOL_VL) {
             vec e[3], o[3];
             if (j0 < OW) {
                 vec m;
-                const ivec code = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
+                const ivec code =
+                    ind ? DLK_CAT(max_ind_code, SUF)(ind + i * OW + j0,
+                                                     (2 * i - 1) * W + 2 * j0 - 1, W, 3, 2,
+                                                     i == 0, j0 == 0, &ok)
+                        : DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
                 ivec gi;
                 memcpy(&gi, gp + i * OW + j0, sizeof gi);
                 for (int a = 0; a < 3; a++) {
@@ -187,6 +193,7 @@ static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *res
         memcpy(&o, pend + OW + p, sizeof o);
         DLK_CAT(pool_store2, SUF)(gx + (s->h - 1) * W + 2 * p, e, o);
     }
+    return !dlk_pool_all(&ok);
 }
 
 /* Plane p of a job (pool_k3s2_planes): forward when grad_out is NULL, else
@@ -197,9 +204,24 @@ static void DLK_CAT(k3s2_max_plane, SUF)(const DLK_CAT(pool_k3s2_job, SUF) *job,
     const dlk_pool2d_shape *s = job->s;
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     if (job->grad_out)
-        DLK_CAT(k3s2_plane_bwd, SUF)(s, job->x + p * hw, job->grad_out + p * ohw, rows,
+        DLK_CAT(k3s2_plane_bwd, SUF)(s, job->x + p * hw, NULL, job->grad_out + p * ohw, rows,
                                      job->grad_x + p * hw, rows + s->w);
     else
         DLK_CAT(k3s2_plane_fwd, SUF)(s, job->x + p * hw, rows, job->out + p * ohw,
                                      job->ind ? job->ind + p * ohw : NULL);
+}
+
+/* Backward of plane p from the forward's indices (job->saved) instead of x; a
+ * plane whose indices are not all taps of their windows is scattered instead.
+ * rows: W values (pend). */
+static void DLK_CAT(k3s2_max_plane_ind, SUF)(const DLK_CAT(pool_k3s2_job, SUF) *job,
+                                             dlk_idx p, T *rows)
+{
+    const dlk_pool2d_shape *s = job->s;
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    const T *gp = job->grad_out + p * ohw;
+    const int64_t *ind = job->saved + p * ohw;
+    T *gx = job->grad_x + p * hw;
+    if (DLK_CAT(k3s2_plane_bwd, SUF)(s, NULL, ind, gp, NULL, gx, rows))
+        DLK_CAT(max_plane_scatter, SUF)(gp, ind, hw, ohw, gx);
 }

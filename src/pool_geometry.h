@@ -136,6 +136,18 @@ static inline int dlk_pool_fused_kind(const dlk_pool2d_shape *s)
     return 0;
 }
 
+/* Eight int64 lanes: saved indices decoded eight at a time, and their validity
+ * masks, and-ed over a plane and tested once at its end. */
+typedef int64_t dlk_pool_i64x8 __attribute__((vector_size(64)));
+
+static inline int dlk_pool_all(const dlk_pool_i64x8 *m)
+{
+    int64_t r = -1;
+    for (int k = 0; k < 8; k++)
+        r &= (*m)[k];
+    return r != 0;
+}
+
 static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)
 {
     free(g->iw0);

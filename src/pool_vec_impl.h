@@ -11,6 +11,9 @@ typedef TI DLK_CAT(pool_ivec, SUF) __attribute__((vector_size(64)));
 #define POOL_VL ((dlk_idx)(64 / sizeof(T)))
 #endif
 
+/* VL lanes of int64 (two 64-byte vectors for float): flat indices. */
+typedef int64_t DLK_CAT(pool_wide, SUF) __attribute__((vector_size(POOL_VL * sizeof(int64_t))));
+
 static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(pool_load, SUF)(const T *p)
 {
     DLK_CAT(pool_vec, SUF) v;
@@ -124,7 +127,7 @@ static int DLK_CAT(pool_k3s2_ok, SUF)(const dlk_pool2d_shape *s)
     return s->kh == 3 && s->kw == 3 && s->sh == 2 && s->sw == 2 && s->ph == 1 &&
            s->pw == 1 && s->dh == 1 && s->dw == 1 && s->h % 2 == 0 && s->h > 0 &&
            s->w % (2 * POOL_VL) == 0 && s->w > 0 && s->oh == s->h / 2 &&
-           s->ow == s->w / 2;
+           s->ow == s->w / 2 && (double)s->w < 1e9;  /* max: in-window offsets in TI */
 }
 
 /* Tap columns of the windows j0 .. j0 + VL - 1 in row xr: t0 = column 2j - 1, t1 =
@@ -156,7 +159,8 @@ typedef struct {
     const dlk_pool2d_shape *s;
     const T *x, *grad_out;
     T *out, *grad_x;
-    int64_t *ind;           /* max: argmax indices (nullable) */
+    int64_t *ind;           /* max forward: argmax indices (nullable) */
+    const int64_t *saved;   /* max backward: the forward's indices (nullable) */
     int cip;                /* avg: count_include_pad */
     dlk_idx ovr;            /* avg: divisor_override, <= 0 for none */
 } DLK_CAT(pool_k3s2_job, SUF);
