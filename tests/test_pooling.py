@@ -86,6 +86,19 @@ def _torch_pool(name, x, g=None, **kw):
     return out.detach().numpy(), xt.grad.numpy()
 
 
+def _same_bits_on_one_and_two_threads(run):
+    """run() returns a list of arrays; they must not change with the thread count."""
+    try:
+        dlkern.set_num_threads(1)
+        one = run()
+        dlkern.set_num_threads(2)
+        two = run()
+    finally:
+        dlkern.set_num_threads(None)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- C vs reference
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -392,15 +405,7 @@ def test_one_and_two_threads_bit_identical():
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw),
                 F.adaptive_avg_pool2d(x, (3, 4)), F.adaptive_avg_pool2d_backward(ga, x, (3, 4)),
                 F.adaptive_avg_pool2d(x, 1), F.adaptive_avg_pool2d_backward(g1, x, 1)]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- bad input
@@ -608,15 +613,7 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
     def run():
         return [F.max_pool2d(x, **kw), F.max_pool2d_backward(g, x, **kw),
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw)]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- 3x3/2 p1 on even planes
@@ -722,15 +719,7 @@ def test_k3s2_one_and_two_threads_bit_identical():
                     r for extra in AVG_K3S2_KW
                     for r in (F.avg_pool2d(x, **K3S2, **extra),
                               F.avg_pool2d_backward(g, x, **K3S2, **extra))]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- backward through indices
@@ -800,12 +789,4 @@ def test_max_backward_from_indices_one_and_two_threads_bit_identical():
             g = _rand(out.shape, np.float32, 1)
             res += [out, ind, F.max_pool2d_backward(g, x, **kw, indices=ind)]
         return res
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
