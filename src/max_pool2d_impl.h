@@ -514,9 +514,12 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
 
 /* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
  * windows tile the plane, so each cell of grad_x is written exactly once, in
- * place (no zeroing, no accumulation plane): the winning tap takes grad_out,
- * the other three 0, the two taps of each row interleaved back in registers.
- * Cells no window covers (odd H or W) are zeroed. */
+ * place (no zeroing, no accumulation plane): the winning tap takes grad_out
+ * (+ 0.0), the other three 0, the two taps of each row interleaved back in
+ * registers. Cells no window covers (odd H or W) are zeroed. The winning taps
+ * come from x (indp NULL) or from the forward's indices (indp; rows, g and gb
+ * unused, whole vectors only); returns nonzero if an index is no tap of its
+ * window (grad_x then unfinished, for the caller to scatter instead). */
 static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
                                                         const dlk_pool_scratch *g,
                                                         const T *rows, dlk_idx rstride,

@@ -119,7 +119,10 @@ static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *res
     }
 }
 
-/* Backward of one plane recomputing the argmax. Output row i adds into rows
+/* Backward of one plane, the winning taps recomputed from x (ind NULL; save as in
+ * the forward) or decoded from the forward's indices (ind; xp and save unused);
+ * returns nonzero if an index is no tap of its window (grad_x then unfinished,
+ * for the caller to scatter instead). Output row i adds into rows
  * 2i - 1 (a = 0, which already holds row i - 1's share, kept in pend), 2i and
  * 2i + 1 (kept in pend for row i + 1). Column-wise, tap 1 of window j goes to
  * even column 2j, tap 2 to odd column 2j + 1 and then tap 0 of window j + 1 to
