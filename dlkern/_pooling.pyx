@@ -16,10 +16,10 @@ cdef extern from "pooling.h" nogil:
                            int64_t *indices, int nthreads)
     int dlk_max_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,
                            int64_t *indices, int nthreads)
-    void dlk_max_pool2d_backward_indices_f32(const dlk_pool2d_shape *s, const float *g,
-                                             const int64_t *indices, float *gx, int nthreads)
-    void dlk_max_pool2d_backward_indices_f64(const dlk_pool2d_shape *s, const double *g,
-                                             const int64_t *indices, double *gx, int nthreads)
+    int dlk_max_pool2d_backward_indices_f32(const dlk_pool2d_shape *s, const float *g,
+                                            const int64_t *indices, float *gx, int nthreads)
+    int dlk_max_pool2d_backward_indices_f64(const dlk_pool2d_shape *s, const double *g,
+                                            const int64_t *indices, double *gx, int nthreads)
     int dlk_max_pool2d_backward_f32(const dlk_pool2d_shape *s, const float *g,
                                     const float *x, float *gx, int nthreads)
     int dlk_max_pool2d_backward_f64(const dlk_pool2d_shape *s, const double *g,
@@ -93,14 +93,14 @@ def max_pool2d_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray indices
     if indices is not None:
         if x.dtype == np.float32:
             with nogil:
-                dlk_max_pool2d_backward_indices_f32(&s, <float *>grad_out.data,
-                                                    <int64_t *>indices.data,
-                                                    <float *>gx.data, nthreads)
+                st = dlk_max_pool2d_backward_indices_f32(&s, <float *>grad_out.data,
+                                                         <int64_t *>indices.data,
+                                                         <float *>gx.data, nthreads)
         else:
             with nogil:
-                dlk_max_pool2d_backward_indices_f64(&s, <double *>grad_out.data,
-                                                    <int64_t *>indices.data,
-                                                    <double *>gx.data, nthreads)
+                st = dlk_max_pool2d_backward_indices_f64(&s, <double *>grad_out.data,
+                                                         <int64_t *>indices.data,
+                                                         <double *>gx.data, nthreads)
     elif x.dtype == np.float32:
         with nogil:
             st = dlk_max_pool2d_backward_f32(&s, <float *>grad_out.data, <float *>x.data,

@@ -7,6 +7,8 @@
  * once by the divisor; with count_include_pad the divisor is the window clipped
  * to the padded extent [-p, H + p), so the cells that only ceil_mode appended
  * past the right padding are not counted (where frameworks disagree).
+ * 3x3 windows at stride 2 with padding 1 on even planes have a path of their own
+ * that reads x in place and writes grad_x once (avg_pool2d_k3s2_impl.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +32,6 @@ static inline void avg_extent(dlk_idx start, dlk_idx k, dlk_idx n, dlk_idx p,
     *v0 = DLK_MAX(start, 0);
     *v1 = DLK_MIN(end, n);
 }
-
-/* How rows reach the tap loops: in place, or prepared once per plane with zero
- * padding (split into even/odd columns for stride 2, kw = 3); see max_pool2d.c. */
-enum { AVGP_DIRECT = 0, AVGP_PADDED = 1, AVGP_SPLIT = 2 };
 
 #define T float
 #define TI int32_t  /* same-width integer: vector shuffle masks */

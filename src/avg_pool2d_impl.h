@@ -1,5 +1,7 @@
 /* Template body of avg_pool2d.c: T is the element type, SUF the name suffix. */
 
+#include "pool_vec_impl.h"
+
 /* Add one zero-padded input row to the window sums of output columns [0, owr),
  * taps in order (so each window is summed row-major as in PyTorch; the zeros of
  * the padding do not change a sum). Inlined with constant kw/sw per geometry. */
@@ -57,32 +59,6 @@ static void DLK_CAT(avg_divide, SUF)(const dlk_pool_scratch *g, dlk_idx ow, dlk_
     }
 }
 
-/* Prepared rows as in max_pool2d.c (AVGP_* modes), with zero padding. */
-static int DLK_CAT(avg_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
-{
-    if (s->sw == 2 && s->kw == 3)
-        return AVGP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + s->kw - 1 < s->w && g->rows == s->h)
-        return AVGP_DIRECT;
-    return AVGP_PADDED;
-}
-
-static void DLK_CAT(avg_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                   int mode, const T *restrict xp, T *restrict plane,
-                                   T *restrict tmp)
-{
-    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
-    for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + (ih + s->ph) * len;
-        if (mode == AVGP_SPLIT) {
-            /* read straight from x: a staging row stalls on store forwarding */
-            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
-        } else {
-            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay zero */
-        }
-    }
-}
-
 static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
                                   int mode, const T *restrict rows, dlk_idx rstride,
                                   dlk_idx oh, int cip, dlk_idx override, T *restrict o)
@@ -94,7 +70,7 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         o[j] = 0;
     for (dlk_idx ih = h0; ih < h1; ih++) {
         const T *restrict buf = rows + ih * rstride;
-        if (mode == AVGP_SPLIT)
+        if (mode == DLK_POOL_SPLIT)
             DLK_CAT(avg_taps_s2k3, SUF)(buf, buf + g->half, g->owr, o);
         else if (sw == 2 && kw == 2)
             DLK_CAT(avg_taps, SUF)(buf, g->owr, 2, 2, o);
@@ -108,50 +84,6 @@ static void DLK_CAT(avg_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     DLK_CAT(avg_divide, SUF)(g, s->ow, h1 - h0, hp, cip, override, o, o);
 }
 
-/* Fused geometries (as in max_pool2d): 1 = 3x3 stride 2 (split rows),
- * 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1; 0 if none. */
-static int DLK_CAT(avg_fused_kind, SUF)(const dlk_pool2d_shape *s)
-{
-    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
-        return 1;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
-        return 2;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
-        return 3;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
-        return 4;
-    return 0;
-}
-
-typedef T DLK_CAT(avgp_vec, SUF) __attribute__((vector_size(64)));
-typedef TI DLK_CAT(avgp_ivec, SUF) __attribute__((vector_size(64)));
-#define AVGP_VL ((dlk_idx)(64 / sizeof(T)))
-
-static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_load, SUF)(const T *p)
-{
-    DLK_CAT(avgp_vec, SUF) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* Tap b of the windows starting at column j of row r: mode 0 = r[j + b]
- * (stride 1), 1 = split halves, 2 = stride 2 de-interleaved in registers. */
-static DLK_INLINE DLK_CAT(avgp_vec, SUF) DLK_CAT(avgp_tap, SUF)(const T *restrict r, dlk_idx j,
-                                                                dlk_idx b, int mode,
-                                                                dlk_idx half)
-{
-    if (mode == 0)
-        return DLK_CAT(avgp_load, SUF)(r + j + b);
-    if (mode == 1)
-        return DLK_CAT(avgp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
-    DLK_CAT(avgp_ivec, SUF) sel;
-    for (dlk_idx k = 0; k < AVGP_VL; k++)
-        sel[k] = (TI)(2 * k + (b & 1));
-    return __builtin_shuffle(DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
-                             DLK_CAT(avgp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + AVGP_VL),
-                             sel);
-}
-
 /* Window sums of output rows i and i + 1 (two independent dependency chains:
  * each window is summed row-major from zero, PyTorch's order, so a one-vector
  * row would otherwise wait on kh*kw dependent adds), then divided. Rows come
@@ -162,7 +94,7 @@ static DLK_INLINE void DLK_CAT(avg_plane_k, SUF)(const dlk_pool2d_shape *s,
                                                  int mode, int cip, dlk_idx override,
                                                  T *restrict outp, T *restrict buf)
 {
-    typedef DLK_CAT(avgp_vec, SUF) vec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
     const dlk_idx ow = s->ow, owr = g->owr, half = g->half, oh = s->oh;
     const int whole = owr == ow;
     for (dlk_idx i = 0; i < oh; i += 2) {
@@ -171,12 +103,12 @@ static DLK_INLINE void DLK_CAT(avg_plane_k, SUF)(const dlk_pool2d_shape *s,
         const T *rb = two ? ra + s->sh * rstride : ra;
         T *oa = whole ? outp + i * ow : buf;
         T *ob = whole && two ? outp + (i + 1) * ow : buf + owr;
-        for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
+        for (dlk_idx j = 0; j < owr; j += POOL_VL) {
             vec sa = {0}, sb = {0};
             for (dlk_idx a = 0; a < kh; a++)
                 for (dlk_idx b = 0; b < kw; b++) {
-                    sa += DLK_CAT(avgp_tap, SUF)(ra + a * rstride, j, b, mode, half);
-                    sb += DLK_CAT(avgp_tap, SUF)(rb + a * rstride, j, b, mode, half);
+                    sa += DLK_CAT(pool_tap, SUF)(ra + a * rstride, j, b, mode, half);
+                    sb += DLK_CAT(pool_tap, SUF)(rb + a * rstride, j, b, mode, half);
                 }
             memcpy(oa + j, &sa, sizeof sa);
             memcpy(ob + j, &sb, sizeof sb);
@@ -217,11 +149,11 @@ static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
                                                      const T *restrict gp, T *restrict gx,
                                                      T *restrict acc, T *restrict delta)
 {
-    typedef DLK_CAT(avgp_vec, SUF) vec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
     const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
-    DLK_CAT(avgp_ivec, SUF) shift;  /* (prev, cur) -> prev[VL - 1], cur[0 .. VL - 2] */
-    for (dlk_idx k = 0; k < AVGP_VL; k++)
-        shift[k] = (TI)(AVGP_VL - 1 + k);
+    DLK_CAT(pool_ivec, SUF) shift;  /* (prev, cur) -> prev[VL - 1], cur[0 .. VL - 2] */
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        shift[k] = (TI)(POOL_VL - 1 + k);
     memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
     for (dlk_idx i = 0; i < s->oh; i++) {
         dlk_idx h0, h1, hp;
@@ -230,10 +162,10 @@ static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
         for (dlk_idx a = 0; a < kh; a++) {
             T *restrict ar = acc + (i * s->sh + a) * len;
             vec prev = {0};
-            for (dlk_idx j = 0; j < owr; j += AVGP_VL) {
-                const vec d = DLK_CAT(avgp_load, SUF)(delta + j);
-                vec e = DLK_CAT(avgp_load, SUF)(ar + j);
-                vec o = DLK_CAT(avgp_load, SUF)(ar + half + j);
+            for (dlk_idx j = 0; j < owr; j += POOL_VL) {
+                const vec d = DLK_CAT(pool_load, SUF)(delta + j);
+                vec e = DLK_CAT(pool_load, SUF)(ar + j);
+                vec o = DLK_CAT(pool_load, SUF)(ar + half + j);
                 if (kw == 3) {
                     e += __builtin_shuffle(prev, d, shift);
                     prev = d;
@@ -244,7 +176,7 @@ static DLK_INLINE void DLK_CAT(avg_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
                 memcpy(ar + half + j, &o, sizeof o);
             }
             if (kw == 3)  /* tap 2 of the last window */
-                ar[owr] += prev[AVGP_VL - 1];
+                ar[owr] += prev[POOL_VL - 1];
         }
     }
     for (dlk_idx ih = 0; ih < s->h; ih++) {
@@ -262,23 +194,23 @@ static void DLK_CAT(avg_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
                                               dlk_idx override, const T *restrict gp,
                                               T *restrict gx, T *restrict delta)
 {
-    typedef DLK_CAT(avgp_vec, SUF) vec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
     const dlk_idx W = s->w, ow = s->ow;
-    DLK_CAT(avgp_ivec, SUF) lo, hi;  /* (d, d) -> d0 d0 d1 d1 ... */
-    for (dlk_idx k = 0; k < AVGP_VL; k++) {
+    DLK_CAT(pool_ivec, SUF) lo, hi;  /* (d, d) -> d0 d0 d1 d1 ... */
+    for (dlk_idx k = 0; k < POOL_VL; k++) {
         lo[k] = (TI)(k / 2);
-        hi[k] = (TI)(AVGP_VL / 2 + k / 2);
+        hi[k] = (TI)(POOL_VL / 2 + k / 2);
     }
     for (dlk_idx i = 0; i < s->oh; i++) {
         T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
         dlk_idx h0, h1, hp;
         avg_extent(2 * i, 2, s->h, 0, &h0, &h1, &hp);
         DLK_CAT(avg_divide, SUF)(g, ow, h1 - h0, hp, cip, override, gp + i * ow, delta);
-        for (dlk_idx j = 0; j < ow; j += AVGP_VL) {
+        for (dlk_idx j = 0; j < ow; j += POOL_VL) {
             const vec zero = {0};
-            const vec d = DLK_CAT(avgp_load, SUF)(delta + j) + zero;
+            const vec d = DLK_CAT(pool_load, SUF)(delta + j) + zero;
             const vec out[2] = {__builtin_shuffle(d, d, lo), __builtin_shuffle(d, d, hi)};
-            const dlk_idx n = 2 * DLK_MIN(AVGP_VL, ow - j);  /* cells of this block */
+            const dlk_idx n = 2 * DLK_MIN(POOL_VL, ow - j);  /* cells of this block */
             memcpy(x0 + 2 * j, out, (size_t)n * sizeof(T));
             memcpy(x1 + 2 * j, out, (size_t)n * sizeof(T));
         }
@@ -288,28 +220,34 @@ static void DLK_CAT(avg_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
 }
 
-#undef AVGP_VL
+#include "avg_pool2d_k3s2_impl.h"
 
 int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
                                  int count_include_pad, dlk_idx divisor_override,
                                  int nthreads)
 {
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .out = out,
+                                                 .cip = count_include_pad,
+                                                 .ovr = divisor_override};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 0, DLK_CAT(k3s2_avg_plane, SUF), nthreads);
+    }
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(avg_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     const int in_place = g.owr == s->ow;
-    const int kind = DLK_CAT(avg_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
     {
-        /* prepared plane (H rows of g.len), a padded row, one output row; calloc
-         * so the padding columns are zero and stay so */
-        const size_t nplane = mode == AVGP_DIRECT ? 0 : (size_t)(g.rows * g.len);
-        T *plane = calloc(nplane + (size_t)(g.len + 2 * g.owr), sizeof(T));
+        /* prepared plane (H rows of g.len) and two output rows; calloc so the
+         * padding columns are zero and stay so */
+        const size_t nplane = mode == DLK_POOL_DIRECT ? 0 : (size_t)(g.rows * g.len);
+        T *plane = calloc(nplane + (size_t)(2 * g.owr), sizeof(T));
         failed = !plane;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -317,11 +255,11 @@ int DLK_CAT(dlk_avg_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
         for (dlk_idx p = 0; p < s->planes; p++) {
             if (!plane)
                 continue;
-            T *tmp = plane + nplane, *o = tmp + g.len;
+            T *o = plane + nplane;
             const T *rows = x + p * hw;
             dlk_idx rstride = s->w;
-            if (mode != AVGP_DIRECT) {
-                DLK_CAT(avg_prep, SUF)(s, &g, mode, rows, plane, tmp);
+            if (mode != DLK_POOL_DIRECT) {
+                DLK_CAT(dlk_pool_prep, SUF)(s, &g, mode, rows, plane);
                 rows = plane + s->ph * g.len;  /* input row 0; top padding rows precede it */
                 rstride = g.len;
             }
@@ -348,6 +286,13 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
                                           T *grad_x, int count_include_pad,
                                           dlk_idx divisor_override, int nthreads)
 {
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .grad_out = grad_out,
+                                                 .grad_x = grad_x, .cip = count_include_pad,
+                                                 .ovr = divisor_override};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)(s->ow + POOL_VL),
+                                              DLK_CAT(k3s2_avg_plane, SUF), nthreads);
+    }
     const dlk_idx W = s->w, sw = s->sw, pw = s->pw, kw = s->kw;
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
@@ -355,7 +300,7 @@ int DLK_CAT(dlk_avg_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     if (dlk_pool_scratch_init(&g, s, 1) != DLK_OK)
         return DLK_ENOMEM;
     /* stride 2, kernel 3x3 or 2x2: the vector path; column arithmetic in TI */
-    const dlk_idx kind = (double)s->w < 1e9 ? DLK_CAT(avg_fused_kind, SUF)(s) : 0;
+    const dlk_idx kind = (double)s->w < 1e9 ? dlk_pool_fused_kind(s) : 0;
     const int vec_kh = kind == 1 ? 3 : kind == 2 ? 2 : 0;
     const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
                       2 * s->oh <= s->h && 2 * s->ow <= s->w;

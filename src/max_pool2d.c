@@ -22,12 +22,6 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-/* How rows reach the tap loops: read in place (no padding needed and the
- * rounded-up blocks stay inside the row), or prepared once per plane in a
- * scratch plane with -inf padding, split into even/odd columns for stride 2 with
- * kw = 3. */
-enum { MAXP_DIRECT = 0, MAXP_PADDED = 1, MAXP_SPLIT = 2 };
-
 #define T float
 #define TI int32_t  /* same-width integer: vector compare masks */
 #define SUF _f32

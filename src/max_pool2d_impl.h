@@ -1,5 +1,7 @@
 /* Template body of max_pool2d.c: T is the element type, SUF the name suffix. */
 
+#include "pool_vec_impl.h"
+
 /* Fold one padded input row into the running maxima of output columns [0, owr):
  * taps b in order, strict ">" so the first maximum wins, NaN always taken
  * (PyTorch's rule). owr is a multiple of DLK_POOL_BLOCK and buf is padded with
@@ -102,67 +104,37 @@ static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rst
     }
 }
 
-/* Values only, explicit 64-byte vectors (GCC vector extensions). The rule "a
- * later tap wins if greater or NaN" is associative (it yields the last NaN, else
- * the first maximum in window order), so each window row is folded on its own
- * and the row results are folded in order: kh independent chains instead of one
- * kh*kw-deep chain of compare + blend, which bounds a row that is one vector. */
-typedef T DLK_CAT(maxp_vec, SUF) __attribute__((vector_size(64)));
-typedef TI DLK_CAT(maxp_ivec, SUF) __attribute__((vector_size(64)));
-#define MAXP_VL ((dlk_idx)(64 / sizeof(T)))
-
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_load, SUF)(const T *p)
-{
-    DLK_CAT(maxp_vec, SUF) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* later tap v over running m: v where v > m or v is NaN */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(maxp_vec, SUF) m,
-                                                                 DLK_CAT(maxp_vec, SUF) v)
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(pool_vec, SUF) m,
+                                                                 DLK_CAT(pool_vec, SUF) v)
 {
-    const DLK_CAT(maxp_ivec, SUF) take = (v > m) | (v != v);
-    DLK_CAT(maxp_ivec, SUF) vi, mi;
+    const DLK_CAT(pool_ivec, SUF) take = (v > m) | (v != v);
+    DLK_CAT(pool_ivec, SUF) vi, mi;
     memcpy(&vi, &v, sizeof vi);
     memcpy(&mi, &m, sizeof mi);
-    const DLK_CAT(maxp_ivec, SUF) r = (take & vi) | (~take & mi);
+    const DLK_CAT(pool_ivec, SUF) r = (take & vi) | (~take & mi);
     memcpy(&m, &r, sizeof m);
     return m;
 }
 
-/* Tap b of the vector of windows starting at column j of row r. mode: 0 = taps
- * r[j + b] (stride 1), 1 = split halves, 2 = stride 2 (de-interleaved in
- * registers from two loads). */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_tap, SUF)(const T *restrict r, dlk_idx j,
-                                                                dlk_idx b, int mode,
-                                                                dlk_idx half)
-{
-    if (mode == 0)
-        return DLK_CAT(maxp_load, SUF)(r + j + b);
-    if (mode == 1)
-        return DLK_CAT(maxp_load, SUF)(r + ((b & 1) ? half : 0) + j + b / 2);
-    DLK_CAT(maxp_ivec, SUF) sel;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
-        sel[k] = (TI)(2 * k + (b & 1));
-    return __builtin_shuffle(DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1)),
-                             DLK_CAT(maxp_load, SUF)(r + 2 * j + (b & ~(dlk_idx)1) + MAXP_VL),
-                             sel);
-}
-
+/* Values only, explicit 64-byte vectors. The rule "a later tap wins if greater
+ * or NaN" is associative (it yields the last NaN, else the first maximum in
+ * window order), so each window row is folded on its own and the row results are
+ * folded in order: kh independent chains instead of one kh*kw-deep chain of
+ * compare + blend, which bounds a row that is one vector. */
 static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_idx rstride,
                                                     dlk_idx owr, dlk_idx kh, dlk_idx kw,
                                                     int mode, dlk_idx half, T *restrict o)
 {
-    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
-        DLK_CAT(maxp_vec, SUF) m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    for (dlk_idx j = 0; j < owr; j += POOL_VL) {
+        DLK_CAT(pool_vec, SUF) m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
         for (dlk_idx b = 1; b < kw; b++)
-            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half));
+            m = DLK_CAT(maxp_fold, SUF)(m, DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half));
         for (dlk_idx a = 1; a < kh; a++) {
             const T *restrict r = r0 + a * rstride;
-            DLK_CAT(maxp_vec, SUF) rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            DLK_CAT(pool_vec, SUF) rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
             for (dlk_idx b = 1; b < kw; b++)
-                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half));
+                rm = DLK_CAT(maxp_fold, SUF)(rm, DLK_CAT(pool_tap, SUF)(r, j, b, mode, half));
             m = DLK_CAT(maxp_fold, SUF)(m, rm);
         }
         memcpy(o + j, &m, sizeof m);
@@ -173,9 +145,9 @@ static DLK_INLINE void DLK_CAT(max_fused_vals, SUF)(const T *restrict r0, dlk_id
  * candidate index rides along each compare. rowbase0 = hs*W - pw (flat index of
  * padded column 0 of the window's first row), def = ih0*W (PyTorch's default row
  * for a window of only -inf, whose default column is the first in range). */
-static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(maxp_ivec, SUF) take,
-                                                                  DLK_CAT(maxp_ivec, SUF) a,
-                                                                  DLK_CAT(maxp_ivec, SUF) b)
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(maxp_isel, SUF)(DLK_CAT(pool_ivec, SUF) take,
+                                                                  DLK_CAT(pool_ivec, SUF) a,
+                                                                  DLK_CAT(pool_ivec, SUF) b)
 {
     return (take & a) | (~take & b);
 }
@@ -186,17 +158,17 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
                                                    TI rowbase0, TI W, TI def, TI pw,
                                                    TI *restrict ib)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     ivec lane;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
+    for (dlk_idx k = 0; k < POOL_VL; k++)
         lane[k] = (TI)(k * sw);
-    for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+    for (dlk_idx j = 0; j < owr; j += POOL_VL) {
         const ivec col0 = (TI)(j * sw) + lane;  /* padded column of tap 0 */
-        vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+        vec m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
         ivec mi = rowbase0 + col0;
         for (dlk_idx b = 1; b < kw; b++) {
-            const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+            const vec v = DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half);
             const ivec take = (v > m) | (v != v);
             m = DLK_CAT(maxp_fold, SUF)(m, v);
             mi = DLK_CAT(maxp_isel, SUF)(take, rowbase0 + col0 + (TI)b, mi);
@@ -204,10 +176,10 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
         for (dlk_idx a = 1; a < kh; a++) {
             const T *restrict r = r0 + a * rstride;
             const TI rb = rowbase0 + (TI)a * W;
-            vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+            vec rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
             ivec ri = rb + col0;
             for (dlk_idx b = 1; b < kw; b++) {
-                const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+                const vec v = DLK_CAT(pool_tap, SUF)(r, j, b, mode, half);
                 const ivec take = (v > rm) | (v != v);
                 rm = DLK_CAT(maxp_fold, SUF)(rm, v);
                 ri = DLK_CAT(maxp_isel, SUF)(take, rb + col0 + (TI)b, ri);
@@ -221,50 +193,6 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
         dcol = DLK_CAT(maxp_isel, SUF)(dcol < 0, dcol - dcol, dcol);
         mi = DLK_CAT(maxp_isel, SUF)(m == -INFINITY, def + dcol, mi);
         memcpy(ib + j, &mi, sizeof mi);
-    }
-}
-
-/* Geometries with a fused row loop (dilation 1, constant window): 0 if none. */
-static int DLK_CAT(max_fused_kind, SUF)(const dlk_pool2d_shape *s)
-{
-    if (s->dh != 1 || s->dw != 1)
-        return 0;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
-        return 1;  /* split rows */
-    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
-        return 2;
-    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
-        return 3;
-    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
-        return 4;
-    return 0;
-}
-
-static int DLK_CAT(max_mode, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
-{
-    if (s->dw == 1 && s->sw == 2 && s->kw == 3)
-        return MAXP_SPLIT;
-    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
-        g->rows == s->h)
-        return MAXP_DIRECT;
-    return MAXP_PADDED;
-}
-
-/* Copy plane xp into the scratch plane (row stride g->len). tmp is a padded row
- * whose -inf pads were set once. */
-static void DLK_CAT(max_prep, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
-                                   int mode, const T *restrict xp, T *restrict plane,
-                                   T *restrict tmp)
-{
-    const dlk_idx W = s->w, pw = s->pw, len = g->len, half = g->half;
-    for (dlk_idx ih = 0; ih < s->h; ih++) {
-        T *restrict r = plane + (ih + s->ph) * len;
-        if (mode == MAXP_SPLIT) {
-            /* read straight from x: a staging row stalls on store forwarding */
-            DLK_POOL_SPLIT_ROW(SUF, xp + ih * W, W, pw, r, r + half);
-        } else {
-            memcpy(r + pw, xp + ih * W, (size_t)W * sizeof(T));  /* pads stay -inf */
-        }
     }
 }
 
@@ -282,7 +210,7 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
     const dlk_idx ih0 = hs + alo * s->dh;  /* PyTorch's default argmax row */
     const T ninf = -INFINITY;
 
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
     if (kind) {
         /* window rows hs .. hs + kh - 1 all lie in the prepared plane */
         const T *r0 = rows + hs * rstride;
@@ -316,7 +244,7 @@ static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scra
         const dlk_idx ih = hs + a * s->dh;
         const int64_t rowbase = ih * W - pw;
         const T *restrict buf = rows + ih * rstride;
-        if (mode == MAXP_SPLIT)
+        if (mode == DLK_POOL_SPLIT)
             DLK_CAT(max_taps_s2, SUF)(buf, buf + g->half, rowbase, g->owr, 3, o, ind);
         else if (dw == 1 && sw == 2 && kw == 2)
             DLK_CAT(max_taps, SUF)(buf, rowbase, g->owr, 2, 2, 1, o, ind);
@@ -367,46 +295,154 @@ static void DLK_CAT(max_plane_vals, SUF)(const dlk_pool2d_shape *s, const dlk_po
 /* Winning tap a*kw + b of each window of the vector of output columns from j
  * (same fold and ties as max_fused_vals); a window of only -inf gets the tap of
  * its first in-range cell (PyTorch's default): row a0, column max(pw - col, 0). */
-static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_fused_code, SUF)(
     const T *restrict r0, dlk_idx rstride, dlk_idx j, dlk_idx kh, dlk_idx kw, int mode,
-    dlk_idx half, dlk_idx sw, TI a0, TI pw)
+    dlk_idx half, dlk_idx sw, TI a0, TI pw, DLK_CAT(pool_vec, SUF) *mx)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
-    vec m = DLK_CAT(maxp_tap, SUF)(r0, j, 0, mode, half);
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
+    vec m = DLK_CAT(pool_tap, SUF)(r0, j, 0, mode, half);
     ivec zero = {0};
     ivec mc = zero;
     for (dlk_idx b = 1; b < kw; b++) {
-        const vec v = DLK_CAT(maxp_tap, SUF)(r0, j, b, mode, half);
+        const vec v = DLK_CAT(pool_tap, SUF)(r0, j, b, mode, half);
         mc = DLK_CAT(maxp_isel, SUF)((v > m) | (v != v), zero + (TI)b, mc);
         m = DLK_CAT(maxp_fold, SUF)(m, v);
     }
     for (dlk_idx a = 1; a < kh; a++) {
         const T *restrict r = r0 + a * rstride;
-        vec rm = DLK_CAT(maxp_tap, SUF)(r, j, 0, mode, half);
+        vec rm = DLK_CAT(pool_tap, SUF)(r, j, 0, mode, half);
         ivec rc = zero + (TI)(a * kw);
         for (dlk_idx b = 1; b < kw; b++) {
-            const vec v = DLK_CAT(maxp_tap, SUF)(r, j, b, mode, half);
+            const vec v = DLK_CAT(pool_tap, SUF)(r, j, b, mode, half);
             rc = DLK_CAT(maxp_isel, SUF)((v > rm) | (v != v), zero + (TI)(a * kw + b), rc);
             rm = DLK_CAT(maxp_fold, SUF)(rm, v);
         }
         mc = DLK_CAT(maxp_isel, SUF)((rm > m) | (rm != rm), rc, mc);
         m = DLK_CAT(maxp_fold, SUF)(m, rm);
     }
-    ivec b0;
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
-        b0[k] = (TI)(pw - (j + k) * sw);
+    ivec b0;  /* pw - (j + k) * sw, from a constant lane ramp (no per-lane inserts) */
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        b0[k] = (TI)k;
+    b0 = pw - ((TI)j + b0) * (TI)sw;
     b0 = DLK_CAT(maxp_isel, SUF)(b0 < 0, zero, b0);
+    *mx = m;
     return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, a0 * (TI)kw + b0, mc);
 }
 
-/* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(maxp_ivec, SUF) code,
-                                                                 TI c,
-                                                                 DLK_CAT(maxp_ivec, SUF) gi)
+/* The flat indices of taps code = a*kw + b (a < 3) of the windows of a vector of
+ * output columns, as int64: dst[k] = base + a*W + b + k*sw, base being the flat
+ * index of tap (0, 0) of lane 0. The in-window offset is formed in TI lanes
+ * (callers keep W below 1e9) and widened eight lanes at a time. */
+static DLK_INLINE void DLK_CAT(max_store_ind, SUF)(int64_t *restrict dst,
+                                                   DLK_CAT(pool_ivec, SUF) code, TI kw,
+                                                   int64_t base, TI W, TI sw)
 {
-    DLK_CAT(maxp_vec, SUF) v;
-    const DLK_CAT(maxp_ivec, SUF) sel = gi & (code == c);
+    const DLK_CAT(pool_ivec, SUF) a = -((code >= kw) + (code >= 2 * kw));  /* masks are -1 */
+    DLK_CAT(pool_ivec, SUF) ramp;
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        ramp[k] = (TI)k;
+    const DLK_CAT(pool_ivec, SUF) off = a * W + (code - a * kw) + ramp * sw;
+    const DLK_CAT(pool_wide, SUF) v = __builtin_convertvector(off, DLK_CAT(pool_wide, SUF)) + base;
+    memcpy(dst, &v, sizeof v);
+}
+
+/* Inverse of max_store_ind for saved indices: the tap codes a*kw + b of the VL
+ * windows whose tap (0, 0) of lane 0 has flat index base. An index that is no tap
+ * of its window, or that names a padding cell (a row above the plane: a < a0; a
+ * column left of it: lane 0 with b < b0), clears its lane of *ok (the caller then
+ * scatters the plane instead, as PyTorch does with any index). */
+static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+{
+    typedef dlk_pool_i64x8 wide;
+    typedef uint64_t uwide __attribute__((vector_size(64)));
+    wide off, lane;
+    for (dlk_idx k = 0; k < 8; k++)
+        lane[k] = k;
+    memcpy(&off, ind, sizeof off);
+    off -= base + lane * sw;
+    const wide zero = {0};
+    const wide m1 = off >= W, m2 = kw == 3 ? off >= 2 * W : zero;  /* row a = -(m1 + m2) */
+    const wide b = off - (m1 & W) - (m2 & W);
+    /* b in [0, kw) also rejects off < 0; off >= kw * W leaves b >= W >= kw */
+    wide v = (uwide)b < (uint64_t)kw;
+    if (a0)
+        v &= m1;
+    if (b0) {
+        wide bmin = zero;
+        bmin[0] = b0;
+        v &= b >= bmin;
+    }
+    *ok &= v;
+    return b + (m1 & kw) + (m2 & kw);
+}
+
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+{
+    /* in 64-byte halves of eight int64 (wider generic vectors are scalarized) */
+    DLK_CAT(pool_ivec, SUF) lo, hi, low;
+    const dlk_pool_i64x8 c0 = DLK_CAT(max_ind_code8, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+    memcpy(&lo, &c0, sizeof lo);  /* same size: a register reinterpretation */
+    if (POOL_VL == 8)             /* TI is int64 */
+        return lo;
+    const dlk_pool_i64x8 c1 =
+        DLK_CAT(max_ind_code8, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
+    memcpy(&hi, &c1, sizeof hi);
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        low[k] = (TI)(2 * k);  /* the low 32-bit word of each int64 (codes < 9) */
+    return __builtin_shuffle(lo, hi, low);
+}
+
+/* Values and argmax indices of every output row of one plane, for a fused
+ * geometry whose rows are whole vectors (owr == ow): the winning taps in vectors
+ * (max_fused_code), then their flat indices. */
+static DLK_INLINE void DLK_CAT(max_plane_ind_k, SUF)(const dlk_pool2d_shape *s,
+                                                     const dlk_pool_scratch *g,
+                                                     const T *rows, dlk_idx rstride,
+                                                     dlk_idx kh, dlk_idx kw, dlk_idx sw,
+                                                     int mode, T *restrict outp,
+                                                     int64_t *restrict indp)
+{
+    const dlk_idx ow = s->ow;
+    for (dlk_idx i = 0; i < s->oh; i++) {
+        const dlk_idx hs = i * s->sh - s->ph;
+        for (dlk_idx j = 0; j < ow; j += POOL_VL) {
+            DLK_CAT(pool_vec, SUF) m;
+            const DLK_CAT(pool_ivec, SUF) code = DLK_CAT(max_fused_code, SUF)(
+                rows + hs * rstride, rstride, j, kh, kw, mode, g->half, sw,
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)s->pw, &m);
+            memcpy(outp + i * ow + j, &m, sizeof m);
+            DLK_CAT(max_store_ind, SUF)(indp + i * ow + j, code, (TI)kw,
+                                        hs * s->w - s->pw + j * sw, (TI)s->w, (TI)sw);
+        }
+    }
+}
+
+static void DLK_CAT(max_plane_ind, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
+                                        int kind, const T *rows, dlk_idx rstride,
+                                        T *restrict outp, int64_t *restrict indp)
+{
+    if (kind == 1)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 3, 3, 2, 1, outp, indp);
+    else if (kind == 2)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 2, 2, 2, 2, outp, indp);
+    else if (kind == 3)
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 3, 3, 1, 0, outp, indp);
+    else
+        DLK_CAT(max_plane_ind_k, SUF)(s, g, rows, rstride, 2, 2, 1, 0, outp, indp);
+}
+
+/* g where code == c, else +0.0 (adding it is exact: acc is never -0.0) */
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_gsel, SUF)(DLK_CAT(pool_ivec, SUF) code,
+                                                                 TI c,
+                                                                 DLK_CAT(pool_ivec, SUF) gi)
+{
+    DLK_CAT(pool_vec, SUF) v;
+    const DLK_CAT(pool_ivec, SUF) sel = gi & (code == c);
     memcpy(&v, &sel, sizeof v);
     return v;
 }
@@ -427,13 +463,13 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
                                                      const T *restrict gp, T *restrict gx,
                                                      T *restrict acc, T *restrict gb)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, ow = s->ow, owr = g->owr, len = g->len, half = g->half;
     const dlk_idx pw = s->pw;
     ivec shift;  /* (prev, cur) -> prev[VL - 1], cur[0], ..., cur[VL - 2] */
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
-        shift[k] = (TI)(MAXP_VL - 1 + k);
+    for (dlk_idx k = 0; k < POOL_VL; k++)
+        shift[k] = (TI)(POOL_VL - 1 + k);
     memset(acc, 0, (size_t)(g->rows * len) * sizeof(T));
     for (dlk_idx i = 0; i < s->oh; i++) {
         const dlk_idx hs = i * s->sh - s->ph;
@@ -443,10 +479,11 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
             gr = gb;
         }
         vec prev[3] = {{0}, {0}, {0}};
-        for (dlk_idx j = 0; j < owr; j += MAXP_VL) {
+        for (dlk_idx j = 0; j < owr; j += POOL_VL) {
+            vec m;
             const ivec code = DLK_CAT(max_fused_code, SUF)(
                 rows + hs * rstride, rstride, j, kh, kw, mode, g->half, 2,
-                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw);
+                (TI)(DLK_MAX(hs, 0) - hs), (TI)pw, &m);
             ivec gi;
             memcpy(&gi, gr + j, sizeof gi);
             for (dlk_idx a = 0; a < kh; a++) {
@@ -467,7 +504,7 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
         }
         if (kw == 3)  /* tap 2 of the last vector's last window */
             for (dlk_idx a = 0; a < kh; a++)
-                acc[(i * s->sh + a) * len + owr] += prev[a][MAXP_VL - 1];
+                acc[(i * s->sh + a) * len + owr] += prev[a][POOL_VL - 1];
     }
     for (dlk_idx ih = 0; ih < s->h; ih++) {
         const T *ar = acc + (ih + s->ph) * len;
@@ -477,43 +514,55 @@ static DLK_INLINE void DLK_CAT(max_plane_bwd_k, SUF)(const dlk_pool2d_shape *s,
 
 /* 2x2 stride 2 without padding and without ceil_mode's partial windows: the
  * windows tile the plane, so each cell of grad_x is written exactly once, in
- * place (no zeroing, no accumulation plane): the winning tap takes grad_out,
- * the other three 0, the two taps of each row interleaved back in registers.
- * Cells no window covers (odd H or W) are zeroed. */
-static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
-                                              const dlk_pool_scratch *g, const T *rows,
-                                              dlk_idx rstride, const T *restrict gp,
-                                              T *restrict gx, T *restrict gb)
+ * place (no zeroing, no accumulation plane): the winning tap takes grad_out
+ * (+ 0.0), the other three 0, the two taps of each row interleaved back in
+ * registers. Cells no window covers (odd H or W) are zeroed. The winning taps
+ * come from x (indp NULL) or from the forward's indices (indp; rows, g and gb
+ * unused, whole vectors only); returns nonzero if an index is no tap of its
+ * window (grad_x then unfinished, for the caller to scatter instead). */
+static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
+                                                        const dlk_pool_scratch *g,
+                                                        const T *rows, dlk_idx rstride,
+                                                        const int64_t *restrict indp,
+                                                        const T *restrict gp,
+                                                        T *restrict gx, T *restrict gb)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    dlk_pool_i64x8 ok = {0};
+    ok -= 1;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, ow = s->ow;
     ivec lo, hi;  /* interleave (a, b) -> a0 b0 a1 b1 ... */
-    for (dlk_idx k = 0; k < MAXP_VL; k++) {
-        lo[k] = (TI)(k / 2 + (k & 1) * MAXP_VL);
-        hi[k] = (TI)(MAXP_VL / 2 + k / 2 + (k & 1) * MAXP_VL);
+    for (dlk_idx k = 0; k < POOL_VL; k++) {
+        lo[k] = (TI)(k / 2 + (k & 1) * POOL_VL);
+        hi[k] = (TI)(POOL_VL / 2 + k / 2 + (k & 1) * POOL_VL);
     }
     for (dlk_idx i = 0; i < s->oh; i++) {
         T *restrict x0 = gx + 2 * i * W, *restrict x1 = x0 + W;
-        for (dlk_idx j = 0; j < ow; j += MAXP_VL) {
-            const ivec code = DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j,
-                                                           2, 2, 2, g->half, 2, 0, 0);
+        for (dlk_idx j = 0; j < ow; j += POOL_VL) {
+            vec m;
+            const ivec code =
+                indp ? DLK_CAT(max_ind_code, SUF)(indp + i * ow + j, 2 * i * W + 2 * j, W, 2, 2,
+                                                  0, 0, &ok)
+                     : DLK_CAT(max_fused_code, SUF)(rows + 2 * i * rstride, rstride, j, 2, 2, 2,
+                                                    g->half, 2, 0, 0, &m);
             ivec gi;
-            if (j + MAXP_VL <= ow) {
+            if (j + POOL_VL <= ow) {
                 memcpy(&gi, gp + i * ow + j, sizeof gi);
             } else {
                 memcpy(gb, gp + i * ow + j, (size_t)(ow - j) * sizeof(T));
                 memcpy(&gi, gb, sizeof gi);  /* gb[ow - j, VL) stays zero */
             }
             vec out[4];
+            const vec zero = {0};  /* + 0: PyTorch's zeroed cell turns a -0.0 share into +0.0 */
             for (int a = 0; a < 2; a++) {
-                const vec c0 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
-                const vec c1 = DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
+                const vec c0 = zero + DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a), gi);
+                const vec c1 = zero + DLK_CAT(maxp_gsel, SUF)(code, (TI)(2 * a + 1), gi);
                 out[2 * a] = __builtin_shuffle(c0, c1, lo);
                 out[2 * a + 1] = __builtin_shuffle(c0, c1, hi);
             }
-            const dlk_idx n = 2 * DLK_MIN(MAXP_VL, ow - j);  /* cells of this block */
-            if (n == 2 * MAXP_VL) {
+            const dlk_idx n = 2 * DLK_MIN(POOL_VL, ow - j);  /* cells of this block */
+            if (n == 2 * POOL_VL) {
                 memcpy(x0 + 2 * j, &out[0], 2 * sizeof(vec));
                 memcpy(x1 + 2 * j, &out[2], 2 * sizeof(vec));
             } else {
@@ -525,12 +574,13 @@ static void DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *s,
             x0[c] = x1[c] = 0;
     }
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
+    return !dlk_pool_all(&ok);
 }
 
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */
 static int DLK_CAT(max_bwd_kind, SUF)(const dlk_pool2d_shape *s)
 {
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
     return kind == 1 || kind == 2 ? kind : 0;
 }
 
@@ -545,22 +595,32 @@ static void DLK_CAT(max_plane_bwd, SUF)(const dlk_pool2d_shape *s, const dlk_poo
         DLK_CAT(max_plane_bwd_k, SUF)(s, g, rows, rstride, 2, 2, 2, gp, gx, acc, gb);
 }
 
+/* grad_x of one plane by scattering grad_out through any indices. */
+static void DLK_CAT(max_plane_scatter, SUF)(const T *restrict gp, const int64_t *restrict ind,
+                                            dlk_idx hw, dlk_idx ohw, T *restrict gx)
+{
+    memset(gx, 0, (size_t)hw * sizeof(T));
+    for (dlk_idx k = 0; k < ohw; k++) {
+        const int64_t i = ind[k];
+        if ((uint64_t)i < (uint64_t)hw)  /* one unsigned compare also rejects < 0 */
+            gx[i] += gp[k];
+    }
+}
+
 #include "max_pool2d_k3s2_impl.h"
 
-#undef MAXP_VL
-
-/* Per-thread scratch: a prepared plane (H rows of g->len), a padded row, and one
- * output row of values and indices. */
+/* Per-thread scratch: a prepared plane (H rows of g->len) and one output row of
+ * values and indices. */
 typedef struct {
-    T *plane, *tmp, *o;
+    T *plane, *o;
     int64_t *ind;
 } DLK_CAT(max_work, SUF);
 
 static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_pool2d_shape *s,
                                         const dlk_pool_scratch *g, int mode)
 {
-    const size_t nplane = mode == MAXP_DIRECT ? 0 : (size_t)(g->rows * g->len);
-    const size_t n = nplane + (size_t)g->len + (size_t)g->owr;
+    const size_t nplane = mode == DLK_POOL_DIRECT ? 0 : (size_t)(g->rows * g->len);
+    const size_t n = nplane + (size_t)g->owr;
     w->plane = malloc(n * sizeof(T));
     w->ind = malloc((size_t)g->owr * sizeof(int64_t));
     if (!w->plane || !w->ind) {
@@ -572,8 +632,7 @@ static int DLK_CAT(max_work_alloc, SUF)(DLK_CAT(max_work, SUF) *w, const dlk_poo
     }
     for (size_t k = 0; k < n; k++)
         w->plane[k] = -INFINITY;  /* padding columns, never overwritten */
-    w->tmp = w->plane + nplane;
-    w->o = w->tmp + g->len;
+    w->o = w->plane + nplane;
     return DLK_OK;
 }
 
@@ -588,11 +647,11 @@ static const T *DLK_CAT(max_rows, SUF)(const dlk_pool2d_shape *s, const dlk_pool
                                        int mode, const T *xp, DLK_CAT(max_work, SUF) *w,
                                        dlk_idx *rstride)
 {
-    if (mode == MAXP_DIRECT) {
+    if (mode == DLK_POOL_DIRECT) {
         *rstride = s->w;
         return xp;
     }
-    DLK_CAT(max_prep, SUF)(s, g, mode, xp, w->plane, w->tmp);
+    DLK_CAT(dlk_pool_prep, SUF)(s, g, mode, xp, w->plane);
     *rstride = g->len;
     return w->plane + s->ph * g->len;  /* input row 0; the top padding rows precede it */
 }
@@ -605,13 +664,18 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
-    if (DLK_CAT(k3s2_ok, SUF)(s))
-        return DLK_CAT(k3s2_run, SUF)(s, x, out, indices, NULL, NULL, nthreads);
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .out = out, .ind = indices};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane, SUF), nthreads);
+    }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     const int in_place = g.owr == s->ow;  /* whole blocks: write straight to out */
-    const int kind = DLK_CAT(max_fused_kind, SUF)(s);
+    const int kind = dlk_pool_fused_kind(s);
+    /* indices in vectors: whole blocks, in-window offsets in TI (int32 for float) */
+    const int vec_ind = kind && indices && in_place && (double)s->w < 1e9;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
 #endif
@@ -629,6 +693,11 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
             if (kind && !indices) {
                 DLK_CAT(max_plane_vals, SUF)(s, &g, kind, rows, rstride, out + p * ohw, w.o);
+                continue;
+            }
+            if (vec_ind) {
+                DLK_CAT(max_plane_ind, SUF)(s, &g, kind, rows, rstride, out + p * ohw,
+                                            indices + p * ohw);
                 continue;
             }
             for (dlk_idx i = 0; i < s->oh; i++) {
@@ -652,11 +721,24 @@ int DLK_CAT(dlk_max_pool2d, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
-void DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
-                                                   const T *grad_out, const int64_t *indices,
-                                                   T *grad_x, int nthreads)
+/* Indices that name a tap of their own window (always so for the forward's) take
+ * the write-once vector paths of the recomputing backward on 3x3/2 p1 even planes
+ * and on tiling 2x2/2 rows of whole vectors; a plane holding any other index is
+ * scattered. */
+int DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
+                                                  const T *grad_out, const int64_t *indices,
+                                                  T *grad_x, int nthreads)
 {
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .grad_out = grad_out,
+                                                 .grad_x = grad_x, .saved = indices};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane_ind, SUF), nthreads);
+    }
+    const int tiled = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 &&
+                      s->pw == 0 && s->dh == 1 && s->dw == 1 && 2 * s->oh <= s->h &&
+                      2 * s->ow <= s->w && s->ow % POOL_VL == 0 && (double)s->w < 1e9;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nthreads) schedule(static)
 #endif
@@ -664,13 +746,10 @@ void DLK_CAT(dlk_max_pool2d_backward_indices, SUF)(const dlk_pool2d_shape *s,
         T *restrict gx = grad_x + p * hw;
         const T *restrict gp = grad_out + p * ohw;
         const int64_t *restrict ind = indices + p * ohw;
-        memset(gx, 0, (size_t)hw * sizeof(T));
-        for (dlk_idx k = 0; k < ohw; k++) {
-            const int64_t i = ind[k];
-            if ((uint64_t)i < (uint64_t)hw)  /* one unsigned compare also rejects < 0 */
-                gx[i] += gp[k];
-        }
+        if (!tiled || DLK_CAT(max_plane_bwd_tiled, SUF)(s, NULL, NULL, 0, ind, gp, gx, NULL))
+            DLK_CAT(max_plane_scatter, SUF)(gp, ind, hw, ohw, gx);
     }
+    return DLK_OK;
 }
 
 int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *grad_out,
@@ -679,11 +758,15 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
     dlk_pool_scratch g;
     int failed = 0;
-    if (DLK_CAT(k3s2_ok, SUF)(s))
-        return DLK_CAT(k3s2_run, SUF)(s, x, NULL, NULL, grad_out, grad_x, nthreads);
+    if (DLK_CAT(pool_k3s2_ok, SUF)(s)) {
+        const DLK_CAT(pool_k3s2_job, SUF) job = {.s = s, .x = x, .grad_out = grad_out,
+                                                 .grad_x = grad_x};
+        return DLK_CAT(pool_k3s2_planes, SUF)(&job, 2 * (size_t)s->w,
+                                              DLK_CAT(k3s2_max_plane, SUF), nthreads);
+    }
     if (dlk_pool_scratch_init(&g, s, s->dw) != DLK_OK)
         return DLK_ENOMEM;
-    const int mode = DLK_CAT(max_mode, SUF)(s, &g);
+    const int mode = dlk_pool_mode(s, &g);
     /* column arithmetic of the vector path is in TI (int32 for float) */
     const int kind = (double)s->w < 1e9 ? DLK_CAT(max_bwd_kind, SUF)(s) : 0;
     const int tiled = kind == 2 && s->sh == 2 && s->ph == 0 && s->pw == 0 &&
@@ -708,7 +791,7 @@ int DLK_CAT(dlk_max_pool2d_backward, SUF)(const dlk_pool2d_shape *s, const T *gr
             dlk_idx rstride;
             const T *rows = DLK_CAT(max_rows, SUF)(s, &g, mode, x + p * hw, &w, &rstride);
             if (tiled) {
-                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, grad_out + p * ohw,
+                DLK_CAT(max_plane_bwd_tiled, SUF)(s, &g, rows, rstride, NULL, grad_out + p * ohw,
                                                   gx, acc + g.rows * g.len);
                 continue;
             }

@@ -1,7 +1,9 @@
 /* Template body (included by max_pool2d_impl.h): max_pool2d 3x3 windows, stride 2,
  * padding 1, dilation 1, on planes of even H and W whose width is a whole number of
- * double vectors (W % (2 * MAXP_VL) == 0) and without ceil_mode's extra window
- * (OH = H / 2, OW = W / 2): ResNet's stem pooling.
+ * double vectors (W % (2 * POOL_VL) == 0) and without ceil_mode's extra window
+ * (OH = H / 2, OW = W / 2): ResNet's stem pooling. The geometry test, the tap
+ * columns, the interleaving store and the plane driver are shared with avg_pool2d
+ * (pool_vec_impl.h).
  *
  * Why a path of its own: the general stride-2 kernels first copy each plane into a
  * -inf padded scratch plane split into even/odd columns and the backward then
@@ -22,46 +24,23 @@
  * rule's associativity allows), and each grad_x cell receives its contributions in
  * PyTorch's order (output row, then output column), starting from +0. */
 
-/* Tap columns of the block of windows j0 .. j0 + VL - 1 in row xr: t0 = column
- * 2j - 1, t1 = 2j, t2 = 2j + 1. */
-static DLK_INLINE void DLK_CAT(k3s2_taps, SUF)(const T *restrict xr, dlk_idx j0,
-                                               DLK_CAT(maxp_vec, SUF) *t0,
-                                               DLK_CAT(maxp_vec, SUF) *t1,
-                                               DLK_CAT(maxp_vec, SUF) *t2)
-{
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
-    ivec ev, od, sh;
-    for (dlk_idx k = 0; k < MAXP_VL; k++) {
-        ev[k] = (TI)(2 * k);
-        od[k] = (TI)(2 * k + 1);
-        sh[k] = (TI)(k == 0 ? MAXP_VL : k - 1);  /* (odd, left) -> left[0], odd[0 .. VL-2] */
-    }
-    const vec a = DLK_CAT(maxp_load, SUF)(xr + 2 * j0);
-    const vec b = DLK_CAT(maxp_load, SUF)(xr + 2 * j0 + MAXP_VL);
-    *t1 = __builtin_shuffle(a, b, ev);
-    *t2 = __builtin_shuffle(a, b, od);
-    const vec left = (vec){0} + (j0 ? xr[2 * j0 - 1] : (T)-INFINITY);
-    *t0 = __builtin_shuffle(*t2, left, sh);
-}
-
 /* Maximum of the three taps of each window in row xr. */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(k3s2_row, SUF)(const T *restrict xr,
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(k3s2_row, SUF)(const T *restrict xr,
                                                                 dlk_idx j0)
 {
-    DLK_CAT(maxp_vec, SUF) t0, t1, t2;
-    DLK_CAT(k3s2_taps, SUF)(xr, j0, &t0, &t1, &t2);
+    DLK_CAT(pool_vec, SUF) t0, t1, t2;
+    DLK_CAT(pool_k3s2_taps, SUF)(xr, j0, (T)-INFINITY, &t0, &t1, &t2);
     return DLK_CAT(maxp_fold, SUF)(DLK_CAT(maxp_fold, SUF)(t0, t1), t2);
 }
 
 /* The same with the winning tap 0..2 in *code. */
-static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(k3s2_row_code, SUF)(
-    const T *restrict xr, dlk_idx j0, DLK_CAT(maxp_ivec, SUF) *code)
+static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(k3s2_row_code, SUF)(
+    const T *restrict xr, dlk_idx j0, DLK_CAT(pool_ivec, SUF) *code)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     vec t0, t1, t2;
-    DLK_CAT(k3s2_taps, SUF)(xr, j0, &t0, &t1, &t2);
+    DLK_CAT(pool_k3s2_taps, SUF)(xr, j0, (T)-INFINITY, &t0, &t1, &t2);
     const ivec zero = {0};
     ivec take = (t1 > t0) | (t1 != t1);
     vec m = DLK_CAT(maxp_fold, SUF)(t0, t1);
@@ -76,12 +55,12 @@ static DLK_INLINE DLK_CAT(maxp_vec, SUF) DLK_CAT(k3s2_row_code, SUF)(
  * 2i + 1 is also row 2(i + 1) - 1 of the next output row: its maxima and taps are
  * kept in save (OW values, then OW codes) instead of being folded again. A window
  * of only -inf keeps PyTorch's default, its first in-range cell. */
-static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(k3s2_code, SUF)(
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(k3s2_code, SUF)(
     const T *restrict r1, const T *restrict r2, dlk_idx i, dlk_idx j0, dlk_idx OW,
-    T *restrict save, DLK_CAT(maxp_vec, SUF) *mx)
+    T *restrict save, DLK_CAT(pool_vec, SUF) *mx)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const ivec zero = {0};
     ivec c = zero, rc;
     vec m = (vec){0} - (T)INFINITY;
@@ -104,27 +83,19 @@ static DLK_INLINE DLK_CAT(maxp_ivec, SUF) DLK_CAT(k3s2_code, SUF)(
     return DLK_CAT(maxp_isel, SUF)(m == -INFINITY, dflt, c);
 }
 
-static int DLK_CAT(k3s2_ok, SUF)(const dlk_pool2d_shape *s)
-{
-    return s->kh == 3 && s->kw == 3 && s->sh == 2 && s->sw == 2 && s->ph == 1 &&
-           s->pw == 1 && s->dh == 1 && s->dw == 1 && s->h % 2 == 0 && s->h > 0 &&
-           s->w % (2 * MAXP_VL) == 0 && s->w > 0 && s->oh == s->h / 2 &&
-           s->ow == s->w / 2;
-}
-
 /* Forward of one plane: values, and (ind not NULL) the flat argmax index. save:
  * W values (see k3s2_code; values only: the maxima of row 2i + 1). */
 static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
                                          T *restrict save, T *restrict out,
                                          int64_t *restrict ind)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, OW = s->ow;
     for (dlk_idx i = 0; i < s->oh; i++) {
         const T *r1 = xp + 2 * i * W, *r2 = r1 + W;
         T *o = out + i * OW;
-        for (dlk_idx j0 = 0; j0 < OW; j0 += MAXP_VL) {
+        for (dlk_idx j0 = 0; j0 < OW; j0 += POOL_VL) {
             vec m;
             if (!ind) {
                 const vec m1 = DLK_CAT(k3s2_row, SUF)(r1, j0);
@@ -142,29 +113,16 @@ static void DLK_CAT(k3s2_plane_fwd, SUF)(const dlk_pool2d_shape *s, const T *res
             }
             const ivec c = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
             memcpy(o + j0, &m, sizeof m);
-            for (dlk_idx k = 0; k < MAXP_VL; k++) {
-                const int64_t a = c[k] / 3, b = c[k] - 3 * (c[k] / 3);
-                ind[i * OW + j0 + k] = (2 * i - 1 + a) * W + 2 * (j0 + k) - 1 + b;
-            }
+            DLK_CAT(max_store_ind, SUF)(ind + i * OW + j0, c, 3, (2 * i - 1) * W + 2 * j0 - 1,
+                                        (TI)W, 2);
         }
     }
 }
 
-/* Even and odd columns (e, o) of a row back into 2 VL consecutive cells. */
-static DLK_INLINE void DLK_CAT(k3s2_store, SUF)(T *restrict dst, DLK_CAT(maxp_vec, SUF) e,
-                                                DLK_CAT(maxp_vec, SUF) o)
-{
-    DLK_CAT(maxp_ivec, SUF) lo, hi;
-    for (dlk_idx k = 0; k < MAXP_VL; k++) {
-        lo[k] = (TI)(k / 2 + (k & 1) * MAXP_VL);
-        hi[k] = lo[k] + (TI)(MAXP_VL / 2);
-    }
-    const DLK_CAT(maxp_vec, SUF) a = __builtin_shuffle(e, o, lo), b = __builtin_shuffle(e, o, hi);
-    memcpy(dst, &a, sizeof a);
-    memcpy(dst + MAXP_VL, &b, sizeof b);
-}
-
-/* Backward of one plane recomputing the argmax. Output row i adds into rows
+/* Backward of one plane, the winning taps recomputed from x (ind NULL; save as in
+ * the forward) or decoded from the forward's indices (ind; xp and save unused);
+ * returns nonzero if an index is no tap of its window (grad_x then unfinished,
+ * for the caller to scatter instead). Output row i adds into rows
  * 2i - 1 (a = 0, which already holds row i - 1's share, kept in pend), 2i and
  * 2i + 1 (kept in pend for row i + 1). Column-wise, tap 1 of window j goes to
  * even column 2j, tap 2 to odd column 2j + 1 and then tap 0 of window j + 1 to
@@ -172,25 +130,33 @@ static DLK_INLINE void DLK_CAT(k3s2_store, SUF)(T *restrict dst, DLK_CAT(maxp_ve
  * across blocks the first lane of the next block's share, so a block's vectors
  * are kept (pe, po) until the next block has added to them. pend: W values (even
  * columns, then odd). */
-static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *restrict xp,
-                                         const T *restrict gp, T *restrict save,
-                                         T *restrict gx, T *restrict pend)
+static DLK_INLINE int DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s,
+                                                   const T *restrict xp,
+                                                   const int64_t *restrict ind,
+                                                   const T *restrict gp, T *restrict save,
+                                                   T *restrict gx, T *restrict pend)
 {
-    typedef DLK_CAT(maxp_vec, SUF) vec;
-    typedef DLK_CAT(maxp_ivec, SUF) ivec;
+    dlk_pool_i64x8 ok = {0};
+    ok -= 1;
+    typedef DLK_CAT(pool_vec, SUF) vec;
+    typedef DLK_CAT(pool_ivec, SUF) ivec;
     const dlk_idx W = s->w, OW = s->ow, OH = s->oh;
     ivec down;  /* (v, 0) -> v[1 .. VL-1], 0 */
-    for (dlk_idx k = 0; k < MAXP_VL; k++)
+    for (dlk_idx k = 0; k < POOL_VL; k++)
         down[k] = (TI)(k + 1);
     const vec zero = {0};
     for (dlk_idx i = 0; i < OH; i++) {
-        const T *r1 = xp + 2 * i * W, *r2 = r1 + W;
+        const T *r1 = ind ? xp : xp + 2 * i * W, *r2 = ind ? xp : r1 + W;  /* (xp NULL) */
         vec pe[3], po[3];
-        for (dlk_idx j0 = 0; j0 <= OW; j0 += MAXP_VL) {
+        for (dlk_idx j0 = 0; j0 <= OW; j0 += POOL_VL) {
             vec e[3], o[3];
             if (j0 < OW) {
                 vec m;
-                const ivec code = DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
+                const ivec code =
+                    ind ? DLK_CAT(max_ind_code, SUF)(ind + i * OW + j0,
+                                                     (2 * i - 1) * W + 2 * j0 - 1, W, 3, 2,
+                                                     i == 0, j0 == 0, &ok)
+                        : DLK_CAT(k3s2_code, SUF)(r1, r2, i, j0, OW, save, &m);
                 ivec gi;
                 memcpy(&gi, gp + i * OW + j0, sizeof gi);
                 for (int a = 0; a < 3; a++) {
@@ -205,15 +171,15 @@ static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *res
                     e[a] = e0 + s1;
                     o[a] = (o0 + s2) + __builtin_shuffle(s0, zero, down);
                     if (j0 > 0)  /* column 2 j0 - 1: the previous block's last odd cell */
-                        po[a][MAXP_VL - 1] += s0[0];
+                        po[a][POOL_VL - 1] += s0[0];
                     /* (for j0 = 0, s0[0] is column -1: padding) */
                 }
             }
             if (j0 > 0) {  /* the previous block is complete for this output row */
-                const dlk_idx p = j0 - MAXP_VL;
+                const dlk_idx p = j0 - POOL_VL;
                 if (i > 0)
-                    DLK_CAT(k3s2_store, SUF)(gx + (2 * i - 1) * W + 2 * p, pe[0], po[0]);
-                DLK_CAT(k3s2_store, SUF)(gx + 2 * i * W + 2 * p, pe[1], po[1]);
+                    DLK_CAT(pool_store2, SUF)(gx + (2 * i - 1) * W + 2 * p, pe[0], po[0]);
+                DLK_CAT(pool_store2, SUF)(gx + 2 * i * W + 2 * p, pe[1], po[1]);
                 memcpy(pend + p, &pe[2], sizeof pe[2]);
                 memcpy(pend + OW + p, &po[2], sizeof po[2]);
             }
@@ -224,42 +190,41 @@ static void DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s, const T *res
                 }
         }
     }
-    for (dlk_idx p = 0; p < OW; p += MAXP_VL) {  /* row H - 1: no later output row */
+    for (dlk_idx p = 0; p < OW; p += POOL_VL) {  /* row H - 1: no later output row */
         vec e, o;
         memcpy(&e, pend + p, sizeof e);
         memcpy(&o, pend + OW + p, sizeof o);
-        DLK_CAT(k3s2_store, SUF)(gx + (s->h - 1) * W + 2 * p, e, o);
+        DLK_CAT(pool_store2, SUF)(gx + (s->h - 1) * W + 2 * p, e, o);
     }
+    return !dlk_pool_all(&ok);
 }
 
-/* Both passes over all planes (parallel over planes: one thread per plane, fixed
- * order inside it). grad_out NULL: forward into out (and ind); else backward into
- * grad_x. Returns DLK_ENOMEM if the per-thread rows cannot be allocated. */
-static int DLK_CAT(k3s2_run, SUF)(const dlk_pool2d_shape *s, const T *x, T *out,
-                                  int64_t *ind, const T *grad_out, T *grad_x, int nthreads)
+/* Plane p of a job (pool_k3s2_planes): forward when grad_out is NULL, else
+ * backward. rows: 2 W values (save, then pend). */
+static void DLK_CAT(k3s2_max_plane, SUF)(const DLK_CAT(pool_k3s2_job, SUF) *job, dlk_idx p,
+                                         T *rows)
 {
+    const dlk_pool2d_shape *s = job->s;
     const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
-    int failed = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
-#endif
-    {
-        T *rows = malloc(2 * (size_t)s->w * sizeof(T));  /* save, then pend */
-        failed = !rows;
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (dlk_idx p = 0; p < s->planes; p++) {
-            if (!rows)
-                continue;
-            if (grad_out)
-                DLK_CAT(k3s2_plane_bwd, SUF)(s, x + p * hw, grad_out + p * ohw, rows,
-                                             grad_x + p * hw, rows + s->w);
-            else
-                DLK_CAT(k3s2_plane_fwd, SUF)(s, x + p * hw, rows, out + p * ohw,
-                                             ind ? ind + p * ohw : NULL);
-        }
-        free(rows);
-    }
-    return failed ? DLK_ENOMEM : DLK_OK;
+    if (job->grad_out)
+        DLK_CAT(k3s2_plane_bwd, SUF)(s, job->x + p * hw, NULL, job->grad_out + p * ohw, rows,
+                                     job->grad_x + p * hw, rows + s->w);
+    else
+        DLK_CAT(k3s2_plane_fwd, SUF)(s, job->x + p * hw, rows, job->out + p * ohw,
+                                     job->ind ? job->ind + p * ohw : NULL);
+}
+
+/* Backward of plane p from the forward's indices (job->saved) instead of x; a
+ * plane whose indices are not all taps of their windows is scattered instead.
+ * rows: W values (pend). */
+static void DLK_CAT(k3s2_max_plane_ind, SUF)(const DLK_CAT(pool_k3s2_job, SUF) *job,
+                                             dlk_idx p, T *rows)
+{
+    const dlk_pool2d_shape *s = job->s;
+    const dlk_idx hw = s->h * s->w, ohw = s->oh * s->ow;
+    const T *gp = job->grad_out + p * ohw;
+    const int64_t *ind = job->saved + p * ohw;
+    T *gx = job->grad_x + p * hw;
+    if (DLK_CAT(k3s2_plane_bwd, SUF)(s, NULL, ind, gp, NULL, gx, rows))
+        DLK_CAT(max_plane_scatter, SUF)(gp, ind, hw, ohw, gx);
 }

@@ -79,60 +79,9 @@ static inline int dlk_pool_scratch_init(dlk_pool_scratch *g, const dlk_pool2d_sh
     return DLK_OK;
 }
 
-/* De-interleave the n values of x: de[u] = x[2u], dodd[u] = x[2u + 1]. Whole pairs
- * of 64-byte vectors go through one two-source shuffle each (GCC vector
- * extensions: vpermt2ps/pd with AVX-512, lowered to narrower shuffles without);
- * GCC's own vectorization of the strided loop peels a scalar, branchy remainder. */
-static inline void dlk_pool_split_f32(const float *restrict x, dlk_idx n,
-                                      float *restrict de, float *restrict dodd)
-{
-    typedef float v16 __attribute__((vector_size(64)));
-    typedef int32_t v16i __attribute__((vector_size(64)));
-    const v16i me = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    const v16i mo = me + 1;
-    dlk_idx u = 0;
-    for (; 2 * u + 32 <= n; u += 16) {
-        v16 a, b;
-        memcpy(&a, x + 2 * u, sizeof a);
-        memcpy(&b, x + 2 * u + 16, sizeof b);
-        const v16 e = __builtin_shuffle(a, b, me), o = __builtin_shuffle(a, b, mo);
-        memcpy(de + u, &e, sizeof e);
-        memcpy(dodd + u, &o, sizeof o);
-    }
-    for (; 2 * u + 1 < n; u++) {
-        de[u] = x[2 * u];
-        dodd[u] = x[2 * u + 1];
-    }
-    if (2 * u < n)
-        de[u] = x[2 * u];
-}
-
-static inline void dlk_pool_split_f64(const double *restrict x, dlk_idx n,
-                                      double *restrict de, double *restrict dodd)
-{
-    typedef double v8 __attribute__((vector_size(64)));
-    typedef int64_t v8i __attribute__((vector_size(64)));
-    const v8i me = {0, 2, 4, 6, 8, 10, 12, 14};
-    const v8i mo = me + 1;
-    dlk_idx u = 0;
-    for (; 2 * u + 16 <= n; u += 8) {
-        v8 a, b;
-        memcpy(&a, x + 2 * u, sizeof a);
-        memcpy(&b, x + 2 * u + 8, sizeof b);
-        const v8 e = __builtin_shuffle(a, b, me), o = __builtin_shuffle(a, b, mo);
-        memcpy(de + u, &e, sizeof e);
-        memcpy(dodd + u, &o, sizeof o);
-    }
-    for (; 2 * u + 1 < n; u++) {
-        de[u] = x[2 * u];
-        dodd[u] = x[2 * u + 1];
-    }
-    if (2 * u < n)
-        de[u] = x[2 * u];
-}
-
 /* Row xr of W values into the split padded row (even padded columns at ev, odd at
- * od; padded column q = iw + pw): the cells outside keep their padding. */
+ * od; padded column q = iw + pw): the cells outside keep their padding. The split
+ * and merge themselves are templates (pool_vec_impl.h). */
 #define DLK_POOL_SPLIT_ROW(SUF, xr, W, pw, ev, od)                                   \
     do {                                                                             \
         if ((pw) % 2 == 0)                                                           \
@@ -141,56 +90,6 @@ static inline void dlk_pool_split_f64(const double *restrict x, dlk_idx n,
             DLK_CAT(dlk_pool_split, SUF)(xr, W, (od) + ((pw) - 1) / 2,               \
                                          (ev) + ((pw) + 1) / 2);                     \
     } while (0)
-
-/* Inverse of dlk_pool_split: x[2u] = de[u], x[2u + 1] = dodd[u] for the n values
- * of x (two-source shuffles of whole vectors, scalar tail). */
-static inline void dlk_pool_merge_f32(const float *restrict de, const float *restrict dodd,
-                                      dlk_idx n, float *restrict x)
-{
-    typedef float v16 __attribute__((vector_size(64)));
-    typedef int32_t v16i __attribute__((vector_size(64)));
-    const v16i lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-    const v16i hi = lo + 8;
-    dlk_idx u = 0;
-    for (; 2 * u + 32 <= n; u += 16) {
-        v16 e, o;
-        memcpy(&e, de + u, sizeof e);
-        memcpy(&o, dodd + u, sizeof o);
-        const v16 a = __builtin_shuffle(e, o, lo), b = __builtin_shuffle(e, o, hi);
-        memcpy(x + 2 * u, &a, sizeof a);
-        memcpy(x + 2 * u + 16, &b, sizeof b);
-    }
-    for (; 2 * u + 1 < n; u++) {
-        x[2 * u] = de[u];
-        x[2 * u + 1] = dodd[u];
-    }
-    if (2 * u < n)
-        x[2 * u] = de[u];
-}
-
-static inline void dlk_pool_merge_f64(const double *restrict de, const double *restrict dodd,
-                                      dlk_idx n, double *restrict x)
-{
-    typedef double v8 __attribute__((vector_size(64)));
-    typedef int64_t v8i __attribute__((vector_size(64)));
-    const v8i lo = {0, 8, 1, 9, 2, 10, 3, 11};
-    const v8i hi = lo + 4;
-    dlk_idx u = 0;
-    for (; 2 * u + 16 <= n; u += 8) {
-        v8 e, o;
-        memcpy(&e, de + u, sizeof e);
-        memcpy(&o, dodd + u, sizeof o);
-        const v8 a = __builtin_shuffle(e, o, lo), b = __builtin_shuffle(e, o, hi);
-        memcpy(x + 2 * u, &a, sizeof a);
-        memcpy(x + 2 * u + 8, &b, sizeof b);
-    }
-    for (; 2 * u + 1 < n; u++) {
-        x[2 * u] = de[u];
-        x[2 * u + 1] = dodd[u];
-    }
-    if (2 * u < n)
-        x[2 * u] = de[u];
-}
 
 /* Split padded row (ev, od) back into the W values of row xr (inverse of
  * DLK_POOL_SPLIT_ROW). */
@@ -202,6 +101,52 @@ static inline void dlk_pool_merge_f64(const double *restrict de, const double *r
             DLK_CAT(dlk_pool_merge, SUF)((od) + ((pw) - 1) / 2,                      \
                                          (ev) + ((pw) + 1) / 2, W, xr);              \
     } while (0)
+
+/* How rows reach the tap loops: read in place (no padding needed and the
+ * rounded-up blocks stay inside the row), or prepared once per plane in a scratch
+ * plane with padding (-inf for max, zeros for avg), split into even/odd columns
+ * for stride 2 with kw = 3 (see dlk_pool_prep in pool_vec_impl.h). */
+enum { DLK_POOL_DIRECT = 0, DLK_POOL_PADDED = 1, DLK_POOL_SPLIT = 2 };
+
+static inline int dlk_pool_mode(const dlk_pool2d_shape *s, const dlk_pool_scratch *g)
+{
+    if (s->dw == 1 && s->sw == 2 && s->kw == 3)
+        return DLK_POOL_SPLIT;
+    if (s->pw == 0 && (g->owr - 1) * s->sw + (s->kw - 1) * s->dw < s->w &&
+        g->rows == s->h)
+        return DLK_POOL_DIRECT;
+    return DLK_POOL_PADDED;
+}
+
+/* Geometries with a fused, explicit-vector plane loop (dilation 1): 1 = 3x3
+ * stride 2 (split rows), 2 = 2x2 stride 2, 3 = 3x3 stride 1, 4 = 2x2 stride 1;
+ * 0 if none. */
+static inline int dlk_pool_fused_kind(const dlk_pool2d_shape *s)
+{
+    if (s->dh != 1 || s->dw != 1)
+        return 0;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 2)
+        return 1;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 2)
+        return 2;
+    if (s->kh == 3 && s->kw == 3 && s->sw == 1)
+        return 3;
+    if (s->kh == 2 && s->kw == 2 && s->sw == 1)
+        return 4;
+    return 0;
+}
+
+/* Eight int64 lanes: saved indices decoded eight at a time, and their validity
+ * masks, and-ed over a plane and tested once at its end. */
+typedef int64_t dlk_pool_i64x8 __attribute__((vector_size(64)));
+
+static inline int dlk_pool_all(const dlk_pool_i64x8 *m)
+{
+    int64_t r = -1;
+    for (int k = 0; k < 8; k++)
+        r &= (*m)[k];
+    return r != 0;
+}
 
 static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)
 {

@@ -43,11 +43,15 @@ int dlk_max_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,
 
 /* max_pool2d backward through saved indices: grad_x = scatter-add of grad_out.
  * Indices outside [0, H*W) (PyTorch's marker for a window lying wholly in the
- * padding, whose output is -inf) contribute nothing. O(P*H*W + P*OH*OW). */
-void dlk_max_pool2d_backward_indices_f32(const dlk_pool2d_shape *s, const float *grad_out,
-                                         const int64_t *indices, float *grad_x, int nthreads);
-void dlk_max_pool2d_backward_indices_f64(const dlk_pool2d_shape *s, const double *grad_out,
-                                         const int64_t *indices, double *grad_x, int nthreads);
+ * padding, whose output is -inf) contribute nothing. O(P*H*W + P*OH*OW). On 3x3/2
+ * padding 1 even planes and tiling 2x2/2 rows of whole vectors, planes whose
+ * indices all name a tap of their own window are written once from registers;
+ * the former take a row of scratch per thread (DLK_ENOMEM if it cannot be
+ * allocated). */
+int dlk_max_pool2d_backward_indices_f32(const dlk_pool2d_shape *s, const float *grad_out,
+                                        const int64_t *indices, float *grad_x, int nthreads);
+int dlk_max_pool2d_backward_indices_f64(const dlk_pool2d_shape *s, const double *grad_out,
+                                        const int64_t *indices, double *grad_x, int nthreads);
 
 /* max_pool2d backward recomputing the argmax from x (same ties as the forward).
  * Same scratch as the forward: returns DLK_ENOMEM if it cannot be allocated. */
@@ -60,7 +64,9 @@ int dlk_max_pool2d_backward_f64(const dlk_pool2d_shape *s, const double *grad_ou
  * is PyTorch's: with count_include_pad, the window clipped to the padded extent
  * [-p, H + p) (so cells that only ceil_mode added are not counted); without it,
  * the window clipped to the input. Forward uses a zero-padded copy of a plane per
- * thread, backward a row (DLK_ENOMEM if the scratch cannot be allocated). */
+ * thread, backward a row (DLK_ENOMEM if the scratch cannot be allocated); 3x3/2
+ * padding 1 on even planes reads x in place and writes grad_x once, with two rows
+ * of scratch for the backward. */
 int dlk_avg_pool2d_f32(const dlk_pool2d_shape *s, const float *x, float *out,
                        int count_include_pad, dlk_idx divisor_override, int nthreads);
 int dlk_avg_pool2d_f64(const dlk_pool2d_shape *s, const double *x, double *out,

@@ -86,6 +86,19 @@ def _torch_pool(name, x, g=None, **kw):
     return out.detach().numpy(), xt.grad.numpy()
 
 
+def _same_bits_on_one_and_two_threads(run):
+    """run() returns a list of arrays; they must not change with the thread count."""
+    try:
+        dlkern.set_num_threads(1)
+        one = run()
+        dlkern.set_num_threads(2)
+        two = run()
+    finally:
+        dlkern.set_num_threads(None)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- C vs reference
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -392,15 +405,7 @@ def test_one_and_two_threads_bit_identical():
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw),
                 F.adaptive_avg_pool2d(x, (3, 4)), F.adaptive_avg_pool2d_backward(ga, x, (3, 4)),
                 F.adaptive_avg_pool2d(x, 1), F.adaptive_avg_pool2d_backward(g1, x, 1)]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- bad input
@@ -503,7 +508,9 @@ def test_all_geometries_small_grid_against_reference():
 # The common geometries (3x3 and 2x2 windows, stride 2 or 1, dilation 1) run
 # explicit-vector kernels over a plane padded on all sides: whole 16-column
 # blocks, a padded tail (W = 1, 2, 3, 17, 33 -> ow not a multiple of the block),
-# bottom rows added by padding or ceil_mode, odd heights. Each window is folded
+# rows of whole blocks (W = 32, and W = 17 at stride 1 -> ow = 16: the argmax
+# indices are formed in vectors there), bottom rows added by padding or ceil_mode,
+# odd heights. Each window is folded
 # in PyTorch's order and each backward cell accumulates in PyTorch's order, so
 # these compare bit for bit (the backward for the stride-2 geometries too).
 VECTOR_GEOMETRIES = [
@@ -519,7 +526,7 @@ VECTOR_GEOMETRIES = [
     dict(kernel_size=3, stride=(3, 2), padding=1),
 ]
 VECTOR_SHAPES = [(1, 2, 5, 1), (2, 1, 3, 2), (1, 2, 7, 3), (2, 3, 9, 17), (1, 2, 16, 33),
-                 (1, 1, 1, 1), (1, 2, 6, 70)]
+                 (1, 1, 1, 1), (1, 2, 6, 70), (1, 2, 6, 32), (2, 1, 5, 17)]
 
 
 def _valid(shape, kw):
@@ -606,21 +613,14 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
     def run():
         return [F.max_pool2d(x, **kw), F.max_pool2d_backward(g, x, **kw),
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw)]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    _same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- 3x3/2 p1 on even planes
 # 3x3 windows, stride 2, padding 1 on planes of even H and a width of whole double
 # vectors (W % 32 == 0 for float32, W % 16 == 0 for float64) read x in place and
-# write grad_x once from registers (src/max_pool2d_k3s2_impl.h). Shapes: one block
+# write grad_x once from registers (src/max_pool2d_k3s2_impl.h,
+# src/avg_pool2d_k3s2_impl.h). Shapes: one block
 # (W = 32), several blocks (W = 64, 96: the odd cell at a block edge takes the next
 # block's tap 0), the smallest height (H = 2: one output row, whose row 1 is the
 # last), odd widths and ceil_mode falling back to the general path.
@@ -664,6 +664,36 @@ def test_k3s2_even_planes_bit_identical_to_torch(shape, dtype):
         np.testing.assert_array_equal(F.max_pool2d_backward(g, x, **K3S2, indices=ind), tgx)
 
 
+# avg_pool2d on the same planes: each window summed whole in PyTorch's order (no
+# row sums reused), each grad_x cell built from its up to four shares in PyTorch's
+# order and written once (src/avg_pool2d_k3s2_impl.h). The divisor differs on row 0
+# and column 0 without count_include_pad, and is constant with divisor_override.
+AVG_K3S2_KW = [dict(), dict(count_include_pad=False), dict(divisor_override=5),
+               dict(divisor_override=7, count_include_pad=False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", K3S2_SHAPES, ids=str)
+def test_k3s2_avg_even_planes_bit_identical_to_torch(shape, dtype):
+    pytest.importorskip("torch")
+    for x in (_rand(shape, dtype), _ties(shape, dtype), _k3s2_specials(_rand(shape, dtype))):
+        x = x.copy()
+        x.flat[3::11] = -0.0                 # -0.0 inputs: a window of them sums to +0
+        for extra in AVG_K3S2_KW:
+            kw = dict(K3S2, **extra)
+            g = _rand(F.avg_pool2d(x, **kw).shape, dtype, seed=1)
+            g.flat[::5] = -0.0               # a lone -0.0 share lands as +0.0
+            g.flat[7::13] = np.inf           # inf and NaN shares travel like torch's
+            g.flat[9::17] = np.nan
+            tout, tgx = _torch_pool("avg_pool2d", x, g, **kw)
+            out = F.avg_pool2d(x, **kw)
+            np.testing.assert_array_equal(out, tout)
+            np.testing.assert_array_equal(np.signbit(out), np.signbit(tout))
+            gx = F.avg_pool2d_backward(g, x, **kw)
+            np.testing.assert_array_equal(gx, tgx)
+            np.testing.assert_array_equal(np.signbit(gx), np.signbit(tgx))
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 8, 31), (1, 2, 7, 32), (1, 1, 6, 40)], ids=str)
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_k3s2_fallback_shapes_match_reference(shape, ceil_mode):
@@ -673,6 +703,10 @@ def test_k3s2_fallback_shapes_match_reference(shape, ceil_mode):
         g = _rand(R.max_pool2d(x, **kw).shape, dtype, seed=1)
         assert_close(F.max_pool2d(x, **kw), R.max_pool2d(x, **kw))
         assert_close(F.max_pool2d_backward(g, x, **kw), R.max_pool2d_backward(g, x, **kw))
+        for extra in AVG_K3S2_KW:
+            akw = dict(kw, **extra)
+            assert_close(F.avg_pool2d(x, **akw), R.avg_pool2d(x, **akw))
+            assert_close(F.avg_pool2d_backward(g, x, **akw), R.avg_pool2d_backward(g, x, **akw))
 
 
 def test_k3s2_one_and_two_threads_bit_identical():
@@ -681,13 +715,78 @@ def test_k3s2_one_and_two_threads_bit_identical():
 
     def run():
         return [F.max_pool2d(x, **K3S2), *F.max_pool2d(x, **K3S2, return_indices=True),
-                F.max_pool2d_backward(g, x, **K3S2)]
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+                F.max_pool2d_backward(g, x, **K3S2)] + [
+                    r for extra in AVG_K3S2_KW
+                    for r in (F.avg_pool2d(x, **K3S2, **extra),
+                              F.avg_pool2d_backward(g, x, **K3S2, **extra))]
+    _same_bits_on_one_and_two_threads(run)
+
+
+# ---------------------------------------------------------------- backward through indices
+# On 3x3/2 p1 even planes and on tiling 2x2/2 rows of whole vectors the saved indices
+# are turned back into each window's winning tap and grad_x is written once from
+# registers (the forward's indices are always taps of their own windows); a plane
+# holding any other index (another window's cell, a cell left of or above the
+# window's padding, out of range) is scattered as PyTorch does.
+INDEX_PATHS = [(K3S2, (2, 3, 8, 32)), (K3S2, (1, 2, 2, 64)), (dict(kernel_size=2), (2, 3, 6, 32)),
+               (dict(kernel_size=2), (1, 2, 7, 33)), (dict(kernel_size=2, stride=2), (1, 1, 2, 64))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw,shape", INDEX_PATHS, ids=str)
+def test_max_backward_from_indices_bit_identical_to_torch(kw, shape, dtype):
+    pytest.importorskip("torch")
+    for x in (_rand(shape, dtype), _ties(shape, dtype), _k3s2_specials(_rand(shape, dtype))):
+        out, ind = F.max_pool2d(x, **kw, return_indices=True)
+        g = _rand(out.shape, dtype, seed=1)
+        g.flat[::5] = -0.0                   # a lone -0.0 share lands as +0.0
+        _, tgx = _torch_pool("max_pool2d", x, g, **kw)
+        gx = F.max_pool2d_backward(g, x, **kw, indices=ind)
+        np.testing.assert_array_equal(gx, tgx)
+        np.testing.assert_array_equal(np.signbit(gx), np.signbit(tgx))
+        np.testing.assert_array_equal(F.max_pool2d_backward(g, x, **kw), tgx)
+        np.testing.assert_array_equal(np.signbit(F.max_pool2d_backward(g, x, **kw)),
+                                      np.signbit(tgx))
+
+
+def _scatter(g, ind, x_shape):
+    n, c, h, w = x_shape
+    gx = np.zeros((n * c, h * w), g.dtype)
+    for p, (gp, ip) in enumerate(zip(g.reshape(n * c, -1), ind.reshape(n * c, -1))):
+        keep = (ip >= 0) & (ip < h * w)
+        np.add.at(gx[p], ip[keep], gp[keep])  # in order, like a scalar loop
+    return gx.reshape(x_shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw,shape", INDEX_PATHS, ids=str)
+def test_max_backward_from_foreign_indices_scatters(kw, shape, dtype):
+    n, c, h, w = shape
+    x = _rand(shape, dtype)
+    out, ind = F.max_pool2d(x, **kw, return_indices=True)
+    g = _rand(out.shape, dtype, seed=1)
+    oh, ow = out.shape[2:]
+    planes = [ind[a, b] for a in range(n) for b in range(c)]
+    planes[0][0, 0] = planes[0][oh - 1, ow - 1]      # another window's cell
+    if len(planes) > 1:
+        planes[1][0, 1] = 2 * w + 3 if 2 * w + 3 < h * w else 0  # near, not in, window (0, 1)
+    if len(planes) > 2:
+        planes[2][oh - 1, 0] = -1                   # out of range: contributes nothing
+    if len(planes) > 3:
+        planes[3][0, ow - 1] = h * w
+    if len(planes) > 4:
+        planes[4][oh // 2, 0] = (2 * (oh // 2)) * w - 1  # the previous row's last cell
+    gx = F.max_pool2d_backward(g, x, **kw, indices=ind)
+    np.testing.assert_array_equal(gx, _scatter(g, ind, shape))
+
+
+def test_max_backward_from_indices_one_and_two_threads_bit_identical():
+    def run():
+        res = []
+        for kw, shape in INDEX_PATHS:
+            x = _ties(shape, np.float32)
+            out, ind = F.max_pool2d(x, **kw, return_indices=True)
+            g = _rand(out.shape, np.float32, 1)
+            res += [out, ind, F.max_pool2d_backward(g, x, **kw, indices=ind)]
+        return res
+    _same_bits_on_one_and_two_threads(run)
