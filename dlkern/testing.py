@@ -6,6 +6,8 @@ the size of the terms.
 """
 import numpy as np
 
+import dlkern
+
 # (rtol, atol relative to max(1, max|expected|))
 TOLERANCES = {
     np.dtype(np.float32): (2e-4, 2e-5),
@@ -35,6 +37,20 @@ def assert_close(actual, desired, dtype=None, rtol=None, atol=None, err_msg=""):
 def assert_dtype(actual, dtype):
     if np.asarray(actual).dtype != np.dtype(dtype):
         raise AssertionError(f"dtype {np.asarray(actual).dtype} != expected {np.dtype(dtype)}")
+
+
+def assert_same_bits_on_one_and_two_threads(run):
+    """run() returns a list of arrays; they must be bit-identical with 1 and 2 threads
+    (dlkern's kernels never split a reduction by thread count)."""
+    try:
+        dlkern.set_num_threads(1)
+        one = run()
+        dlkern.set_num_threads(2)
+        two = run()
+    finally:
+        dlkern.set_num_threads(None)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def numerical_gradient(f, x, eps=1e-6):

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, numerical_gradient
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            numerical_gradient)
 
 DTYPES = [np.float32, np.float64]
 BACKENDS = [F, R]
@@ -329,15 +330,7 @@ def test_one_and_two_threads_are_bit_identical(dtype):
         out.append(F.rrelu(x, training=True, rng=3, return_noise=True))
         return [a for group in out for a in group]
 
-    try:
-        dlkern.set_num_threads(1)
-        one = everything()
-        dlkern.set_num_threads(2)
-        two = everything()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    assert_same_bits_on_one_and_two_threads(everything)
 
 
 # ---------------------------------------------------------------- errors

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, numerical_gradient
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            numerical_gradient)
 
 DTYPES = [np.float32, np.float64]
 BACKENDS = [F, R]
@@ -84,19 +84,6 @@ def _torch_pool(name, x, g=None, **kw):
         return out if isinstance(out, tuple) else out.detach().numpy()
     out.backward(torch.from_numpy(g))
     return out.detach().numpy(), xt.grad.numpy()
-
-
-def _same_bits_on_one_and_two_threads(run):
-    """run() returns a list of arrays; they must not change with the thread count."""
-    try:
-        dlkern.set_num_threads(1)
-        one = run()
-        dlkern.set_num_threads(2)
-        two = run()
-    finally:
-        dlkern.set_num_threads(None)
-    for a, b in zip(one, two, strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------- C vs reference
@@ -405,7 +392,7 @@ def test_one_and_two_threads_bit_identical():
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw),
                 F.adaptive_avg_pool2d(x, (3, 4)), F.adaptive_avg_pool2d_backward(ga, x, (3, 4)),
                 F.adaptive_avg_pool2d(x, 1), F.adaptive_avg_pool2d_backward(g1, x, 1)]
-    _same_bits_on_one_and_two_threads(run)
+    assert_same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- bad input
@@ -613,7 +600,7 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
     def run():
         return [F.max_pool2d(x, **kw), F.max_pool2d_backward(g, x, **kw),
                 F.avg_pool2d(x, **kw), F.avg_pool2d_backward(g, x, **kw)]
-    _same_bits_on_one_and_two_threads(run)
+    assert_same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- 3x3/2 p1 on even planes
@@ -719,7 +706,7 @@ def test_k3s2_one_and_two_threads_bit_identical():
                     r for extra in AVG_K3S2_KW
                     for r in (F.avg_pool2d(x, **K3S2, **extra),
                               F.avg_pool2d_backward(g, x, **K3S2, **extra))]
-    _same_bits_on_one_and_two_threads(run)
+    assert_same_bits_on_one_and_two_threads(run)
 
 
 # ---------------------------------------------------------------- backward through indices
@@ -789,4 +776,4 @@ def test_max_backward_from_indices_one_and_two_threads_bit_identical():
             g = _rand(out.shape, np.float32, 1)
             res += [out, ind, F.max_pool2d_backward(g, x, **kw, indices=ind)]
         return res
-    _same_bits_on_one_and_two_threads(run)
+    assert_same_bits_on_one_and_two_threads(run)
