@@ -40,36 +40,37 @@ static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
 }
 
 /* Phase planes of input channel c of one sample: plane (ph, pw) element
- * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. */
+ * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. Each
+ * plane is cleared by one memset and then only its rows and columns inside x
+ * are copied: the planes' rows are short (OW + 1 = 17 elements for the strided
+ * 3x3 layer), and clearing the padding row by row, with per-row range checks,
+ * cost more than the copies (the plane builders were 25% of the strided 3x3
+ * grad_weight, 0.6 of 2.6 ms). */
 static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *xc,
                                 T *planes, dlk_idx phase_pitch) {
     const dlk_idx sh = g->stride_h, sw = g->stride_w, W = g->W, Wq = d->Wq;
-    const dlk_idx rows = (d->PL + Wq - 1) / Wq;
+    const dlk_idx rows = d->PL / Wq;  /* whole rows; the tail past them stays zero */
     for (dlk_idx ph = 0; ph < sh; ph++)
         for (dlk_idx pw = 0; pw < sw; pw++) {
             T *pl = planes + (ph * sw + pw) * phase_pitch;
+            memset(pl, 0, (size_t)d->PL * sizeof(T));
             dlk_idx i0, i1, j0, j1;
             dlk_conv2d_valid_range(rows, g->H, sh, ph - g->pad_h, &i0, &i1);
             dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
-            for (dlk_idx i = 0; i < rows; i++) {
-                T *restrict dst = pl + i * Wq;
-                const dlk_idx n = DLK_MIN(Wq, d->PL - i * Wq);
-                if (i < i0 || i >= i1) {
-                    for (dlk_idx j = 0; j < n; j++) dst[j] = 0;
-                    continue;
+            const dlk_idx n = j1 - j0;
+            if (n <= 0) continue;
+            for (dlk_idx i = i0; i < i1; i++) {
+                T *restrict dst = pl + i * Wq + j0;
+                const T *restrict src =
+                    xc + (i * sh + ph - g->pad_h) * W + j0 * sw + pw - g->pad_w;
+                /* constant strides, so that the compiler vectorizes each */
+                if (sw == 1) {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[j];
+                } else if (sw == 2) {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[2 * j];
+                } else {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[j * sw];
                 }
-                const dlk_idx a = DLK_MIN(j0, n), b = DLK_MAX(DLK_MIN(j1, n), a);
-                for (dlk_idx j = 0; j < a; j++) dst[j] = 0;
-                if (b > a) {
-                    const T *restrict src = xc + (i * sh + ph - g->pad_h) * W + a * sw + pw -
-                                            g->pad_w;
-                    if (sw == 1) {
-                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j];
-                    } else {
-                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j * sw];
-                    }
-                }
-                for (dlk_idx j = b; j < n; j++) dst[j] = 0;
             }
         }
 }
@@ -78,11 +79,9 @@ static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, 
 static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *gyo,
                             T *restrict dst) {
     const dlk_idx OW = g->OW, Wq = d->Wq;
-    for (dlk_idx oh = 0; oh < g->OH; oh++) {
+    memset(dst, 0, (size_t)d->PL * sizeof(T));
+    for (dlk_idx oh = 0; oh < g->OH; oh++)
         for (dlk_idx j = 0; j < OW; j++) dst[oh * Wq + j] = gyo[oh * OW + j];
-        for (dlk_idx j = OW; j < Wq; j++) dst[oh * Wq + j] = 0;
-    }
-    for (dlk_idx i = g->OH * Wq; i < d->PL; i++) dst[i] = 0;
 }
 
 /* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
