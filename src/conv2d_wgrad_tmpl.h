@@ -107,24 +107,42 @@ static void FN(wg_build_masks)(FN(wg_masks) *mk) {
     }
 }
 
-/* out[a] = sum of the lanes of v[a] for a < n, VL vectors at a time, by a
- * transposing tree: each level adds the low and high halves of every
+/* w[0] lanes 0..live-1 = sums of the lanes of w[0..live-1] (live <= VL), by
+ * a transposing tree: each level adds the low and high halves of every
  * accumulator's partial sums while packing two vectors into one, so VL
- * accumulators cost VL - 1 vector adds instead of VL scalar reductions. The
- * order of the additions is fixed. */
-static inline void FN(wg_hsum_many)(const FN(pvec) *v, int n, const FN(wg_masks) *mk,
-                                    T *out) {
+ * accumulators cost VL - 1 vector adds instead of VL scalar reductions. Pairs
+ * whose both halves would be zero (live < VL) are skipped: adding zeros
+ * changes no bit, so the order of the additions is the same fixed tree for
+ * every live. Called with constant live and fully unrolled (as a loop over
+ * blocks it reloaded and re-zeroed a 16-vector scratch per block). */
+static inline void FN(wg_hsum_block)(FN(pvec) *w, int live, const FN(wg_masks) *mk) {
+    const FN(pvec) zero = {0};
+    int level = 0;
+#pragma GCC unroll 8
+    for (int m = (int)PK_VL; m > 1; m /= 2, level++) {
+        const int out = (live + 1) / 2;
+#pragma GCC unroll 16
+        for (int i = 0; i < m / 2; i++)
+            if (i < out)
+                w[i] = __builtin_shuffle(w[2 * i], 2 * i + 1 < live ? w[2 * i + 1] : zero,
+                                         mk->lo[level]) +
+                       __builtin_shuffle(w[2 * i], 2 * i + 1 < live ? w[2 * i + 1] : zero,
+                                         mk->hi[level]);
+        live = out;
+    }
+}
+
+/* out[a] = sum of the lanes of v[a] for a < n (a compile-time constant), VL
+ * accumulators at a time (wg_hsum_block). */
+static inline void FN(wg_hsum_many)(FN(pvec) *v, int n, const FN(wg_masks) *mk, T *out) {
+#pragma GCC unroll 8
     for (int base = 0; base < n; base += (int)PK_VL) {
-        FN(pvec) w[64 / sizeof(T)];
-        const FN(pvec) zero = {0};
-        for (int a = 0; a < (int)PK_VL; a++) w[a] = base + a < n ? v[base + a] : zero;
-        for (int m = (int)PK_VL, level = 0; m > 1; m /= 2, level++)
-            for (int i = 0; i < m / 2; i++)
-                w[i] = __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->lo[level]) +
-                       __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->hi[level]);
+        const int live = n - base < (int)PK_VL ? n - base : (int)PK_VL;
+        FN(wg_hsum_block)(v + base, live, mk);
         T t[64 / sizeof(T)];
-        memcpy(t, &w[0], sizeof t);
-        for (int a = 0; a < (int)PK_VL && base + a < n; a++) out[base + a] = t[a];
+        memcpy(t, &v[base], sizeof t);
+#pragma GCC unroll 16
+        for (int a = 0; a < live; a++) out[base + a] = t[a];
     }
 }
 
@@ -142,6 +160,8 @@ static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, d
                                T out[WG_MO * WG_NK]) {
     FN(pvec) acc[WG_MO * WG_NK];
     const FN(pvec) zero = {0};
+    /* unrolled: as a loop GCC turns it into a call to memset */
+#pragma GCC unroll 32
     for (int a = 0; a < WG_MO * WG_NK; a++) acc[a] = zero;
     for (int s = 0; s < ns; s++) {
         const T *g[WG_MO], *xr[WG_NK];
@@ -259,11 +279,27 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
             /* Tile order: consecutive tiles share the operand whose group
              * footprint is larger (its rows stay in L1 across the sweep of the
              * other), while a super-block of the smaller one stays in L2. */
+            /* (ib, ob) of tile t, found by division at the first tile of
+             * each thread's static range and stepped after that */
+            dlk_idx next = -1, first = 0, ssz = 0, ib = 0, ob = 0;
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < nob * nkb; t++) {
-                const dlk_idx sb = t / (sup * nout), first = sb * sup;
-                const dlk_idx ssz = DLK_MIN(sup, nin - first), r = t - first * nout;
-                const dlk_idx ib = first + r % ssz, ob = r / ssz;
+                if (t != next) {
+                    first = t / (sup * nout) * sup;
+                    ssz = DLK_MIN(sup, nin - first);
+                    const dlk_idx r = t - first * nout;
+                    ib = first + r % ssz;
+                    ob = r / ssz;
+                } else if (++ib == first + ssz) {
+                    ib = first;
+                    if (++ob == nout) {
+                        ob = 0;
+                        first += sup;
+                        ssz = DLK_MIN(sup, nin - first);
+                        ib = first;
+                    }
+                }
+                next = t + 1;
                 const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
                 const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
                 for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
@@ -276,9 +312,15 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                         xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
                     T out[WG_MO * WG_NK];
                     FN(wg_tile)(gy, xs, (int)ns, d.Lq, d.PL, keep, &masks, out);
-                    for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
-                        for (int j = 0; j < WG_NK && k0 + j < K; j++)
-                            grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
+                    T *gw = grad_weight + (grp * OCg + o0) * K + k0;
+                    if (o0 + WG_MO <= OCg && k0 + WG_NK <= K) { /* constant bounds */
+                        for (int i = 0; i < WG_MO; i++)
+                            for (int j = 0; j < WG_NK; j++) gw[i * K + j] += out[i * WG_NK + j];
+                    } else {
+                        for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
+                            for (int j = 0; j < WG_NK && k0 + j < K; j++)
+                                gw[i * K + j] += out[i * WG_NK + j];
+                    }
                 }
             }
         }
