@@ -11,8 +11,8 @@
  * shifted by (kh*dil_h / sh) rows and (kw*dil_w / sw) columns: a contiguous
  * stream, for any stride and dilation, with no bounds checks. A register tile
  * of WG_MO output channels x WG_NK taps keeps its dot products in SIMD lanes
- * over a group of WG_NS samples and reduces them once per group in a fixed
- * tree order; groups are added in order, so neither the thread count nor the
+ * over a group of ns samples (wg_geometry) and reduces them once per group
+ * in a fixed tree order; groups are added in order, so neither the thread count nor the
  * sample chunking (max_bytes) changes a bit of the result.
  * Cost per sample: O(Cg*H*W + OCg*OH*Wq) copies, then
  * OCg * K * OH * Wq multiply-adds (Wq - OW extra columns, e.g. 6% at 32x32). */
@@ -26,6 +26,7 @@ typedef struct {
     dlk_idx PL;   /* elements per phase plane (covers Lq plus the largest shift),
                    * a whole number of vectors */
     dlk_idx nph;  /* phases per channel: stride_h * stride_w */
+    dlk_idx ns;   /* samples per reduction group */
 } FN(wg_dims);
 
 static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
@@ -36,6 +37,12 @@ static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
     d.Lq = (g->OH * d.Wq + PK_VL - 1) / PK_VL * PK_VL;
     d.PL = (d.Lq + qh * d.Wq + qw + PK_VL - 1) / PK_VL * PK_VL;
     d.nph = g->stride_h * g->stride_w;
+    /* short streams (strided layers: 17 vectors per sample at 16x16 outputs)
+     * pool more samples per reduction so that a tile's fixed cost (zeroing,
+     * reduction, pointer setup) stays small beside its multiply-adds; a
+     * geometry-only choice, so the thread count never changes it */
+    const dlk_idx m = DLK_MIN(WG_STREAM / (WG_NS * d.Lq), (g->N + WG_NS - 1) / WG_NS);
+    d.ns = WG_NS * DLK_MIN(DLK_MAX(m, 1), WG_NS_MAX / WG_NS);
     return d;
 }
 
@@ -194,17 +201,17 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
     if (g->N == 0) return DLK_OK;
     const FN(wg_dims) d = FN(wg_geometry)(g);
-    /* A group of WG_NS samples lies sample-contiguous: phase plane (c, ph) of
-     * sample s at (c*nph + ph)*WG_NS*PL + s*PL, then grad_out row o of sample s
-     * at xsz + (o*WG_NS + s)*PL. A tap reads Lq elements per sample from its
+    /* A group of NS samples lies sample-contiguous: phase plane (c, ph) of
+     * sample s at (c*nph + ph)*NS*PL + s*PL, then grad_out row o of sample s
+     * at xsz + (o*NS + s)*PL. A tap reads Lq elements per sample from its
      * shifted start; past the last plane that runs into the grad_out rows, and
      * past those into gslack zeros, so every element read is initialized. */
-    const dlk_idx SP = WG_NS * d.PL;
+    const dlk_idx NS = d.ns, SP = NS * d.PL;
     const dlk_idx xsz = Cg * d.nph * SP, per = xsz + OCg * SP;
     /* groups per chunk (the reduction groups are fixed, so max_bytes never
      * changes the result) */
     dlk_idx ngr = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T)));
-    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + WG_NS - 1) / WG_NS);
+    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + NS - 1) / NS);
     const dlk_idx gslack = d.PL;
     /* + zero rows that pad the channel and tap tails of the tiles */
     T *buf = (T *)malloc((size_t)(ngr * per + gslack + SP) * sizeof(T));
@@ -252,16 +259,16 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     const dlk_idx in_bytes =
         ngr * (tap_major ? WG_MO * SP : WG_NK * SP) * (dlk_idx)sizeof(T);  /* a chunk's */
     const dlk_idx sup = DLK_MIN(nin, DLK_MAX(1, WG_L2_BYTES / in_bytes));
-    const dlk_idx chunk = ngr * WG_NS;
+    const dlk_idx chunk = ngr * NS;
 #pragma omp parallel num_threads(nthreads)
     for (dlk_idx grp = 0; grp < G; grp++)
         for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
             const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
-            const dlk_idx slots = (nbc + WG_NS - 1) / WG_NS * WG_NS;
+            const dlk_idx slots = (nbc + NS - 1) / NS * NS;
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
                 const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
-                T *base = buf + nl / WG_NS * per + nl % WG_NS * d.PL;
+                T *base = buf + nl / NS * per + nl % NS * d.PL;
                 if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
                     if (r < Cg)
                         for (dlk_idx ph = 0; ph < d.nph; ph++)
@@ -302,9 +309,9 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                 next = t + 1;
                 const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
                 const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
-                for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
-                    const dlk_idx ns = DLK_MIN(WG_NS, nbc - s0);
-                    const T *base = buf + s0 / WG_NS * per;
+                for (dlk_idx s0 = 0; s0 < nbc; s0 += NS) {
+                    const dlk_idx ns = DLK_MIN(NS, nbc - s0);
+                    const T *base = buf + s0 / NS * per;
                     const T *gy[WG_MO], *xs[WG_NK];
                     for (int i = 0; i < WG_MO; i++)
                         gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
