@@ -2,7 +2,9 @@
 
 One group per shape and pass ("fwd" or "fwd+bwd"); GFLOP/s in extra_info count
 2*N*OC*OH*OW*(C/groups)*kH*kW per forward and three times that for forward plus
-backward (grad_x and grad_weight each cost one forward). Every benchmarked result
+backward (grad_x and grad_weight each cost one forward); the GEMM-bound shapes also
+time grad_x and grad_weight alone (output_mask; torch's convolution_backward with
+the same mask), one forward's FLOPs each. Every benchmarked result
 is checked against the reference. With --benchmark-disable (the ordinary test run)
 the batch is cut to 2 so the smoke test stays fast.
 """
@@ -94,3 +96,45 @@ def test_conv2d(benchmark, shape, backward, impl):
     for a, e in zip(got, expected if backward else expected[:1]):
         assert_close(a, e, dtype=DTYPE)
     record_rate(benchmark, flops=flops * (3 if backward else 1))
+
+
+def _part_runner(impl, x, w, gy, kw_args, part):
+    """One gradient alone (output_mask), so that a backward's two GEMM-sized
+    halves are timed apart: "grad_x" or "grad_weight" (with grad_bias, which
+    the kernels compute in the same pass)."""
+    mask = (part == "grad_x", part == "grad_weight", part == "grad_weight")
+    if impl == "torch":
+        torch = torch_or_none()
+        if torch is None:
+            pytest.skip("torch not installed")
+        torch.set_num_threads(dlkern.get_num_threads())
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        tgy = torch.from_numpy(gy)
+
+        def run():
+            grads = torch.ops.aten.convolution_backward(
+                tgy, tx, tw, [w.shape[0]], [kw_args["stride"]] * 2, [kw_args["padding"]] * 2,
+                [1, 1], False, [0, 0], kw_args["groups"], list(mask))
+            return tuple(None if g is None else g.numpy() for g in grads)
+        return run
+    mod, algo = (R, "auto") if impl == "reference" else (F, impl)
+    return lambda: mod.conv2d_backward(gy, x, w, algo=algo, output_mask=mask, **kw_args)
+
+
+@pytest.mark.parametrize("impl", ["im2col", "reference", "torch"])
+@pytest.mark.parametrize("part", ["grad_x", "grad_weight"])
+@pytest.mark.parametrize("shape", ["resnet3x3", "strided3x3", "pointwise1x1"])
+def test_conv2d_backward_part(benchmark, shape, part, impl):
+    spec = next(s for s in SHAPES if s[0] == shape)
+    n = 2 if benchmark.disabled else spec[1][0]
+    x, w, b, gy, kw_args, expected, flops = _case(shape, n)
+    (oc, kh, kw) = spec[2]
+    benchmark.group = (f"conv2d {part} {shape} N{n} {spec[1][1]}->{oc} "
+                       f"{spec[1][2]}x{spec[1][3]} k{kh}x{kw} s{spec[3]} p{spec[4]} float32")
+    run = _part_runner(impl, x, w, gy, kw_args, part)
+    if not benchmark.disabled:
+        run()
+    got = benchmark(run)
+    index = 0 if part == "grad_x" else 1
+    assert_close(got[index], expected[1 + index], dtype=DTYPE)
+    record_rate(benchmark, flops=flops)

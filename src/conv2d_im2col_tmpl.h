@@ -198,6 +198,27 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
             T *restrict gx = grad_x + p * HW;
             memcpy(tmp, gx, (size_t)HW * sizeof(T));
             const T *src = tmp;
+            if (sw == 2) {
+                /* both column phases of a row at once: one interleaving loop
+                 * that the compiler vectorizes, where two stride-2 scatters
+                 * stay scalar */
+                const dlk_idx W0 = (W + 1) / 2, W1 = W / 2;
+                for (dlk_idx r = 0; r < sh; r++) {
+                    const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
+                    const T *restrict s0 = src, *restrict s1 = src + Hr * W0;
+                    for (dlk_idx i = 0; i < Hr; i++) {
+                        T *restrict d = gx + (i * sh + r) * W;
+                        const T *restrict a = s0 + i * W0, *restrict b = s1 + i * W1;
+                        for (dlk_idx j = 0; j < W1; j++) {
+                            d[2 * j] = a[j];
+                            d[2 * j + 1] = b[j];
+                        }
+                        if (W0 > W1) d[2 * W1] = a[W1];
+                    }
+                    src += Hr * W;
+                }
+                continue;
+            }
             for (dlk_idx r = 0; r < sh; r++)
                 for (dlk_idx q = 0; q < sw; q++) {
                     const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;

@@ -11,8 +11,8 @@
  * shifted by (kh*dil_h / sh) rows and (kw*dil_w / sw) columns: a contiguous
  * stream, for any stride and dilation, with no bounds checks. A register tile
  * of WG_MO output channels x WG_NK taps keeps its dot products in SIMD lanes
- * over a group of WG_NS samples and reduces them once per group in a fixed
- * tree order; groups are added in order, so neither the thread count nor the
+ * over a group of ns samples (wg_geometry) and reduces them once per group
+ * in a fixed tree order; groups are added in order, so neither the thread count nor the
  * sample chunking (max_bytes) changes a bit of the result.
  * Cost per sample: O(Cg*H*W + OCg*OH*Wq) copies, then
  * OCg * K * OH * Wq multiply-adds (Wq - OW extra columns, e.g. 6% at 32x32). */
@@ -26,6 +26,7 @@ typedef struct {
     dlk_idx PL;   /* elements per phase plane (covers Lq plus the largest shift),
                    * a whole number of vectors */
     dlk_idx nph;  /* phases per channel: stride_h * stride_w */
+    dlk_idx ns;   /* samples per reduction group */
 } FN(wg_dims);
 
 static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
@@ -36,40 +37,47 @@ static FN(wg_dims) FN(wg_geometry)(const dlk_conv2d_geom *g) {
     d.Lq = (g->OH * d.Wq + PK_VL - 1) / PK_VL * PK_VL;
     d.PL = (d.Lq + qh * d.Wq + qw + PK_VL - 1) / PK_VL * PK_VL;
     d.nph = g->stride_h * g->stride_w;
+    /* short streams (strided layers: 17 vectors per sample at 16x16 outputs)
+     * pool more samples per reduction so that a tile's fixed cost (zeroing,
+     * reduction, pointer setup) stays small beside its multiply-adds; a
+     * geometry-only choice, so the thread count never changes it */
+    const dlk_idx m = DLK_MIN(WG_STREAM / (WG_NS * d.Lq), (g->N + WG_NS - 1) / WG_NS);
+    d.ns = WG_NS * DLK_MIN(DLK_MAX(m, 1), WG_NS_MAX / WG_NS);
     return d;
 }
 
 /* Phase planes of input channel c of one sample: plane (ph, pw) element
- * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. */
+ * (i, j) = x[c][i*sh + ph - pad_h][j*sw + pw - pad_w], zero outside x. Each
+ * plane is cleared by one memset and then only its rows and columns inside x
+ * are copied: the planes' rows are short (OW + 1 = 17 elements for the strided
+ * 3x3 layer), and clearing the padding row by row, with per-row range checks,
+ * cost more than the copies (the plane builders were 25% of the strided 3x3
+ * grad_weight, 0.6 of 2.6 ms). */
 static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *xc,
                                 T *planes, dlk_idx phase_pitch) {
     const dlk_idx sh = g->stride_h, sw = g->stride_w, W = g->W, Wq = d->Wq;
-    const dlk_idx rows = (d->PL + Wq - 1) / Wq;
+    const dlk_idx rows = d->PL / Wq;  /* whole rows; the tail past them stays zero */
     for (dlk_idx ph = 0; ph < sh; ph++)
         for (dlk_idx pw = 0; pw < sw; pw++) {
             T *pl = planes + (ph * sw + pw) * phase_pitch;
+            memset(pl, 0, (size_t)d->PL * sizeof(T));
             dlk_idx i0, i1, j0, j1;
             dlk_conv2d_valid_range(rows, g->H, sh, ph - g->pad_h, &i0, &i1);
             dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
-            for (dlk_idx i = 0; i < rows; i++) {
-                T *restrict dst = pl + i * Wq;
-                const dlk_idx n = DLK_MIN(Wq, d->PL - i * Wq);
-                if (i < i0 || i >= i1) {
-                    for (dlk_idx j = 0; j < n; j++) dst[j] = 0;
-                    continue;
+            const dlk_idx n = j1 - j0;
+            if (n <= 0) continue;
+            for (dlk_idx i = i0; i < i1; i++) {
+                T *restrict dst = pl + i * Wq + j0;
+                const T *restrict src =
+                    xc + (i * sh + ph - g->pad_h) * W + j0 * sw + pw - g->pad_w;
+                /* constant strides, so that the compiler vectorizes each */
+                if (sw == 1) {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[j];
+                } else if (sw == 2) {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[2 * j];
+                } else {
+                    for (dlk_idx j = 0; j < n; j++) dst[j] = src[j * sw];
                 }
-                const dlk_idx a = DLK_MIN(j0, n), b = DLK_MAX(DLK_MIN(j1, n), a);
-                for (dlk_idx j = 0; j < a; j++) dst[j] = 0;
-                if (b > a) {
-                    const T *restrict src = xc + (i * sh + ph - g->pad_h) * W + a * sw + pw -
-                                            g->pad_w;
-                    if (sw == 1) {
-                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j];
-                    } else {
-                        for (dlk_idx j = 0; j < b - a; j++) dst[a + j] = src[j * sw];
-                    }
-                }
-                for (dlk_idx j = b; j < n; j++) dst[j] = 0;
             }
         }
 }
@@ -78,11 +86,9 @@ static void FN(wg_build_planes)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, 
 static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, const T *gyo,
                             T *restrict dst) {
     const dlk_idx OW = g->OW, Wq = d->Wq;
-    for (dlk_idx oh = 0; oh < g->OH; oh++) {
+    memset(dst, 0, (size_t)d->PL * sizeof(T));
+    for (dlk_idx oh = 0; oh < g->OH; oh++)
         for (dlk_idx j = 0; j < OW; j++) dst[oh * Wq + j] = gyo[oh * OW + j];
-        for (dlk_idx j = OW; j < Wq; j++) dst[oh * Wq + j] = 0;
-    }
-    for (dlk_idx i = g->OH * Wq; i < d->PL; i++) dst[i] = 0;
 }
 
 /* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
@@ -108,24 +114,42 @@ static void FN(wg_build_masks)(FN(wg_masks) *mk) {
     }
 }
 
-/* out[a] = sum of the lanes of v[a] for a < n, VL vectors at a time, by a
- * transposing tree: each level adds the low and high halves of every
+/* w[0] lanes 0..live-1 = sums of the lanes of w[0..live-1] (live <= VL), by
+ * a transposing tree: each level adds the low and high halves of every
  * accumulator's partial sums while packing two vectors into one, so VL
- * accumulators cost VL - 1 vector adds instead of VL scalar reductions. The
- * order of the additions is fixed. */
-static inline void FN(wg_hsum_many)(const FN(pvec) *v, int n, const FN(wg_masks) *mk,
-                                    T *out) {
+ * accumulators cost VL - 1 vector adds instead of VL scalar reductions. Pairs
+ * whose both halves would be zero (live < VL) are skipped: adding zeros
+ * changes no bit, so the order of the additions is the same fixed tree for
+ * every live. Called with constant live and fully unrolled (as a loop over
+ * blocks it reloaded and re-zeroed a 16-vector scratch per block). */
+static inline void FN(wg_hsum_block)(FN(pvec) *w, int live, const FN(wg_masks) *mk) {
+    const FN(pvec) zero = {0};
+    int level = 0;
+#pragma GCC unroll 8
+    for (int m = (int)PK_VL; m > 1; m /= 2, level++) {
+        const int out = (live + 1) / 2;
+#pragma GCC unroll 16
+        for (int i = 0; i < m / 2; i++)
+            if (i < out)
+                w[i] = __builtin_shuffle(w[2 * i], 2 * i + 1 < live ? w[2 * i + 1] : zero,
+                                         mk->lo[level]) +
+                       __builtin_shuffle(w[2 * i], 2 * i + 1 < live ? w[2 * i + 1] : zero,
+                                         mk->hi[level]);
+        live = out;
+    }
+}
+
+/* out[a] = sum of the lanes of v[a] for a < n (a compile-time constant), VL
+ * accumulators at a time (wg_hsum_block). */
+static inline void FN(wg_hsum_many)(FN(pvec) *v, int n, const FN(wg_masks) *mk, T *out) {
+#pragma GCC unroll 8
     for (int base = 0; base < n; base += (int)PK_VL) {
-        FN(pvec) w[64 / sizeof(T)];
-        const FN(pvec) zero = {0};
-        for (int a = 0; a < (int)PK_VL; a++) w[a] = base + a < n ? v[base + a] : zero;
-        for (int m = (int)PK_VL, level = 0; m > 1; m /= 2, level++)
-            for (int i = 0; i < m / 2; i++)
-                w[i] = __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->lo[level]) +
-                       __builtin_shuffle(w[2 * i], w[2 * i + 1], mk->hi[level]);
+        const int live = n - base < (int)PK_VL ? n - base : (int)PK_VL;
+        FN(wg_hsum_block)(v + base, live, mk);
         T t[64 / sizeof(T)];
-        memcpy(t, &w[0], sizeof t);
-        for (int a = 0; a < (int)PK_VL && base + a < n; a++) out[base + a] = t[a];
+        memcpy(t, &v[base], sizeof t);
+#pragma GCC unroll 16
+        for (int a = 0; a < live; a++) out[base + a] = t[a];
     }
 }
 
@@ -143,6 +167,8 @@ static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, d
                                T out[WG_MO * WG_NK]) {
     FN(pvec) acc[WG_MO * WG_NK];
     const FN(pvec) zero = {0};
+    /* unrolled: as a loop GCC turns it into a call to memset */
+#pragma GCC unroll 32
     for (int a = 0; a < WG_MO * WG_NK; a++) acc[a] = zero;
     for (int s = 0; s < ns; s++) {
         const T *g[WG_MO], *xr[WG_NK];
@@ -175,17 +201,17 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
     if (g->N == 0) return DLK_OK;
     const FN(wg_dims) d = FN(wg_geometry)(g);
-    /* A group of WG_NS samples lies sample-contiguous: phase plane (c, ph) of
-     * sample s at (c*nph + ph)*WG_NS*PL + s*PL, then grad_out row o of sample s
-     * at xsz + (o*WG_NS + s)*PL. A tap reads Lq elements per sample from its
+    /* A group of NS samples lies sample-contiguous: phase plane (c, ph) of
+     * sample s at (c*nph + ph)*NS*PL + s*PL, then grad_out row o of sample s
+     * at xsz + (o*NS + s)*PL. A tap reads Lq elements per sample from its
      * shifted start; past the last plane that runs into the grad_out rows, and
      * past those into gslack zeros, so every element read is initialized. */
-    const dlk_idx SP = WG_NS * d.PL;
+    const dlk_idx NS = d.ns, SP = NS * d.PL;
     const dlk_idx xsz = Cg * d.nph * SP, per = xsz + OCg * SP;
     /* groups per chunk (the reduction groups are fixed, so max_bytes never
      * changes the result) */
     dlk_idx ngr = (dlk_idx)(max_bytes / ((size_t)per * sizeof(T)));
-    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + WG_NS - 1) / WG_NS);
+    ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + NS - 1) / NS);
     const dlk_idx gslack = d.PL;
     /* + zero rows that pad the channel and tap tails of the tiles */
     T *buf = (T *)malloc((size_t)(ngr * per + gslack + SP) * sizeof(T));
@@ -233,16 +259,16 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     const dlk_idx in_bytes =
         ngr * (tap_major ? WG_MO * SP : WG_NK * SP) * (dlk_idx)sizeof(T);  /* a chunk's */
     const dlk_idx sup = DLK_MIN(nin, DLK_MAX(1, WG_L2_BYTES / in_bytes));
-    const dlk_idx chunk = ngr * WG_NS;
+    const dlk_idx chunk = ngr * NS;
 #pragma omp parallel num_threads(nthreads)
     for (dlk_idx grp = 0; grp < G; grp++)
         for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
             const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
-            const dlk_idx slots = (nbc + WG_NS - 1) / WG_NS * WG_NS;
+            const dlk_idx slots = (nbc + NS - 1) / NS * NS;
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
                 const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
-                T *base = buf + nl / WG_NS * per + nl % WG_NS * d.PL;
+                T *base = buf + nl / NS * per + nl % NS * d.PL;
                 if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
                     if (r < Cg)
                         for (dlk_idx ph = 0; ph < d.nph; ph++)
@@ -260,16 +286,32 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
             /* Tile order: consecutive tiles share the operand whose group
              * footprint is larger (its rows stay in L1 across the sweep of the
              * other), while a super-block of the smaller one stays in L2. */
+            /* (ib, ob) of tile t, found by division at the first tile of
+             * each thread's static range and stepped after that */
+            dlk_idx next = -1, first = 0, ssz = 0, ib = 0, ob = 0;
 #pragma omp for schedule(static)
             for (dlk_idx t = 0; t < nob * nkb; t++) {
-                const dlk_idx sb = t / (sup * nout), first = sb * sup;
-                const dlk_idx ssz = DLK_MIN(sup, nin - first), r = t - first * nout;
-                const dlk_idx ib = first + r % ssz, ob = r / ssz;
+                if (t != next) {
+                    first = t / (sup * nout) * sup;
+                    ssz = DLK_MIN(sup, nin - first);
+                    const dlk_idx r = t - first * nout;
+                    ib = first + r % ssz;
+                    ob = r / ssz;
+                } else if (++ib == first + ssz) {
+                    ib = first;
+                    if (++ob == nout) {
+                        ob = 0;
+                        first += sup;
+                        ssz = DLK_MIN(sup, nin - first);
+                        ib = first;
+                    }
+                }
+                next = t + 1;
                 const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
                 const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
-                for (dlk_idx s0 = 0; s0 < nbc; s0 += WG_NS) {
-                    const dlk_idx ns = DLK_MIN(WG_NS, nbc - s0);
-                    const T *base = buf + s0 / WG_NS * per;
+                for (dlk_idx s0 = 0; s0 < nbc; s0 += NS) {
+                    const dlk_idx ns = DLK_MIN(NS, nbc - s0);
+                    const T *base = buf + s0 / NS * per;
                     const T *gy[WG_MO], *xs[WG_NK];
                     for (int i = 0; i < WG_MO; i++)
                         gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
@@ -277,9 +319,15 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                         xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
                     T out[WG_MO * WG_NK];
                     FN(wg_tile)(gy, xs, (int)ns, d.Lq, d.PL, keep, &masks, out);
-                    for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
-                        for (int j = 0; j < WG_NK && k0 + j < K; j++)
-                            grad_weight[(grp * OCg + o0 + i) * K + k0 + j] += out[i * WG_NK + j];
+                    T *gw = grad_weight + (grp * OCg + o0) * K + k0;
+                    if (o0 + WG_MO <= OCg && k0 + WG_NK <= K) { /* constant bounds */
+                        for (int i = 0; i < WG_MO; i++)
+                            for (int j = 0; j < WG_NK; j++) gw[i * K + j] += out[i * WG_NK + j];
+                    } else {
+                        for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
+                            for (int j = 0; j < WG_NK && k0 + j < K; j++)
+                                gw[i * K + j] += out[i * WG_NK + j];
+                    }
                 }
             }
         }

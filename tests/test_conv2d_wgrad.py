@@ -1,0 +1,134 @@
+"""conv2d im2col grad_weight on strided geometries (src/conv2d_wgrad_tmpl.h):
+phase planes built by one memset plus the rows inside x, samples pooled up to 16
+per lane reduction when a sample's stream is short. Against the NumPy reference
+and PyTorch, 1 vs 2 threads, sample chunking, non-contiguous x, unread x
+elements."""
+import importlib
+
+import numpy as np
+import pytest
+
+import dlkern
+import dlkern.functional as F
+import dlkern.reference as R
+from dlkern.testing import assert_close
+
+DTYPES = [np.float32, np.float64]
+conv_module = importlib.import_module("dlkern.functional.conv2d")
+
+# (x shape, weight shape, stride, padding, dilation, groups); the comment gives
+# the samples per reduction group in float32 (wg_geometry)
+CASES = [
+    ((16, 8, 32, 32), (12, 8, 3, 3), 2, 1, 1, 1),        # the bench layer, narrower: 16
+    ((17, 3, 15, 13), (5, 3, 3, 3), 2, 1, 1, 1),         # odd H, W: unequal phases; 16 + 1
+    ((6, 4, 11, 9), (6, 4, 3, 3), 3, 2, 1, 1),           # stride 3, padding 2: 8 (2 empty)
+    ((5, 4, 10, 12), (6, 4, 3, 3), 2, 0, 1, 1),          # padding 0: 8 (3 empty)
+    ((4, 4, 13, 11), (6, 2, 3, 3), 2, 1, 2, 2),          # dilation 2, groups 2
+    ((1, 5, 9, 9), (7, 5, 3, 3), 2, 1, 1, 1),            # batch of one: 4 (3 empty)
+    ((3, 4, 3, 3), (5, 4, 3, 3), 2, 0, 1, 1),            # a single output pixel
+    ((20, 3, 8, 8), (4, 3, 3, 3), 2, 1, 1, 1),           # 16 + 4 (12 empty)
+    ((10, 3, 8, 8), (4, 3, 3, 3), 2, 1, 1, 1),           # 12 (2 empty)
+    ((2, 3, 9, 9), (4, 3, 2, 2), 2, 1, 1, 1),            # even kernel
+    ((3, 2, 7, 8), (3, 2, 3, 3), (2, 3), (1, 2), 1, 1),  # stride 2 rows, 3 columns
+    ((2, 3, 10, 9), (4, 3, 3, 3), 2, 2, 1, 1),           # padding 2: an all-zero plane row
+]
+
+
+def _ids(case):
+    xs, ws, s, p, d, g = case
+    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
+
+
+def _data(case, dtype, seed=0):
+    xs, ws, s, p, d, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    return x, w, gy, kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_strided_backward_matches_reference(case, dtype):
+    x, w, gy, kw = _data(case, dtype, seed=21)
+    for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"),
+                              F.conv2d_backward(gy, x, w, algo="im2col", **kw),
+                              R.conv2d_backward(gy, x, w, **kw)):
+        assert got.dtype == dtype
+        assert_close(got, exp, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=_ids)
+def test_strided_grad_weight_matches_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    x, w, gy, kw = _data(case, dtype, seed=22)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, **kw).backward(torch.from_numpy(gy))
+    gx, gw, _ = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
+    assert_close(gw, tw.grad.numpy())
+    assert_close(gx, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_strided_grad_weight_one_and_two_threads_bit_identical(case, dtype):
+    x, w, gy, kw = _data(case, dtype, seed=23)
+    results = []
+    try:
+        for threads in (1, 2):
+            dlkern.set_num_threads(threads)
+            results.append(F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+    finally:
+        dlkern.set_num_threads(None)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[2]], ids=_ids)
+def test_pooled_groups_independent_of_budget(monkeypatch, dtype, case):
+    # a 1-byte budget takes one reduction group per chunk (two chunks for 17 or
+    # 20 samples in groups of 16); a large one takes all groups at once
+    x, w, gy, kw = _data(case, dtype, seed=24)
+    results = []
+    for limit in (1, 2**30):
+        monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
+        results.append(F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_non_contiguous_x(dtype):
+    x, w, gy, kw = _data(CASES[1], dtype, seed=25)
+    big = np.zeros(x.shape[:2] + (2 * x.shape[2], 2 * x.shape[3]), dtype)
+    big[:, :, ::2, ::2] = x
+    xs = big[:, :, ::2, ::2]
+    assert not xs.flags.c_contiguous
+    for got, exp in zip(F.conv2d_backward(gy, xs, w, algo="im2col", **kw),
+                        R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("case", [
+    ((5, 2, 12, 14), (4, 2, 3, 3), 2, 0, 1, 1),   # last row and column unread; groups of 8
+    ((17, 2, 9, 12), (3, 2, 2, 2), 3, 0, 1, 1),   # stride 3: gaps; groups of 16 + 1
+], ids=["stride2-pooled", "stride3-pooled"])
+def test_unread_x_elements_stay_out_of_grad_weight(case, bad, dtype):
+    """x elements that no output reads sit in the masked slack of the pooled
+    groups' streams: they must not reach grad_weight (0 * inf is NaN)."""
+    x, w, gy, kw = _data(case, dtype, seed=26)
+    y = R.conv2d(x, w, **kw)
+    read = R.conv2d_backward(np.ones_like(y), np.ones_like(x), np.ones_like(w), **kw)[0] != 0
+    assert not read.all()
+    x_bad = np.where(read, x, dtype(bad))
+    clean = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
+    got = F.conv2d_backward(gy, x_bad, w, algo="im2col", **kw)
+    for name, g, c in zip(("grad_x", "grad_weight", "grad_bias"), got, clean):
+        assert np.all(np.isfinite(g)), name
+        np.testing.assert_array_equal(g, c, err_msg=name)
