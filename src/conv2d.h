@@ -82,8 +82,9 @@ int dlk_conv2d_direct_backward_f64(const dlk_conv2d_geom *g, const double *grad_
 
 /* im2col: GEMMs over the column matrix on dlkern's packed micro-kernel
  * (conv2d_im2col.c), the column matrix packed on the fly. bias may be NULL.
- * max_col_bytes bounds grad_weight's per-chunk copies of x (at least one sample;
- * results do not depend on it). Return DLK_OK or DLK_ENOMEM. */
+ * max_col_bytes bounds grad_weight's per-chunk copies of x (at least one group
+ * of samples reduced together, 4 to 16 by the shape; results do not depend on
+ * it). Return DLK_OK or DLK_ENOMEM. */
 int dlk_conv2d_im2col_forward_f32(const dlk_conv2d_geom *g, const float *x,
                                   const float *weight, const float *bias, float *y,
                                   int nthreads);

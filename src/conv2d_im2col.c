@@ -25,8 +25,10 @@
  * No BLAS is called, so no second thread pool competes for the cores.
  * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
  * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), one
- * plane per thread for the strided grad_x, and for grad_weight the phase planes of up to max_col_bytes worth of samples (at
- * least one). Kernels return DLK_ENOMEM when an allocation fails.
+ * plane per thread for the strided grad_x, and for grad_weight the phase
+ * planes of up to max_col_bytes worth of samples (at least one group of
+ * WG_NS to WG_NS_MAX samples). Kernels return DLK_ENOMEM when an allocation
+ * fails.
  * Matches dlkern/reference/conv2d.py.
  */
 #include <stdlib.h>
