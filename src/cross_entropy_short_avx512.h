@@ -52,48 +52,52 @@ typedef struct {
     const float (*wcol)[16];  /* pair layout: class weight of each lane of pair vector j */
 } dlk_ce_short_args;
 
-/* Maxima and sums of exps of one full group (lane r = row r): the pair layout when
- * V > 0 (a constant), else the generic path with e as scratch. */
+/* The first half of a group's loss: targets checked, rows' maxima and sums of exps (the
+ * pair layout when V > 0, a constant, else the generic path with e as scratch). */
+typedef struct {
+    const float *x;
+    __m512 m, s;
+    __m512i tc;
+    __mmask16 keep, bad;
+} dlk_ce_short_stage;
+
 static inline __attribute__((always_inline)) void
-dlk_ce_short_stats(const dlk_ce_short_args *a, const dlk_short_rows *sr, const float *x,
-                   float *e, __m512 *m, __m512 *s, const int V) {
+dlk_ce_short_group_stats(const dlk_ce_short_args *a, const dlk_short_rows *sr, const float *x,
+                         const int64_t *t, float *e, dlk_ce_short_stage *st, const int V) {
+    st->x = x;
+    st->tc = dlk_ce_short_targets(t, a->ignore_index, a->C, &st->keep, &st->bad);
     if (V)
-        dlk_pairs_group_stats(a->pr, x, m, s, V);
+        dlk_pairs_group_stats(a->pr, x, &st->m, &st->s, V);
     else
-        dlk_short_group_exp(sr, x, e, m, s);
+        dlk_short_group_exp(sr, x, e, &st->m, &st->s);
 }
 
-/* Per-row losses of one group of 16 rows (x: 16*C logits, t: 16 targets, the rows past
- * the array's end padded with ignore_index): loss = (1 - eps) w_t ((max - x_t) + log(sum)),
- * plus, when eps > 0, eps/C (sum_c w_c (max - x_c) + W log(sum)) (the smoothing term per
- * row in double, as cross_entropy_body.h); ignored rows 0. Writes 16 doubles to rl and
- * returns the mask of rows whose target is out of range (their loss is meaningless);
- * valid: the rows that count (kept, in range), wt_out their target weights. */
-static inline __attribute__((always_inline)) __mmask16
-dlk_ce_short_group_loss(const dlk_ce_short_args *a, const dlk_short_rows *sr, const float *x,
-                        const int64_t *t, float *e, double *rl, __mmask16 *valid,
-                        __m512 *wt_out, const int V) {
+/* The second half: per-row losses of the group (16 rows, those past the array's end
+ * padded with ignore_index): loss = (1 - eps) w_t ((max - x_t) + log(sum)), plus, when
+ * eps > 0, eps/C (sum_c w_c (max - x_c) + W log(sum)) (the smoothing term per row in
+ * double, as cross_entropy_body.h); ignored rows 0. Writes 16 doubles to rl; valid: the
+ * rows that count (kept, target in range), wt_out their target weights. */
+static inline void dlk_ce_short_group_loss(const dlk_ce_short_args *a, const dlk_ce_short_stage *st,
+                                           double *rl, __mmask16 *valid, __m512 *wt_out) {
     dlk_idx C = a->C;
-    __mmask16 keep, bad;
-    __m512i tc = dlk_ce_short_targets(t, a->ignore_index, C, &keep, &bad);
-    __m512 m, s;
-    dlk_ce_short_stats(a, sr, x, e, &m, &s, V);
-    __m512 lg = dlk_avx512_log_ps(s);
+    const float *x = st->x;
+    __mmask16 keep = st->keep;
+    __m512 lg = dlk_avx512_log_ps(st->s);
     const __m512i rowoff = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((int)C));
-    __m512 xt = _mm512_i32gather_ps(_mm512_add_epi32(rowoff, tc), x, 4);
-    __m512 wt = a->weight ? _mm512_i32gather_ps(tc, a->weight, 4) : _mm512_set1_ps(1.0f);
-    *valid = (__mmask16)(keep & ~bad);
+    __m512 xt = _mm512_i32gather_ps(_mm512_add_epi32(rowoff, st->tc), x, 4);
+    __m512 wt = a->weight ? _mm512_i32gather_ps(st->tc, a->weight, 4) : _mm512_set1_ps(1.0f);
+    *valid = (__mmask16)(keep & ~st->bad);
     *wt_out = wt;
-    __m512 nll = _mm512_add_ps(_mm512_sub_ps(m, xt), lg);
+    __m512 nll = _mm512_add_ps(_mm512_sub_ps(st->m, xt), lg);
     __m512 l = _mm512_maskz_mul_ps(keep, _mm512_mul_ps(wt, _mm512_set1_ps((float)(1.0 - a->eps))), nll);
     _mm512_storeu_pd(rl, _mm512_cvtps_pd(_mm512_castps512_ps256(l)));
     _mm512_storeu_pd(rl + 8, _mm512_cvtps_pd(_mm256_castpd_ps(
                                  _mm512_extractf64x4_pd(_mm512_castps_pd(l), 1))));
     if (a->eps > 0.0) {
         float mv[16], lv[16];
-        _mm512_storeu_ps(mv, m);
+        _mm512_storeu_ps(mv, st->m);
         _mm512_storeu_ps(lv, lg);
         for (int r = 0; r < 16; r++) {
             if (!((keep >> r) & 1)) continue;
@@ -106,36 +110,50 @@ dlk_ce_short_group_loss(const dlk_ce_short_args *a, const dlk_short_rows *sr, co
             rl[r] += a->eps / (double)C * (sm + a->W * (double)lv[r]);
         }
     }
-    return bad;
 }
 
 /* Forward task: rows [r0, r1) validated and their losses computed; per-row losses to
  * loss_rows, or their sum (and the sum of the target weights, the mean's denominator)
  * to this task's part, each added in a fixed order (16 lanes, then the lanes in order):
- * thread-count independent. */
+ * thread-count independent. Software-pipelined: the next group's exps are issued before
+ * this group's log and loss, whose dependent chain would otherwise stall (measured
+ * 10% on the loss pass). The array's last group, if partial, is a padded copy. */
+static inline __attribute__((always_inline)) void
+dlk_ce_short_stats_at(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx g,
+                      dlk_idx r1, float *xp, int64_t *tp, float *e, dlk_ce_short_stage *st,
+                      const int V) {
+    dlk_idx C = a->C, nr = DLK_MIN((dlk_idx)16, r1 - g);
+    const float *xg = a->x + g * C;
+    const int64_t *tg = a->target + g;
+    if (nr < 16) {
+        dlk_short_pad(xp, xg, nr, C);
+        for (int i = 0; i < 16; i++) tp[i] = i < nr ? tg[i] : a->ignore_index;
+        xg = xp;
+        tg = tp;
+    }
+    dlk_ce_short_group_stats(a, sr, xg, tg, e, st, V);
+}
+
 static inline __attribute__((always_inline)) void
 dlk_ce_short_forward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx r0,
                           dlk_idx r1, const int V) {
     float e[64 * 16], xp[64 * 16];
     int64_t tp[16];
     double rl[16];
-    dlk_idx C = a->C, task = r0 / DLK_SHORT_TASK, first_bad = -1;
+    dlk_idx task = r0 / DLK_SHORT_TASK, first_bad = -1;
     int64_t count = 0;
     __m512d acc0 = _mm512_setzero_pd(), acc1 = acc0, w0 = acc0, w1 = acc0;
+    dlk_ce_short_stage cur, next;
+    dlk_ce_short_stats_at(a, sr, r0, r1, xp, tp, e, &cur, V);
+    next = cur; /* (defined when the last iteration copies it) */
     for (dlk_idx g = r0; g < r1; g += 16) {
         dlk_idx nr = DLK_MIN((dlk_idx)16, r1 - g);
-        const float *xg = a->x + g * C;
-        const int64_t *tg = a->target + g;
-        if (nr < 16) {
-            dlk_short_pad(xp, xg, nr, C);
-            for (int i = 0; i < 16; i++) tp[i] = i < nr ? tg[i] : a->ignore_index;
-            xg = xp;
-            tg = tp;
-        }
+        if (g + 16 < r1) dlk_ce_short_stats_at(a, sr, g + 16, r1, xp, tp, e, &next, V);
         __mmask16 valid;
         __m512 wt;
-        __mmask16 bad = dlk_ce_short_group_loss(a, sr, xg, tg, e, rl, &valid, &wt, V);
-        if (bad && first_bad < 0) first_bad = g + __builtin_ctz(bad);
+        dlk_ce_short_group_loss(a, &cur, rl, &valid, &wt);
+        if (cur.bad && first_bad < 0) first_bad = g + __builtin_ctz(cur.bad);
+        cur = next;
         if (a->loss_rows) {
             for (dlk_idx i = 0; i < nr; i++) a->loss_rows[g + i] = (float)rl[i];
             continue;
@@ -195,7 +213,6 @@ static inline int dlk_ce_short_forward_f32(const float *x, const int64_t *target
     if (!block) return DLK_ENOMEM;
     int32_t table[DLK_SHORT_ROW_TABLE];
     dlk_short_rows sr;
-    dlk_pairs pr;
     dlk_ce_short_args a;
     memset(&a, 0, sizeof a);
     a.x = x;
@@ -206,12 +223,8 @@ static inline int dlk_ce_short_forward_f32(const float *x, const int64_t *target
     a.eps = eps;
     a.W = W;
     a.sr = &sr;
-    if (dlk_pairs_supported(C)) {
-        dlk_pairs_init(&pr, C);
-        a.pr = &pr;
-    } else {
-        dlk_short_rows_init(&sr, table, C);
-    }
+    a.pr = dlk_pairs_for(C);
+    if (!a.pr) dlk_short_rows_init(&sr, table, C);
     a.loss_rows = reduction == 0 ? loss : NULL;
     a.part = (double *)block;
     a.first_bad = (dlk_idx *)(a.part + 2 * ntasks);
@@ -358,7 +371,6 @@ static inline void dlk_ce_short_backward_f32(const float *x, const int64_t *targ
     int32_t table[DLK_SHORT_ROW_TABLE];
     float wcol[DLK_PAIRS_MAX_V][16];
     dlk_short_rows sr;
-    dlk_pairs pr;
     dlk_ce_short_args a;
     memset(&a, 0, sizeof a);
     a.x = x;
@@ -372,10 +384,9 @@ static inline void dlk_ce_short_backward_f32(const float *x, const int64_t *targ
     a.grad_out = grad_out;
     a.base = base;
     a.grad = grad;
-    if (dlk_pairs_supported(C)) {
-        dlk_pairs_init(&pr, C);
-        a.pr = &pr;
-        for (int j = 0; j < pr.V; j++) /* pair vector j: classes 2j (lanes 0-7), 2j+1 */
+    a.pr = dlk_pairs_for(C);
+    if (a.pr) {
+        for (int j = 0; j < a.pr->V; j++) /* pair vector j: classes 2j (lanes 0-7), 2j+1 */
             for (int l = 0; l < 16; l++) wcol[j][l] = weight ? weight[2 * j + l / 8] : 1.0f;
         a.wcol = (const float (*)[16])wcol;
     } else {

@@ -87,6 +87,19 @@ static inline void dlk_pairs_init(dlk_pairs *pr, dlk_idx D) {
     dlk_pairs_table(&pr->out, pr->V, 0, (int)D);
 }
 
+/* The tables of every supported D, built once when the library loads (they took 0.2 us,
+ * about 3% of a (4096, 10) cross-entropy, when built per call). Read-only afterwards. */
+static dlk_pairs dlk_pairs_tables[DLK_PAIRS_MAX_V + 1];
+
+static void __attribute__((constructor)) dlk_pairs_tables_init(void) {
+    for (int V = 1; V <= DLK_PAIRS_MAX_V; V++) dlk_pairs_init(&dlk_pairs_tables[V], 2 * V);
+}
+
+/* The pair layout's tables for rows of length D, or NULL when D is not supported. */
+static inline const dlk_pairs *dlk_pairs_for(dlk_idx D) {
+    return dlk_pairs_supported(D) ? &dlk_pairs_tables[D / 2] : NULL;
+}
+
 /* dst[0..V) = the table's permutation of src[0..V). V is a compile-time constant in
  * the callers (always inlined into the per-V instantiations below), so the loops
  * unroll and the vectors stay in registers. */

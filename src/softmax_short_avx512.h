@@ -201,7 +201,12 @@ typedef void (*dlk_short_task)(void *ctx, dlk_idx r0, dlk_idx r1);
 static inline void dlk_short_parallel(dlk_short_task task, void *ctx, dlk_idx rows, dlk_idx D,
                                       int nthreads) {
     dlk_idx ntasks = (rows + DLK_SHORT_TASK - 1) / DLK_SHORT_TASK;
-    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
+    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS || ntasks < 2) nthreads = 1;
+    if (nthreads == 1) { /* no parallel region at all: its entry alone was ~0.1 us */
+        for (dlk_idx k = 0; k < ntasks; k++)
+            task(ctx, k * DLK_SHORT_TASK, DLK_MIN(rows, (k + 1) * DLK_SHORT_TASK));
+        return;
+    }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nthreads)
 #endif
@@ -272,14 +277,8 @@ static inline void dlk_softmax_short_f32(const float *x, float *y, dlk_idx rows,
                                          int is_log, int nthreads) {
     int32_t table[DLK_SHORT_ROW_TABLE];
     dlk_short_rows sr;
-    dlk_pairs pr;
-    dlk_short_softmax_args a = {x, y, D, is_log, &sr, NULL};
-    if (dlk_pairs_supported(D)) {
-        dlk_pairs_init(&pr, D);
-        a.pr = &pr;
-    } else {
-        dlk_short_rows_init(&sr, table, D);
-    }
+    dlk_short_softmax_args a = {x, y, D, is_log, &sr, dlk_pairs_for(D)};
+    if (!a.pr) dlk_short_rows_init(&sr, table, D);
     dlk_short_parallel(dlk_short_softmax_task, &a, rows, D, nthreads);
 }
 
