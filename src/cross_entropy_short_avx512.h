@@ -112,12 +112,8 @@ static inline void dlk_ce_short_group_loss(const dlk_ce_short_args *a, const dlk
     }
 }
 
-/* Forward task: rows [r0, r1) validated and their losses computed; per-row losses to
- * loss_rows, or their sum (and the sum of the target weights, the mean's denominator)
- * to this task's part, each added in a fixed order (16 lanes, then the lanes in order):
- * thread-count independent. Software-pipelined: the next group's exps are issued before
- * this group's log and loss, whose dependent chain would otherwise stall (measured
- * 10% on the loss pass). The array's last group, if partial, is a padded copy. */
+/* The first half for the group at row g of a task ending at r1: the array's last
+ * group, if partial, through a padded copy (xp, tp). */
 static inline __attribute__((always_inline)) void
 dlk_ce_short_stats_at(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx g,
                       dlk_idx r1, float *xp, int64_t *tp, float *e, dlk_ce_short_stage *st,
@@ -134,6 +130,12 @@ dlk_ce_short_stats_at(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_
     dlk_ce_short_group_stats(a, sr, xg, tg, e, st, V);
 }
 
+/* Forward task: rows [r0, r1) validated and their losses computed; per-row losses to
+ * loss_rows, or their sum (and the sum of the target weights, the mean's denominator)
+ * to this task's part, each added in a fixed order (16 lanes, then the lanes in order):
+ * thread-count independent. Software-pipelined: the next group's exps are issued before
+ * this group's log and loss, whose dependent chain would otherwise stall (measured
+ * 10% on the loss pass). The array's last group, if partial, is a padded copy. */
 static inline __attribute__((always_inline)) void
 dlk_ce_short_forward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx r0,
                           dlk_idx r1, const int V) {
@@ -183,67 +185,6 @@ dlk_ce_short_forward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, 
         a->part[2 * task] = s;
         a->part[2 * task + 1] = a->weight ? w : (double)count;
     }
-}
-
-static void dlk_ce_short_forward_task(void *ctx, dlk_idx r0, dlk_idx r1) {
-    dlk_ce_short_args a = *(const dlk_ce_short_args *)ctx; /* a private copy: see dlk_short_rows */
-    if (a.pr) {
-#define DLK_CALL(V) dlk_ce_short_forward_rows(&a, NULL, r0, r1, V)
-        DLK_PAIRS_DISPATCH(a.pr->V, DLK_CALL)
-#undef DLK_CALL
-    } else {
-        dlk_short_rows sr = *a.sr;
-        dlk_ce_short_forward_rows(&a, &sr, r0, r1, 0);
-    }
-}
-
-/* Forward: validates the targets (*bad = first flat index out of [0, C) that is not
- * ignore_index, or -1; then nothing is written to loss[0] and loss[0, rows) is
- * unspecified), computes the per-row losses (reduction 0, to loss[0, rows)) or their
- * mean (1, over the sum of the target weights: nan when that is 0/0, as PyTorch) or sum
- * (2, to loss[0]). The task totals are added in task order. */
-static inline int dlk_ce_short_forward_f32(const float *x, const int64_t *target,
-                                           const float *weight, dlk_idx rows, dlk_idx C,
-                                           int64_t ignore_index, double eps, double W,
-                                           int reduction, float *loss, dlk_idx *bad,
-                                           int nthreads) {
-    dlk_idx ntasks = (rows + DLK_SHORT_TASK - 1) / DLK_SHORT_TASK;
-    /* per task: two partial sums and the first bad index (one block) */
-    void *block = malloc((size_t)(ntasks > 0 ? ntasks : 1) * (2 * sizeof(double) + sizeof(dlk_idx)));
-    if (!block) return DLK_ENOMEM;
-    int32_t table[DLK_SHORT_ROW_TABLE];
-    dlk_short_rows sr;
-    dlk_ce_short_args a;
-    memset(&a, 0, sizeof a);
-    a.x = x;
-    a.target = target;
-    a.weight = weight;
-    a.C = C;
-    a.ignore_index = ignore_index;
-    a.eps = eps;
-    a.W = W;
-    a.sr = &sr;
-    a.pr = dlk_pairs_for(C);
-    if (!a.pr) dlk_short_rows_init(&sr, table, C);
-    a.loss_rows = reduction == 0 ? loss : NULL;
-    a.part = (double *)block;
-    a.first_bad = (dlk_idx *)(a.part + 2 * ntasks);
-    dlk_short_parallel(dlk_ce_short_forward_task, &a, rows, C, nthreads);
-    *bad = -1;
-    double total = 0.0, wsum = 0.0;
-    for (dlk_idx k = 0; k < ntasks; k++) {
-        if (a.first_bad[k] >= 0) {
-            *bad = a.first_bad[k];
-            break;
-        }
-        if (reduction != 0) {
-            total += a.part[2 * k];
-            wsum += a.part[2 * k + 1];
-        }
-    }
-    if (*bad < 0 && reduction != 0) loss[0] = (float)(reduction == 1 ? total / wsum : total);
-    free(block);
-    return DLK_OK;
 }
 
 /* Per-row factors of one group's gradient (lane r = row r), computed in double as the
@@ -349,16 +290,84 @@ dlk_ce_short_backward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr,
     }
 }
 
-static void dlk_ce_short_backward_task(void *ctx, dlk_idx r0, dlk_idx r1) {
-    dlk_ce_short_args a = *(const dlk_ce_short_args *)ctx; /* a private copy: see dlk_short_rows */
+static inline __attribute__((always_inline)) void
+dlk_ce_short_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx r0, dlk_idx r1,
+                  const int V) {
+    if (a->grad)
+        dlk_ce_short_backward_rows(a, sr, r0, r1, V);
+    else
+        dlk_ce_short_forward_rows(a, sr, r0, r1, V);
+}
+
+/* One task of either pass (the backward when a->grad is set): a private copy of the
+ * arguments (see dlk_short_rows), then the code for this D. */
+static void dlk_ce_short_task(void *ctx, dlk_idx r0, dlk_idx r1) {
+    dlk_ce_short_args a = *(const dlk_ce_short_args *)ctx;
     if (a.pr) {
-#define DLK_CALL(V) dlk_ce_short_backward_rows(&a, NULL, r0, r1, V)
+#define DLK_CALL(V) dlk_ce_short_rows(&a, NULL, r0, r1, V)
         DLK_PAIRS_DISPATCH(a.pr->V, DLK_CALL)
 #undef DLK_CALL
     } else {
         dlk_short_rows sr = *a.sr;
-        dlk_ce_short_backward_rows(&a, &sr, r0, r1, 0);
+        dlk_ce_short_rows(&a, &sr, r0, r1, 0);
     }
+}
+
+/* The arguments both passes share; the generic path's row table goes to table. */
+static inline void dlk_ce_short_setup(dlk_ce_short_args *a, dlk_short_rows *sr, int32_t *table,
+                                      const float *x, const int64_t *target,
+                                      const float *weight, dlk_idx C, int64_t ignore_index,
+                                      double eps, double W) {
+    memset(a, 0, sizeof *a);
+    a->x = x;
+    a->target = target;
+    a->weight = weight;
+    a->C = C;
+    a->ignore_index = ignore_index;
+    a->eps = eps;
+    a->W = W;
+    a->sr = sr;
+    a->pr = dlk_pairs_for(C);
+    if (!a->pr) dlk_short_rows_init(sr, table, C);
+}
+
+/* Forward: validates the targets (*bad = first flat index out of [0, C) that is not
+ * ignore_index, or -1; then nothing is written to loss[0] and loss[0, rows) is
+ * unspecified), computes the per-row losses (reduction 0, to loss[0, rows)) or their
+ * mean (1, over the sum of the target weights: nan when that is 0/0, as PyTorch) or sum
+ * (2, to loss[0]). The task totals are added in task order. */
+static inline int dlk_ce_short_forward_f32(const float *x, const int64_t *target,
+                                           const float *weight, dlk_idx rows, dlk_idx C,
+                                           int64_t ignore_index, double eps, double W,
+                                           int reduction, float *loss, dlk_idx *bad,
+                                           int nthreads) {
+    dlk_idx ntasks = (rows + DLK_SHORT_TASK - 1) / DLK_SHORT_TASK;
+    /* per task: two partial sums and the first bad index (one block) */
+    void *block = malloc((size_t)(ntasks > 0 ? ntasks : 1) * (2 * sizeof(double) + sizeof(dlk_idx)));
+    if (!block) return DLK_ENOMEM;
+    int32_t table[DLK_SHORT_ROW_TABLE];
+    dlk_short_rows sr;
+    dlk_ce_short_args a;
+    dlk_ce_short_setup(&a, &sr, table, x, target, weight, C, ignore_index, eps, W);
+    a.loss_rows = reduction == 0 ? loss : NULL;
+    a.part = (double *)block;
+    a.first_bad = (dlk_idx *)(a.part + 2 * ntasks);
+    dlk_short_parallel(dlk_ce_short_task, &a, rows, C, nthreads);
+    *bad = -1;
+    double total = 0.0, wsum = 0.0;
+    for (dlk_idx k = 0; k < ntasks; k++) {
+        if (a.first_bad[k] >= 0) {
+            *bad = a.first_bad[k];
+            break;
+        }
+        if (reduction != 0) {
+            total += a.part[2 * k];
+            wsum += a.part[2 * k + 1];
+        }
+    }
+    if (*bad < 0 && reduction != 0) loss[0] = (float)(reduction == 1 ? total / wsum : total);
+    free(block);
+    return DLK_OK;
 }
 
 /* Backward (targets already validated): grad (rows, C); scale per row = grad_out[row]
@@ -372,27 +381,16 @@ static inline void dlk_ce_short_backward_f32(const float *x, const int64_t *targ
     float wcol[DLK_PAIRS_MAX_V][16];
     dlk_short_rows sr;
     dlk_ce_short_args a;
-    memset(&a, 0, sizeof a);
-    a.x = x;
-    a.target = target;
-    a.weight = weight;
-    a.C = C;
-    a.ignore_index = ignore_index;
-    a.eps = eps;
-    a.W = W;
-    a.sr = &sr;
+    dlk_ce_short_setup(&a, &sr, table, x, target, weight, C, ignore_index, eps, W);
     a.grad_out = grad_out;
     a.base = base;
     a.grad = grad;
-    a.pr = dlk_pairs_for(C);
     if (a.pr) {
         for (int j = 0; j < a.pr->V; j++) /* pair vector j: classes 2j (lanes 0-7), 2j+1 */
             for (int l = 0; l < 16; l++) wcol[j][l] = weight ? weight[2 * j + l / 8] : 1.0f;
         a.wcol = (const float (*)[16])wcol;
-    } else {
-        dlk_short_rows_init(&sr, table, C);
     }
-    dlk_short_parallel(dlk_ce_short_backward_task, &a, rows, C, nthreads);
+    dlk_short_parallel(dlk_ce_short_task, &a, rows, C, nthreads);
 }
 
 #endif
