@@ -12,13 +12,19 @@
  *   - elementwise work (exp, scale, subtract) runs over the D flat vectors, with the
  *     per-row value brought to every element by a permute with a per-D index table
  *     (lane l of flat vector k belongs to row (16k + l) / D).
+ * Forward softmax / log-softmax and cross-entropy of even D <= DLK_PAIRS_MAX_D use the
+ * transposed pair layout of softmax_pairs_avx512.h instead (same group of 16 rows).
  * A group with fewer than 16 rows (the end of the array) is copied into a zero-padded
  * local group first, so every row is computed by exactly the same instructions
  * wherever it sits: results do not depend on blocking or thread count.
+ * Threads: every kernel of this file and of cross_entropy_short_avx512.h runs through
+ * dlk_short_parallel, tasks of DLK_SHORT_TASK rows whose boundaries do not depend on
+ * the thread count.
  *
  * Numerics: sums are in float32 (a row of D < 64 terms: at most 3 vertical and 4 tree
  * roundings, relative error <= 7u = 4.2e-7 for the sum of exps, u = 2^-24), 1/sum a
- * correctly rounded division, the log by dlk_avx512_log_ps (softmax_avx512.h, < 2 ulp measured). */
+ * correctly rounded division, the log by dlk_avx512_log_ps (softmax_avx512.h, < 2 ulp
+ * measured). */
 #ifndef DLK_SOFTMAX_SHORT_AVX512_H
 #define DLK_SOFTMAX_SHORT_AVX512_H
 
