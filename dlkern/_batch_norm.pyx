@@ -4,6 +4,7 @@
 import numpy as np
 cimport numpy as cnp
 from dlkern._common cimport dlk_idx, DLK_OK
+from dlkern._fast_args cimport plain, plain_float, same_shape
 
 cnp.import_array()
 
@@ -55,21 +56,13 @@ cdef _check(int status, str fn):
 # flags. Anything else (including every call that raises) returns None and takes the
 # full parse, so every check and error message stays in one place. Why: parsing in
 # Python cost ~3.5 us of a ~5.6 us tiny forward call.
-
-cdef inline bint _plain(object a, int typenum):
-    """a is an exact ndarray of typenum, native byte order, aligned and C-contiguous."""
-    if type(a) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr))
-
+# The array tests shared with the other bindings are in dlkern/_fast_args.pxd.
 
 cdef inline bint _channel(object a, int typenum, dlk_idx C, bint updated):
     """a is a plain (C,) array (writeable when updated in place), or None."""
     if a is None:
         return True
-    if not _plain(a, typenum):
+    if not plain(a, typenum):
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     return (cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == C
@@ -98,19 +91,16 @@ cdef inline bint _eps_ok(object eps):
 
 cdef inline bint _x_ok(object x, int *typenum, dlk_idx *N, dlk_idx *C, dlk_idx *S):
     """x is a plain float32/float64 array of at least 2 dims; its (N, C, S)."""
-    if type(x) is not cnp.ndarray:
+    cdef int t = plain_float(x, 2)
+    if t < 0:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>x
-    cdef int t = cnp.PyArray_TYPE(arr)
-    cdef int nd = cnp.PyArray_NDIM(arr)
     cdef int d
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or nd < 2 or not _plain(x, t):
-        return False
     typenum[0] = t
     N[0] = cnp.PyArray_DIM(arr, 0)
     C[0] = cnp.PyArray_DIM(arr, 1)
     S[0] = 1
-    for d in range(2, nd):
+    for d in range(2, cnp.PyArray_NDIM(arr)):
         S[0] *= cnp.PyArray_DIM(arr, d)  # no overflow: the array exists in memory
     return True
 
@@ -133,19 +123,16 @@ def batch_norm_fast(x, running_mean, running_var, weight, bias, training, moment
 def batch_norm_backward_fast(grad_out, x, weight, running_mean, running_var, training, eps,
                              int nthreads):
     """batch_norm_backward's plain common call, or None when the full parse must run."""
-    cdef int t, d
+    cdef int t
     cdef dlk_idx N, C, S
-    if not (_x_ok(x, &t, &N, &C, &S) and _plain(grad_out, t) and _flag_ok(training)
+    if not (_x_ok(x, &t, &N, &C, &S) and plain(grad_out, t) and _flag_ok(training)
             and _eps_ok(eps) and _channel(weight, t, C, False)
             and _stats_ok(running_mean, running_var, t, C, training, False)
             and not (training and N * S < 2)):
         return None
     cdef cnp.ndarray g = <cnp.ndarray>grad_out, xa = <cnp.ndarray>x
-    if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(xa):
+    if not same_shape(g, xa):
         return None
-    for d in range(cnp.PyArray_NDIM(xa)):
-        if cnp.PyArray_DIM(g, d) != cnp.PyArray_DIM(xa, d):
-            return None
     if training:  # the statistics come from x: running ones are checked, not passed
         running_mean = running_var = None
     return batch_norm_backward(g, xa, N, C, S, weight, running_mean, running_var, training,

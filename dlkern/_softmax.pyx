@@ -4,6 +4,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 from dlkern._common cimport dlk_idx, DLK_OK, DLK_ENOMEM
+from dlkern._fast_args cimport plain, plain_float, same_shape
 
 cnp.import_array()
 
@@ -152,24 +153,7 @@ def cross_entropy_backward(cnp.ndarray logits, cnp.ndarray target, weight, int64
 # scalars in range). Anything else returns None and takes the full parse, so every check
 # and error message stays in one place. Why: ~1.5 us of a 2.3 us tiny softmax call and
 # ~2.8 us of a 3.7 us cross_entropy call were Python argument handling.
-
-cdef inline bint _plain(object a, int typenum):
-    if type(a) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr))
-
-
-cdef inline int _float_type(object a):
-    """NPY_FLOAT32 / NPY_FLOAT64 of a plain float array with ndim >= 1, else -1."""
-    if type(a) is not cnp.ndarray:
-        return -1
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>a) < 1:
-        return -1
-    return t if _plain(a, t) else -1
-
+# The array tests shared with the other bindings are in dlkern/_fast_args.pxd.
 
 cdef inline bint _split(cnp.ndarray x, object dim, dlk_idx *outer, dlk_idx *D, dlk_idx *inner):
     """(outer, D, inner) around an exact int dim in range, else False."""
@@ -195,7 +179,7 @@ cdef inline bint _split(cnp.ndarray x, object dim, dlk_idx *outer, dlk_idx *D, d
 def softmax_fast(x, dim, bint is_log, int nthreads):
     """(log_)softmax of a plain array along an int dim, or None (full parse)."""
     cdef dlk_idx outer, D, inner
-    if _float_type(x) < 0 or not _split(<cnp.ndarray>x, dim, &outer, &D, &inner):
+    if plain_float(x, 1) < 0 or not _split(<cnp.ndarray>x, dim, &outer, &D, &inner):
         return None
     return softmax_forward(x, outer, D, inner, is_log, nthreads)
 
@@ -203,16 +187,11 @@ def softmax_fast(x, dim, bint is_log, int nthreads):
 def softmax_backward_fast(grad_out, output, dim, bint is_log, int nthreads):
     """(log_)softmax backward of plain arrays of one dtype and shape, or None."""
     cdef dlk_idx outer, D, inner
-    cdef int t = _float_type(grad_out), i
-    if t < 0 or not _plain(output, t):
+    cdef int t = plain_float(grad_out, 1)
+    if t < 0 or not plain(output, t):
         return None
     cdef cnp.ndarray g = <cnp.ndarray>grad_out, y = <cnp.ndarray>output
-    if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(y):
-        return None
-    for i in range(cnp.PyArray_NDIM(g)):
-        if cnp.PyArray_DIM(g, i) != cnp.PyArray_DIM(y, i):
-            return None
-    if not _split(g, dim, &outer, &D, &inner):
+    if not same_shape(g, y) or not _split(g, dim, &outer, &D, &inner):
         return None
     return softmax_backward(g, y, outer, D, inner, is_log, nthreads)
 
@@ -233,9 +212,9 @@ cdef inline bint _ce_plain(object logits, object target, object weight, object i
                            object label_smoothing):
     """2-D plain float logits, plain int64 (N,) target, no weight, int ignore_index in
     int64, label_smoothing an exact float in [0, 1]."""
-    if _float_type(logits) < 0 or cnp.PyArray_NDIM(<cnp.ndarray>logits) != 2:
+    if plain_float(logits, 2) < 0 or cnp.PyArray_NDIM(<cnp.ndarray>logits) != 2:
         return False
-    if weight is not None or not _plain(target, cnp.NPY_INT64):
+    if weight is not None or not plain(target, cnp.NPY_INT64):
         return False
     if (cnp.PyArray_NDIM(<cnp.ndarray>target) != 1
             or cnp.PyArray_DIM(<cnp.ndarray>target, 0) != cnp.PyArray_DIM(<cnp.ndarray>logits, 0)):
@@ -269,7 +248,7 @@ def cross_entropy_backward_fast(grad_out, logits, target, weight, ignore_index, 
         return None
     t = cnp.PyArray_TYPE(<cnp.ndarray>logits)
     if red == 0:
-        if not _plain(grad_out, t) or cnp.PyArray_NDIM(<cnp.ndarray>grad_out) != 1 or (
+        if not plain(grad_out, t) or cnp.PyArray_NDIM(<cnp.ndarray>grad_out) != 1 or (
                 cnp.PyArray_DIM(<cnp.ndarray>grad_out, 0) != cnp.PyArray_DIM(<cnp.ndarray>logits, 0)):
             return None
         return cross_entropy_backward(logits, target, None, ignore_index, label_smoothing, 0,

@@ -62,28 +62,27 @@ int SFX(dlk_cross_entropy_forward)(const T *logits, const int64_t *target, const
                                    dlk_idx rows, dlk_idx C, int64_t ignore_index,
                                    double label_smoothing, int reduction, T *loss,
                                    dlk_idx *bad, int nthreads) {
-    double wsum = SFX(ce_scan_targets)(target, weight, rows, C, ignore_index, bad);
-    if (*bad >= 0) return DLK_OK;
     double eps = label_smoothing;
     double W = 0.0;
     for (dlk_idx c = 0; c < C; c++) W += weight ? (double)weight[c] : 1.0;
+#ifdef DLK_SOFTMAX_FUSED_F32
+    if (sizeof(T) == sizeof(float) && C < DLK_SOFTMAX_FUSE_D) /* cross_entropy_short_avx512.h: */
+        return dlk_ce_short_forward_f32((const float *)logits, target, (const float *)weight,
+                                        rows, C, ignore_index, eps, W, reduction, (float *)loss,
+                                        bad, nthreads); /* validates the targets in its pass */
+#endif
+    double wsum = SFX(ce_scan_targets)(target, weight, rows, C, ignore_index, bad);
+    if (*bad >= 0) return DLK_OK;
     double *rl = (double *)malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
     if (!rl) return DLK_ENOMEM;
     dlk_idx br = SFX(block_rows)(C);
     dlk_idx nblocks = (rows + br - 1) / br;
     int status = DLK_OK;
-    int short_rows = 0;
-#ifdef DLK_SOFTMAX_FUSED_F32
-    short_rows = sizeof(T) == sizeof(float) && C < DLK_SOFTMAX_FUSE_D;
-    if (short_rows) /* cross_entropy_short_avx512.h */
-        dlk_ce_short_forward_f32((const float *)logits, target, (const float *)weight, rows, C,
-                                 ignore_index, eps, W, rl, nthreads);
-#endif
     if (rows * C < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (!short_rows)
+#pragma omp parallel num_threads(nthreads)
 #endif
-    if (!short_rows) {
+    {
         T m[DLK_SOFTMAX_BLOCK_ELEMS];
         double s[DLK_SOFTMAX_BLOCK_ELEMS];
         /* the loss needs only the sums of exps: long float32 rows (AVX-512) sum them

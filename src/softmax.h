@@ -9,7 +9,8 @@
  * the AVX-512 float32 paths: rows of 64 or more sum in float32 lanes folded into double
  * every 1024 elements (relative error of the sum <= ~1.0e-6 for any row length, see
  * softmax_avx512.h); shorter rows go 16 at a time with the sum in float32 (<= 7 roundings,
- * 4.2e-7) and its log vectorized (< 2 ulp), see softmax_short_avx512.h. Log-softmax is
+ * 4.2e-7; even rows up to 10 long in a transposed layout, 2.4e-7, see
+ * softmax_pairs_avx512.h) and its log vectorized (< 2 ulp), see softmax_short_avx512.h. Log-softmax is
  * formed as (x - max) - log(sum), so finite logits of any magnitude give finite,
  * accurate results.
  * A +inf or nan in a row makes that whole row nan (its max or its sum is nan/inf - inf);
@@ -47,8 +48,10 @@ void dlk_softmax_backward_f64(const double *grad_out, const double *out, double 
  * a = (1-eps) w_t + eps/C sum(w), scale = grad_out (none: grad_out[row]; mean: divided
  * by the total weight); ignored rows get softmax * 0 (0, or nan for a non-finite row, as
  * PyTorch's log_softmax backward gives).
- * Both first validate the targets: *bad is set to the flat index of the first target
- * outside [0, C) that is not ignore_index (nothing else is computed), or -1. */
+ * Both validate the targets: *bad is set to the flat index of the first target outside
+ * [0, C) that is not ignore_index, or -1; when it is set, the output is unspecified (the
+ * backward computes nothing; the float32 short-row forward validates within its pass and
+ * may have written per-row losses, but never loss[0] of a reduced loss). */
 int dlk_cross_entropy_forward_f32(const float *logits, const int64_t *target, const float *weight,
                                   dlk_idx rows, dlk_idx C, int64_t ignore_index,
                                   double label_smoothing, int reduction, float *loss,

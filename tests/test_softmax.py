@@ -336,12 +336,13 @@ def test_exp_accuracy_over_the_whole_range(dtype, D):
     assert rel.max() < (4 * 2.0**-24 if dtype == np.float32 else 8 * 2.0**-53)
 
 
-@pytest.mark.parametrize("D", [1, 2, 5, 10, 15, 16, 17, 33, 63])
-@pytest.mark.parametrize("rows", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("D", [1, 2, 4, 5, 6, 8, 10, 12, 15, 16, 17, 33, 63])
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 40, 300])
 def test_short_rows_groups_and_tails(rows, D):
-    """float32 rows shorter than 64 go 16 at a time (softmax_short_avx512.h): full groups,
-    a padded last group, rows of one vector or several; forward and backward against
-    float64."""
+    """float32 rows shorter than 64 go 16 at a time (softmax_short_avx512.h; even D <= 10
+    in the pair layout of softmax_pairs_avx512.h, every V = D/2 its own code): full
+    groups, a padded last group, rows of one vector or several, several tasks of 128 rows
+    (300); forward and backward against float64."""
     x = _x((rows, D), np.float32, seed=rows * 100 + D, scale=4.0)
     g = _x((rows, D), np.float32, seed=D, scale=1.0)
     for name in SOFTMAXES:
@@ -355,7 +356,7 @@ def test_short_rows_groups_and_tails(rows, D):
                  R.cross_entropy(x.astype(np.float64), t, reduction="none"), dtype=np.float32)
 
 
-@pytest.mark.parametrize("C", [1, 3, 10, 16, 17, 63])
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 6, 8, 10, 12, 16, 17, 63])
 @pytest.mark.parametrize("ls", [0.0, 0.2])
 @pytest.mark.parametrize("use_weight", [False, True])
 def test_short_rows_cross_entropy_groups_and_tails(C, ls, use_weight):
@@ -375,6 +376,43 @@ def test_short_rows_cross_entropy_groups_and_tails(C, ls, use_weight):
         assert_close(F.cross_entropy_backward(g, logits, target, **kw),
                      R.cross_entropy_backward(g64, logits.astype(np.float64), target, **kw64),
                      dtype=np.float32)
+
+
+@pytest.mark.parametrize("C", [3, 10, 12, 40, 100])
+@pytest.mark.parametrize("red", ["none", "mean", "sum"])
+def test_cross_entropy_reports_the_first_bad_target(C, red):
+    """float32 short rows validate the targets inside the loss pass (each task of 128
+    rows its own first bad row): the error names the first one in row order wherever the
+    bad targets sit (a later task, a full group, the padded last group), and a call
+    that raises returns nothing."""
+    logits = _x((300, C), np.float32, seed=C)
+    for bad_rows in ([299], [290, 5], [130, 140], [16, 15], [0]):
+        target = np.arange(300) % C
+        target[7] = -100
+        for i, r in enumerate(bad_rows):
+            target[r] = C + i if i % 2 == 0 else -3
+        first = min(bad_rows)
+        with pytest.raises(ValueError, match=rf"target value {target[first]} at position "
+                                             rf"\({first},\) is out of range"):
+            F.cross_entropy(logits, target, reduction=red)
+        with pytest.raises(ValueError, match=rf"at position \({first},\)"):
+            F.cross_entropy_backward(_grad_out(red, target, np.float32), logits, target,
+                                     reduction=red)
+
+
+def test_cross_entropy_mean_and_sum_over_many_tasks():
+    """float32 short rows reduce per task of 128 rows, then in task order: the mean's
+    denominator counts only kept rows (ignored ones anywhere, weighted or not)."""
+    logits, target, weight = _ce_case((1000, 10), np.float32, seed=11)
+    target[[3, 500, 999]] = -100
+    for w in (None, weight):
+        w64 = None if w is None else w.astype(np.float64)
+        for red in ("mean", "sum"):
+            assert_close(F.cross_entropy(logits, target, weight=w, reduction=red),
+                         R.cross_entropy(logits.astype(np.float64), target, weight=w64,
+                                         reduction=red), dtype=np.float32)
+    target[:] = -100
+    assert np.isnan(F.cross_entropy(logits, target))
 
 
 def test_fast_and_full_argument_paths_agree():
