@@ -4,7 +4,9 @@
  * into a zero-padded, column-phase-split per-thread buffer (zeroed once per
  * thread), then output tiles of up to 8 channels x 16-32 columns x 1-8 rows
  * (12-24 accumulators) sum over one flat loop of (input channel, tap) offsets:
- * each input vector loaded feeds up to 8 FMAs, each weight broadcast up to 16.
+ * each input vector loaded feeds up to 8 FMAs, each weight broadcast up to 16;
+ * the weights are packed once per call so that a tile's weights for one
+ * (input channel, tap) are contiguous.
  * Depthwise 3x3 at stride 1 (one channel per group) has its own row-sliding
  * tile (conv2d_depthwise_tmpl.h).
  * If the padded planes of a group exceed DLK_DIRECT_PAD_BYTES, a plane-axpy

@@ -360,14 +360,29 @@ def test_im2col_one_and_two_threads_bit_identical_gemm_sized(case, dtype):
         np.testing.assert_array_equal(one, two)
 
 
+#: DLK_DIRECT_PAD_BYTES in src/conv2d_direct.c: the blocked direct forward copies
+#: one (sample, group) into zero-padded planes of at most this size per thread,
+#: else it runs the copy-free plane-axpy forward.
+DIRECT_PAD_BYTES = 16 * 2**20
+
+
+def _direct_pad_bytes(cg, h, w, oh, ow, kh, kw, stride, dilation, top, left, itemsize):
+    """Bytes of the direct forward's padded, phase-split planes for one (sample,
+    group): direct_phase_dims in src/conv2d_direct_tmpl.h, rows of whole pairs of
+    16-column vectors plus the kernel's reach."""
+    (sh, sw), (dh, dw) = stride, dilation
+    wq = max(-(-(w + left) // sw), 2 * -(-ow // 32) * 16 + (kw - 1) * dw // sw)
+    hp = max(h + top, (oh - 1) * sh + (kh - 1) * dh + 1)
+    return cg * hp * sw * wq * itemsize
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_direct_large_planes_fallback(dtype):
     # padded planes above the direct forward's 16 MiB per-thread budget (many
     # channels, each padded to 6 x 34): the copy-free plane-axpy forward runs.
     x, w, b, kw = _data(((1, 25000, 4, 4), (2, 25000, 3, 3), 1, 1, 1, 1), dtype)
-    from dlkern._args.conv2d import parse
-    a = parse("conv2d", x, w, b, algo="auto", **kw)
-    assert conv_module._direct_pad_bytes(a) > conv_module._DIRECT_PAD_BYTES
+    assert _direct_pad_bytes(25000, 4, 4, 4, 4, 3, 3, (1, 1), (1, 1), 1, 1,
+                             x.itemsize) > DIRECT_PAD_BYTES
     y_ref = R.conv2d(x, w, b, **kw)
     assert_close(F.conv2d(x, w, b, algo="direct", **kw), y_ref)
     gy = np.random.default_rng(8).standard_normal(y_ref.shape).astype(dtype)

@@ -37,6 +37,11 @@ CASES = [
     ((2, 1, 5, 30), (4, 1, 1, 11), 1, 0, 1, 1),        # 11 taps: grad_weight 4 x 6 then 4 x 5
     ((2, 2, 6, 20), (4, 2, 2, 2), 1, 0, 1, 1),         # 8 taps: 4 x 6 then 4 x 2
     ((2, 1, 6, 20), (5, 1, 2, 5), 1, 1, 1, 1),         # 10 taps: 4 x 6 + 4 x 4, then 1 x 10
+    # forward weights packed per block of <= 8 channels within each group:
+    ((2, 4, 9, 18), (20, 2, 3, 3), 1, 1, 1, 2),        # 10 per group = 8 + 2, both groups
+    ((1, 6, 7, 35), (32, 3, 3, 3), 1, 2, 1, 2),        # 16 per group = 8 + 8; pad 2 > k - 1, OW 37
+    ((2, 3, 1, 40), (12, 3, 1, 3), (1, 2), 0, 1, 1),   # H 1, 12 = 8 + 4 channels, stride 2: OW 19
+    ((1, 3, 9, 1), (8, 3, 3, 3), 1, 1, 1, 1),          # W 1: one partial vector of one column
     # depthwise 3x3 row-sliding forward (stride 1, dilation 1, one channel per group):
     ((2, 3, 32, 32), (3, 1, 3, 3), 1, 1, 1, 3),        # whole 4-row tiles, whole vectors
     ((1, 2, 7, 45), (2, 1, 3, 3), 1, 1, 1, 2),         # 7 rows = 4 + 3 single; OW 45 = 2 x 16 + 13
@@ -127,3 +132,22 @@ def test_direct_unread_columns_do_not_reach_results(case, bad, dtype):
                               _direct(x_bad, w, b, gy, kw), _direct(x, w, b, gy, kw)):
         assert np.all(np.isfinite(got)), name
         np.testing.assert_array_equal(got, exp, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [
+    ((2, 3, 32, 32), (32, 3, 3, 3), 1, 1, 1, 1),       # CIFAR-like: four 8-channel blocks
+    ((2, 4, 9, 18), (20, 2, 3, 3), 1, 1, 1, 2),        # 8 + 2 channels in each of 2 groups
+], ids=_ids)
+def test_direct_forward_non_contiguous_inputs(case, dtype):
+    """Strided views of x, weight and bias give the bits of their contiguous copies
+    (the forward packs the weights it is given, not a view's base)."""
+    x, w, b, gy, kw = _data(case, dtype, seed=4)
+    xs = np.empty(x.shape[:3] + (2 * x.shape[3],), dtype)[..., ::2]
+    xs[...] = x
+    ws = np.asfortranarray(w)
+    bs = np.repeat(b, 2)[::2]
+    assert not (xs.flags.c_contiguous or ws.flags.c_contiguous or bs.flags.c_contiguous)
+    y = F.conv2d(xs, ws, bs, algo="direct", **kw)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, b, algo="direct", **kw))
+    assert_close(y, R.conv2d(x, w, b, **kw))

@@ -21,33 +21,6 @@ __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 IM2COL_MAX_BYTES = 1 * 2**20
 
 
-#: Mirrors DLK_DIRECT_PAD_BYTES in src/conv2d_direct.c: the blocked direct
-#: forward copies one (sample, group) into zero-padded planes of at most this
-#: size per thread, else it runs a slower copy-free loop.
-_DIRECT_PAD_BYTES = 16 * 2**20
-
-
-def _pad_bytes(cg, h, w, oh, ow, kh, kw, sh, sw, dh, dw, top, left, itemsize):
-    blocks = 2 * -(-ow // 32)
-    wq = max(-(-(w + left) // sw), blocks * 16 + (kw - 1) * dw // sw)
-    hp = max(h + top, (oh - 1) * sh + (kh - 1) * dh + 1)
-    return cg * hp * sw * wq * itemsize
-
-
-def _direct_pad_bytes(a, grad_x=False):
-    """Size of the direct forward's padded planes (direct_phase_dims in C); with
-    grad_x, of the stride-1 forward that computes grad_x from grad_out."""
-    n, c, h, w = a.x.shape
-    oc, cg, kh, kw = a.weight.shape
-    (sh, sw), (dh, dw), (oh, ow) = a.stride, a.dilation, a.out_hw
-    top, _, left, _ = a.padding
-    size = a.x.dtype.itemsize
-    if grad_x:
-        return _pad_bytes(oc // a.groups, oh, ow, h, w, kh, kw, 1, 1, dh, dw,
-                          (kh - 1) * dh - top, (kw - 1) * dw - left, size)
-    return _pad_bytes(cg, h, w, oh, ow, kh, kw, sh, sw, dh, dw, top, left, size)
-
-
 #: Narrow planes are folded: the samples of a batch are laid side by side in one
 #: wide plane (see _Fold) when the output is at most this many pixels wide, the
 #: stride 1 and the layer GEMM-bound ("im2col"). 0 turns folding off. Measured
