@@ -80,6 +80,7 @@
 typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one per lane */
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
+#include "conv2d_gradx_phases_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF
@@ -89,6 +90,7 @@ typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one p
 typedef long long pmask_f64 __attribute__((vector_size(64)));
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
+#include "conv2d_gradx_phases_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF
