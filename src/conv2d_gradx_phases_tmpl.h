@@ -166,20 +166,21 @@ static void FN(gx_phase_taps)(const FN(gx_phase) *ph, const FN(gx_window) *w, dl
     }
 }
 
-/* All phases of one (sample, group) into its Cg phase-ordered planes (row
- * stride HW): each block of phase pixels is the forward engine's GEMM over the
+/* All phases of one (sample, group) into its phase-ordered planes (row stride
+ * HW) of channels c0 to c0 + cn (c0 a multiple of PK_MR: the same tiles as
+ * the whole group's GEMM): each block of phase pixels is the forward engine's GEMM over the
  * common window, in the same reduction blocks and tile order as a per-phase
  * forward (im2col_forward_core), so the bits are the same. */
 static void FN(gx_phases_of_group)(const dlk_conv2d_geom *g, const FN(gx_phase) *ph,
-                                   dlk_idx nph, dlk_idx grp, const T *win,
-                                   const FN(gx_window) *gw, T *planes, T *Bk) {
-    const dlk_idx Cg = g->C / g->groups, HW = g->H * g->W;
+                                   dlk_idx nph, dlk_idx grp, dlk_idx c0, dlk_idx cn,
+                                   const T *win, const FN(gx_window) *gw, T *planes, T *Bk) {
+    const dlk_idx HW = g->H * g->W;
     for (dlk_idx p = 0; p < nph; p++) {
         const FN(gx_phase) *f = &ph[p];
-        T *dst = planes + f->off;
+        T *dst = planes + c0 * HW + f->off;
         if (f->len == 0) continue;
         if (!f->Ap) {
-            for (dlk_idx c = 0; c < Cg; c++) memset(dst + c * HW, 0, (size_t)f->len * sizeof(T));
+            for (dlk_idx c = 0; c < cn; c++) memset(dst + c * HW, 0, (size_t)f->len * sizeof(T));
             continue;
         }
         const T *Ag = f->Ap + grp * f->Mp * f->K;
@@ -190,13 +191,13 @@ static void FN(gx_phases_of_group)(const dlk_conv2d_geom *g, const FN(gx_phase) 
             const dlk_idx nb = DLK_MIN(PK_NB, f->len - p0);
             for (dlk_idx k0 = 0; k0 < f->K; k0 += f->kcb) {
                 const dlk_idx kc = DLK_MIN(f->kcb, f->K - k0);
-                const T *Ak = Ag + k0 * f->Mp;
+                const T *Ak = Ag + k0 * f->Mp + c0 * kc;  /* pk_pack_a's panel of c0 */
                 if (in_place) {
-                    FN(pk_block_window)(&f->t, &w, Cg, p0, nb, kc, Ak, win, f->koff + k0,
+                    FN(pk_block_window)(&f->t, &w, cn, p0, nb, kc, Ak, win, f->koff + k0,
                                         dst + p0, HW, k0 == 0, NULL);
                 } else {
                     FN(pk_pack_b_window)(&f->t, win, &w, f->koff, k0, kc, p0, nb, Bk);
-                    FN(pk_block)(Cg, nb, kc, Ak, Bk, dst + p0, HW, k0 == 0, NULL);
+                    FN(pk_block)(cn, nb, kc, Ak, Bk, dst + p0, HW, k0 == 0, NULL);
                 }
             }
         }
@@ -257,7 +258,10 @@ static void FN(gx_phases_free)(FN(gx_phase) *ph, dlk_idx nph) {
  * the grad_out window every phase reads once, computes all phases into a
  * per-thread plane set and interleaves it into grad_x, in one parallel region
  * (measured per phase instead: rebuilding the window was 11% of the strided
- * 3x3 profile, one parallel region per phase with its spin-wait 9%).
+ * 3x3 profile, one parallel region per phase with its spin-wait 9%). With
+ * fewer than GX_MIN_TASKS (sample, group) pairs (a small batch), a task is one
+ * block of channels of one pair instead, each block rebuilding the window, so
+ * that both threads have work; the chunking depends on the shape only.
  * Returns -1 (not a DLK_ status) without touching grad_x when a thread's working set
  * (gx_merged_elems) exceeds max_col_bytes: the caller then runs phase by
  * phase, in pixel blocks. */
@@ -285,6 +289,10 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
     for (dlk_idx p = 0; p < nph; p++)
         if (ph[p].Ap) FN(gx_phase_taps)(&ph[p], &gw, ph[p].koff);
     const dlk_idx win_size = OCg * gw.Rc * gw.Wc;
+    /* channel blocks per (sample, group): whole micro-kernel panels */
+    const dlk_idx panels = (Cg + PK_MR - 1) / PK_MR;
+    const dlk_idx nc0 = DLK_MIN(panels, (GX_MIN_TASKS + N * G - 1) / (N * G));
+    const dlk_idx cs = (panels + nc0 - 1) / nc0 * PK_MR, nc = (Cg + cs - 1) / cs;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
@@ -292,14 +300,15 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
         T *planes = win + win_size, *Bk = planes + Cg * HW;
         failed = !win;
 #pragma omp for schedule(dynamic, 1)
-        for (dlk_idx task = 0; task < N * G; task++) {
+        for (dlk_idx task = 0; task < N * G * nc; task++) {
             if (!win) continue;
-            const dlk_idx n = task / G, grp = task % G;
+            const dlk_idx n = task / (G * nc), grp = task / nc % G, c0 = task % nc * cs;
+            const dlk_idx cn = DLK_MIN(cs, Cg - c0);
             if (win_size > 0)
                 FN(gx_build_window)(grad_out + (n * g->OC + grp * OCg) * OHW, OCg, g->OH,
                                     g->OW, &gw, win);
-            FN(gx_phases_of_group)(g, ph, nph, grp, win, &gw, planes, Bk);
-            for (dlk_idx c = 0; c < Cg; c++)
+            FN(gx_phases_of_group)(g, ph, nph, grp, c0, cn, win, &gw, planes, Bk);
+            for (dlk_idx c = c0; c < c0 + cn; c++)
                 FN(phase_interleave)(planes + c * HW, grad_x + (n * C + grp * Cg + c) * HW,
                                      g->H, g->W, g->stride_h, g->stride_w);
         }

@@ -48,6 +48,9 @@
 #define DLK_PK_KC 256
 /* Output pixels per forward task and per grad_x block: 8 panels. */
 #define PK_NB (8 * PK_NR)
+/* Tasks the merged strided grad_x wants at least: below it, a (sample, group)
+ * is split into channel blocks (conv2d_gradx_phases_tmpl.h). */
+#define GX_MIN_TASKS 8
 /* grad_weight register tile: 4 output channels x 6 taps = 24 accumulators; each
  * vector step loads 4 + 6 vectors for 24 FMAs. */
 #define WG_MO 4

@@ -27,6 +27,8 @@ CASES = [
     ((2, 3, 12, 10), (7, 3, 4, 2), (4, 2), (1, 0), 1, 1),  # one row tap per phase
     ((2, 3, 6, 6), (260, 3, 1, 1), 2, 1, 1, 1),         # 2 reduction blocks, 1x1 taps
     ((1, 2, 7, 40), (3, 2, 3, 3), (1, 3), (1, 2), 1, 1),  # stride 3 columns: scalar interleave
+    ((1, 20, 9, 10), (5, 20, 3, 3), 2, 1, 1, 1),        # batch 1: channel blocks 8, 8, 4
+    ((3, 12, 8, 16), (4, 6, 3, 3), 2, 1, 1, 2),         # 6 pairs, groups of 6: one block each
 ]
 
 
@@ -59,7 +61,7 @@ def test_merged_and_per_phase_grad_x_same_bits_and_match_reference(monkeypatch, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[10]], ids=_ids)
+@pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[10], CASES[11]], ids=_ids)
 def test_merged_grad_x_one_and_two_threads_bit_identical(case, dtype):
     results = []
     try:
