@@ -106,7 +106,7 @@ typedef struct {
     dlk_conv2d_geom t;  /* the phase as a stride-1 forward (phase_geom) */
     dlk_idx off, len;   /* its plane's start in a channel's phase-ordered plane; Hr*Wr */
     dlk_idx K, kcb, Mp; /* reduction length OCg*nj*mj, its block, padded rows of A */
-    T *Ap;              /* packed sub-kernels of all groups; NULL: no tap reaches it */
+    T *Ap;              /* packed sub-kernels of all groups (K 0: no tap reaches it) */
     dlk_idx *koff;      /* its taps' offsets in the common window */
 } FN(gx_phase);
 
@@ -121,14 +121,14 @@ static FN(gx_window) FN(gx_window_of)(const FN(gx_phase) *ph, dlk_idx nph) {
     FN(gx_window) w = {0, 0, 0, 0};
     int any = 0;
     for (dlk_idx p = 0; p < nph; p++) {
-        if (!ph[p].Ap) continue;
+        if (ph[p].K == 0) continue;
         const dlk_conv2d_geom *t = &ph[p].t;
         w.top = any ? DLK_MAX(w.top, t->pad_h) : t->pad_h;
         w.left = any ? DLK_MAX(w.left, t->pad_w) : t->pad_w;
         any = 1;
     }
     for (dlk_idx p = 0; p < nph; p++) {
-        if (!ph[p].Ap) continue;
+        if (ph[p].K == 0) continue;
         const dlk_conv2d_geom *t = &ph[p].t;
         w.Rc = DLK_MAX(w.Rc, t->OH + (t->KH - 1) * t->dil_h - t->pad_h + w.top);
         w.Wc = DLK_MAX(w.Wc, t->OW + (t->KW - 1) * t->dil_w - t->pad_w + w.left);
@@ -166,21 +166,22 @@ static void FN(gx_phase_taps)(const FN(gx_phase) *ph, const FN(gx_window) *w, dl
     }
 }
 
-/* All phases of one (sample, group) into its phase-ordered planes (row stride
- * HW) of channels c0 to c0 + cn (c0 a multiple of PK_MR: the same tiles as
- * the whole group's GEMM): each block of phase pixels is the forward engine's GEMM over the
- * common window, in the same reduction blocks and tile order as a per-phase
- * forward (im2col_forward_core), so the bits are the same. */
+/* All phases of one (sample, group) for its channels c0 to c0 + cn into
+ * phase-ordered planes (row stride HW, the first channel c0's). Each block of
+ * phase pixels is the forward engine's GEMM over the common window, in the
+ * same reduction blocks and tiles as a per-phase forward (im2col_forward_core;
+ * c0 is a multiple of PK_MR), so the bits are the same. */
 static void FN(gx_phases_of_group)(const dlk_conv2d_geom *g, const FN(gx_phase) *ph,
                                    dlk_idx nph, dlk_idx grp, dlk_idx c0, dlk_idx cn,
                                    const T *win, const FN(gx_window) *gw, T *planes, T *Bk) {
     const dlk_idx HW = g->H * g->W;
     for (dlk_idx p = 0; p < nph; p++) {
         const FN(gx_phase) *f = &ph[p];
-        T *dst = planes + c0 * HW + f->off;
+        T *dst = planes + f->off;
         if (f->len == 0) continue;
-        if (!f->Ap) {
-            for (dlk_idx c = 0; c < cn; c++) memset(dst + c * HW, 0, (size_t)f->len * sizeof(T));
+        if (f->K == 0) {
+            for (dlk_idx c = 0; c < cn; c++)
+                memset(dst + c * HW, 0, (size_t)f->len * sizeof(T));
             continue;
         }
         const T *Ag = f->Ap + grp * f->Mp * f->K;
@@ -204,20 +205,42 @@ static void FN(gx_phases_of_group)(const dlk_conv2d_geom *g, const FN(gx_phase) 
     }
 }
 
-/* Elements a thread of the merged path needs: the common window, one sample's
- * phase planes of a group, and a packed B block when some phase packs. */
-static dlk_idx FN(gx_merged_elems)(const dlk_conv2d_geom *g, const FN(gx_phase) *ph,
-                                   dlk_idx nph, const FN(gx_window) *w) {
+/* Elements of the packed B block a thread needs when some phase packs. */
+static dlk_idx FN(gx_bk_elems)(const FN(gx_phase) *ph, dlk_idx nph) {
     dlk_idx bk = 0;
     for (dlk_idx p = 0; p < nph; p++)
-        if (ph[p].Ap && ph[p].t.OW % PK_VL != 0) bk = DLK_MAX(bk, ph[p].kcb * PK_NB);
-    return g->OC / g->groups * w->Rc * w->Wc + g->C / g->groups * g->H * g->W + bk;
+        if (ph[p].K > 0 && ph[p].t.OW % PK_VL != 0) bk = DLK_MAX(bk, ph[p].kcb * PK_NB);
+    return bk;
 }
 
-/* Set up every phase (packed sub-kernels, geometry, plane offsets); taps and
- * wt are scratch of KH + KW indices and C*OCg*KH*KW elements. */
+/* Channels per task of the merged path: whole micro-kernel panels, enough
+ * blocks for GX_MIN_TASKS tasks in all, and no more phase planes than fit in
+ * max_col_bytes beside the fixed elements (window, B block); 0 if not even
+ * one panel's fits. When a phase packs B (bk > 0), only whole groups: a
+ * channel block packs every B block again for fewer rows (measured on
+ * (2,64,56,56) -> 128 s2, 3 blocks of 24: 0.89 -> 1.40 ms), so a pair that
+ * does not fit, or too few pairs, go phase by phase. Depends on the shape and
+ * the budget only. */
+static dlk_idx FN(gx_channel_block)(const dlk_conv2d_geom *g, dlk_idx fixed, dlk_idx bk,
+                                    size_t max_col_bytes) {
+    const dlk_idx Cg = g->C / g->groups, HW = g->H * g->W, pairs = g->N * g->groups;
+    const dlk_idx panels = (Cg + PK_MR - 1) / PK_MR;
+    const dlk_idx nc = DLK_MIN(panels, (GX_MIN_TASKS + pairs - 1) / pairs);
+    const dlk_idx by_tasks = (panels + nc - 1) / nc * PK_MR;
+    const size_t avail = max_col_bytes / sizeof(T);
+    if (avail <= (size_t)fixed) return 0;
+    dlk_idx fit = (dlk_idx)DLK_MIN((avail - (size_t)fixed) / (size_t)HW, (size_t)Cg);
+    if (bk > 0) return fit == Cg && pairs >= GX_MIN_TASKS ? Cg : 0;
+    if (fit < Cg) fit = fit / PK_MR * PK_MR;
+    return DLK_MIN(by_tasks, fit);
+}
+
+/* Set up every phase: geometry and plane offsets, and with pack its packed
+ * sub-kernels and tap offsets' array (pack only once the merged path is sure to
+ * run: the fallback packs its own). taps and wt are scratch of KH + KW indices
+ * and (with pack) C*OCg*KH*KW elements. */
 static int FN(gx_phases_setup)(const dlk_conv2d_geom *g, const T *weight, FN(gx_phase) *ph,
-                               dlk_idx *taps, T *wt) {
+                               dlk_idx *taps, T *wt, int pack) {
     const dlk_idx sh = g->stride_h, sw = g->stride_w, G = g->groups, OCg = g->OC / G;
     dlk_idx off = 0;
     for (dlk_idx r = 0; r < sh; r++)
@@ -235,6 +258,7 @@ static int FN(gx_phases_setup)(const dlk_conv2d_geom *g, const T *weight, FN(gx_
             f->K = OCg * nj * mj;
             f->kcb = FN(pk_kc)(f->K);
             f->Mp = FN(pk_round_m)(g->C / G);
+            if (!pack) continue;
             f->Ap = (T *)malloc((size_t)(G * f->Mp * f->K) * sizeof(T));
             f->koff = (dlk_idx *)malloc((size_t)f->K * sizeof(dlk_idx));
             if (!f->Ap || !f->koff) return DLK_ENOMEM;
@@ -259,11 +283,11 @@ static void FN(gx_phases_free)(FN(gx_phase) *ph, dlk_idx nph) {
  * per-thread plane set and interleaves it into grad_x, in one parallel region
  * (measured per phase instead: rebuilding the window was 11% of the strided
  * 3x3 profile, one parallel region per phase with its spin-wait 9%). With
- * fewer than GX_MIN_TASKS (sample, group) pairs (a small batch), a task is one
- * block of channels of one pair instead, each block rebuilding the window, so
- * that both threads have work; the chunking depends on the shape only.
- * Returns -1 (not a DLK_ status) without touching grad_x when a thread's working set
- * (gx_merged_elems) exceeds max_col_bytes: the caller then runs phase by
+ * fewer than GX_MIN_TASKS (sample, group) pairs (a small batch), or when a
+ * pair's planes do not fit max_col_bytes beside the window, a task is one
+ * block of channels of one pair instead, each block rebuilding the window
+ * (gx_channel_block). Returns -1 (not a DLK_ status) without touching grad_x
+ * when not even one panel of channels fits: the caller then runs phase by
  * phase, in pixel blocks. */
 static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
                                     const T *weight, T *grad_x, size_t max_col_bytes,
@@ -272,32 +296,37 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
     const dlk_idx HW = g->H * g->W, OHW = g->OH * g->OW, nph = g->stride_h * g->stride_w;
     FN(gx_phase) *ph = (FN(gx_phase) *)calloc((size_t)nph, sizeof *ph);
     dlk_idx *taps = (dlk_idx *)malloc((size_t)(g->KH + g->KW) * sizeof(dlk_idx));
+    if (!ph || !taps) {
+        free(ph);
+        free(taps);
+        return DLK_ENOMEM;
+    }
+    FN(gx_phases_setup)(g, weight, ph, taps, NULL, 0);
+    const FN(gx_window) gw = FN(gx_window_of)(ph, nph);
+    const dlk_idx win_size = OCg * gw.Rc * gw.Wc, bk = FN(gx_bk_elems)(ph, nph);
+    const dlk_idx cs = FN(gx_channel_block)(g, win_size + bk, bk, max_col_bytes);
+    if (cs == 0) {
+        free(ph);
+        free(taps);
+        return -1;
+    }
     T *wt = (T *)malloc((size_t)(C * OCg * g->KH * g->KW) * sizeof(T));
-    int status = ph && taps && wt ? FN(gx_phases_setup)(g, weight, ph, taps, wt) : DLK_ENOMEM;
+    const int status = wt ? FN(gx_phases_setup)(g, weight, ph, taps, wt, 1) : DLK_ENOMEM;
     free(taps);
     free(wt);
     if (status != DLK_OK) {
-        if (ph) FN(gx_phases_free)(ph, nph);
+        FN(gx_phases_free)(ph, nph);
         return DLK_ENOMEM;
     }
-    const FN(gx_window) gw = FN(gx_window_of)(ph, nph);
-    const dlk_idx elems = FN(gx_merged_elems)(g, ph, nph, &gw);
-    if ((size_t)elems * sizeof(T) > max_col_bytes) {
-        FN(gx_phases_free)(ph, nph);
-        return -1;
-    }
+    const dlk_idx nc = (Cg + cs - 1) / cs, elems = win_size + cs * HW + bk;
     for (dlk_idx p = 0; p < nph; p++)
-        if (ph[p].Ap) FN(gx_phase_taps)(&ph[p], &gw, ph[p].koff);
-    const dlk_idx win_size = OCg * gw.Rc * gw.Wc;
-    /* channel blocks per (sample, group): whole micro-kernel panels */
-    const dlk_idx panels = (Cg + PK_MR - 1) / PK_MR;
-    const dlk_idx nc0 = DLK_MIN(panels, (GX_MIN_TASKS + N * G - 1) / (N * G));
-    const dlk_idx cs = (panels + nc0 - 1) / nc0 * PK_MR, nc = (Cg + cs - 1) / cs;
+        if (ph[p].K > 0) FN(gx_phase_taps)(&ph[p], &gw, ph[p].koff);
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
         T *win = (T *)malloc((size_t)elems * sizeof(T));
-        T *planes = win + win_size, *Bk = planes + Cg * HW;
+        /* planes of channels c0 to c0 + cn, indexed from c0 */
+        T *planes = win + win_size, *Bk = planes + cs * HW;
         failed = !win;
 #pragma omp for schedule(dynamic, 1)
         for (dlk_idx task = 0; task < N * G * nc; task++) {
@@ -308,9 +337,10 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
                 FN(gx_build_window)(grad_out + (n * g->OC + grp * OCg) * OHW, OCg, g->OH,
                                     g->OW, &gw, win);
             FN(gx_phases_of_group)(g, ph, nph, grp, c0, cn, win, &gw, planes, Bk);
-            for (dlk_idx c = c0; c < c0 + cn; c++)
-                FN(phase_interleave)(planes + c * HW, grad_x + (n * C + grp * Cg + c) * HW,
-                                     g->H, g->W, g->stride_h, g->stride_w);
+            T *gx = grad_x + (n * C + grp * Cg + c0) * HW;
+            for (dlk_idx c = 0; c < cn; c++)
+                FN(phase_interleave)(planes + c * HW, gx + c * HW, g->H, g->W, g->stride_h,
+                                     g->stride_w);
         }
         free(win);
     }

@@ -71,3 +71,21 @@ def test_merged_grad_x_one_and_two_threads_bit_identical(case, dtype):
     finally:
         dlkern.set_num_threads(None)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case, top", [
+    # in place (Wr 16): 8 pairs, one task per pair unless the budget leaves room
+    # for only 8 or 16 of the 20 channels' planes beside the window
+    (((8, 20, 6, 32), (5, 20, 3, 3), 2, 1, 1, 1), 5000),
+    # packed (Wr 5): whole pairs or phase by phase
+    (((8, 20, 9, 10), (5, 20, 3, 3), 2, 1, 1, 1), 8000),
+], ids=["in-place", "packed"])
+def test_merged_grad_x_channel_blocks_by_budget_same_bits(monkeypatch, case, top, dtype):
+    # the smallest budgets fall back to phase by phase; every split, same bits
+    full, expected, _ = _grad_x(case, dtype)
+    assert_close(full, expected)
+    item = np.dtype(dtype).itemsize
+    for limit in range(1, top * item, 40 * item):
+        monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
+        np.testing.assert_array_equal(_grad_x(case, dtype)[0], full)
