@@ -7,25 +7,27 @@
  * folded into the first reduction block.
  * grad_x: stride 1, the forward of grad_out with the flipped, channel-swapped
  * kernel (same engine); otherwise the same per input phase (stride_h *
- * stride_w stride-1 forwards with the taps that reach that phase), written
- * phase after phase into each grad_x plane, then interleaved in place
- * (measured on the strided 3x3 layer: 2.03 -> 1.9 ms against GEMM + col2im
- * scatter-add; without the grad_x-sized buffer, whose fresh pages cost 13% of
- * the profile, 2.3 -> 1.95 ms).
+ * stride_w stride-1 forwards with the taps that reach that phase), all phases
+ * of a (sample, group) in one task from one grad_out window into per-thread
+ * planes that are then interleaved into grad_x (conv2d_gradx_phases_tmpl.h;
+ * strided 3x3 layer: 1.75 -> 1.52 ms against one parallel region and window
+ * per phase, which stays the fallback beyond max_col_bytes).
  * grad_weight: shifted dot products over zero-padded phase planes of x
  * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order; a plain 1x1
  * (stride 1, no padding), whose column matrix is x itself, as one dlk_gemm per
  * (sample, group), summed over the samples in order.
  *
  * Threads: every output element is computed by one task in a fixed order
- * (tasks are (sample, group, pixel block) forward and grad_x, (sample,
- * channel) for the phase interleave, (channel block, tap block) for
- * grad_weight), and no blocking parameter
+ * (tasks are (sample, group, pixel block) forward and grad_x, (sample, group,
+ * channel block) for the merged strided grad_x, (sample, channel) for the
+ * fallback's phase interleave, (channel block, tap block) for grad_weight),
+ * and no blocking parameter
  * depends on the thread count: results are bit-identical for any nthreads.
  * No BLAS is called, so no second thread pool competes for the cores.
  * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
- * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), one
- * plane per thread for the strided grad_x, and for grad_weight the phase
+ * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), for
+ * the strided grad_x a window and phase planes per thread within max_col_bytes
+ * (or one plane per thread in the fallback), and for grad_weight the phase
  * planes of up to max_col_bytes worth of samples (at least one group of
  * WG_NS to WG_NS_MAX samples). Kernels return DLK_ENOMEM when an allocation
  * fails.
