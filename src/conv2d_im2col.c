@@ -7,25 +7,27 @@
  * folded into the first reduction block.
  * grad_x: stride 1, the forward of grad_out with the flipped, channel-swapped
  * kernel (same engine); otherwise the same per input phase (stride_h *
- * stride_w stride-1 forwards with the taps that reach that phase), written
- * phase after phase into each grad_x plane, then interleaved in place
- * (measured on the strided 3x3 layer: 2.03 -> 1.9 ms against GEMM + col2im
- * scatter-add; without the grad_x-sized buffer, whose fresh pages cost 13% of
- * the profile, 2.3 -> 1.95 ms).
+ * stride_w stride-1 forwards with the taps that reach that phase), all phases
+ * of a (sample, group) in one task from one grad_out window into per-thread
+ * planes that are then interleaved into grad_x (conv2d_gradx_phases_tmpl.h;
+ * strided 3x3 layer: 1.75 -> 1.52 ms against one parallel region and window
+ * per phase, which stays the fallback beyond max_col_bytes).
  * grad_weight: shifted dot products over zero-padded phase planes of x
  * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order; a plain 1x1
  * (stride 1, no padding), whose column matrix is x itself, as one dlk_gemm per
  * (sample, group), summed over the samples in order.
  *
  * Threads: every output element is computed by one task in a fixed order
- * (tasks are (sample, group, pixel block) forward and grad_x, (sample,
- * channel) for the phase interleave, (channel block, tap block) for
- * grad_weight), and no blocking parameter
+ * (tasks are (sample, group, pixel block) forward and grad_x, (sample, group,
+ * channel block) for the merged strided grad_x, (sample, channel) for the
+ * fallback's phase interleave, (channel block, tap block) for grad_weight),
+ * and no blocking parameter
  * depends on the thread count: results are bit-identical for any nthreads.
  * No BLAS is called, so no second thread pool competes for the cores.
  * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
- * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), one
- * plane per thread for the strided grad_x, and for grad_weight the phase
+ * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), for
+ * the strided grad_x a window and phase planes per thread within max_col_bytes
+ * (or one plane per thread in the fallback), and for grad_weight the phase
  * planes of up to max_col_bytes worth of samples (at least one group of
  * WG_NS to WG_NS_MAX samples). Kernels return DLK_ENOMEM when an allocation
  * fails.
@@ -48,6 +50,9 @@
 #define DLK_PK_KC 256
 /* Output pixels per forward task and per grad_x block: 8 panels. */
 #define PK_NB (8 * PK_NR)
+/* Tasks the merged strided grad_x wants at least: below it, a (sample, group)
+ * is split into channel blocks (conv2d_gradx_phases_tmpl.h). */
+#define GX_MIN_TASKS 8
 /* grad_weight register tile: 4 output channels x 6 taps = 24 accumulators; each
  * vector step loads 4 + 6 vectors for 24 FMAs. */
 #define WG_MO 4
@@ -80,6 +85,7 @@
 typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one per lane */
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
+#include "conv2d_gradx_phases_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF
@@ -89,6 +95,7 @@ typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one p
 typedef long long pmask_f64 __attribute__((vector_size(64)));
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
+#include "conv2d_gradx_phases_tmpl.h"
 #include "conv2d_im2col_tmpl.h"
 #undef T
 #undef SUF

@@ -1,7 +1,7 @@
 /* im2col conv2d, forward and grad_x (template body, see conv2d_template.h and
  * conv2d_im2col.c); the GEMM engine is conv2d_packed_tmpl.h, grad_weight
  * conv2d_wgrad_tmpl.h. grad_x always runs on the forward engine: directly at
- * stride 1, per input phase otherwise. */
+ * stride 1, per input phase otherwise (conv2d_gradx_phases_tmpl.h). */
 
 /* y = conv2d(x, weight) + bias as one GEMM per (sample, group):
  * y_n,g (OCg x OH*OW) = W_g (OCg x K) @ col_n,g (K x OH*OW), K = Cg*KH*KW, with
@@ -108,36 +108,19 @@ static int FN(im2col_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
     return status;
 }
 
-/* Taps of one axis that reach input phase r (positions stride*i + r): kernel
- * index k with (r + pad - k*dil) divisible by stride, in increasing k (an
- * arithmetic progression). Returns how many; list[] holds them. */
-static dlk_idx FN(phase_taps)(dlk_idx r, dlk_idx pad, dlk_idx dil, dlk_idx stride, dlk_idx K,
-                              dlk_idx *list) {
-    dlk_idx n = 0;
-    for (dlk_idx k = 0; k < K; k++)
-        if (((r + pad - k * dil) % stride + stride) % stride == 0) list[n++] = k;
-    return n;
-}
-
-/* Stride > 1: grad_x split by phase. The input positions (sh*i + r, sw*j + q)
- * of one phase (r, q) receive grad_out only through the taps kh, kw that land
- * on that phase, and only at a fixed shift per tap: grad_x_rq[i, j] = sum over
- * o and those taps of grad_out[o, i + d(kh), j + e(kw)] * w[o, c, kh, kw], a
- * stride-1 cross-correlation of grad_out with a sub-kernel (flipped, channel
- * axes swapped, dilation the shift step, top/left padding -d and -e of its last
- * tap). So every phase runs on the forward engine (packed GEMM at full speed,
- * no scatter-add) into its own planes, which are then interleaved into grad_x.
- * Phases that no tap reaches (stride > kernel) are zero. Each grad_x element
- * is written once, by the task that owns its plane. Each phase's planes are
- * written into grad_x itself, phase after phase within each (sample, channel)
- * plane (the phases partition it), then every plane is interleaved in place
- * through a plane-sized copy per thread: no buffer of grad_x's size, whose
- * fresh pages cost more than the interleave (strided 3x3 grad_x: page
- * clearing was 13% of the profile). */
+/* Stride > 1, phase by phase (conv2d_gradx_phases_tmpl.h): the fallback of
+ * im2col_grad_x_merged when a (sample, group) does not fit its budget. Each
+ * phase is one forward (tasks of PK_NB pixels) written into grad_x itself,
+ * phase after phase within each (sample, channel) plane (the phases partition
+ * it); then every plane is interleaved in place through a plane-sized copy per
+ * thread: no buffer of grad_x's size, whose fresh pages cost more than the
+ * interleave (strided 3x3 grad_x: page clearing was 13% of the profile).
+ * Phases that no tap reaches (stride > kernel) are zero. Same bits as the
+ * merged path: the same GEMM per phase pixel. */
 static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
                                     const T *weight, T *grad_x, int nthreads) {
     const dlk_idx N = g->N, C = g->C, H = g->H, W = g->W, G = g->groups;
-    const dlk_idx Cg = C / G, OCg = g->OC / G, KH = g->KH, KW = g->KW;
+    const dlk_idx OCg = g->OC / G, KH = g->KH, KW = g->KW;
     const dlk_idx sh = g->stride_h, sw = g->stride_w;
     const dlk_idx HW = H * W;
     T *wt = (T *)malloc((size_t)(C * OCg * KH * KW) * sizeof(T));
@@ -146,42 +129,20 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
     dlk_idx off = 0;
     for (dlk_idx r = 0; r < sh && status == DLK_OK; r++)
         for (dlk_idx q = 0; q < sw && status == DLK_OK; q++) {
-            const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
-            const dlk_idx Wr = W > q ? (W - q + sw - 1) / sw : 0;
+            const dlk_idx len = FN(phase_len)(H, r, sh) * FN(phase_len)(W, q, sw);
             dlk_idx *th = taps, *tw = taps + KH;
             const dlk_idx nj = FN(phase_taps)(r, g->pad_h, g->dil_h, sh, KH, th);
             const dlk_idx mj = FN(phase_taps)(q, g->pad_w, g->dil_w, sw, KW, tw);
             T *dst = grad_x + off;
-            off += Hr * Wr;
-            if (Hr * Wr == 0) continue;
+            off += len;
+            if (len == 0) continue;
             if (nj == 0 || mj == 0) {
                 for (dlk_idx p = 0; p < N * C; p++)
-                    memset(dst + p * HW, 0, (size_t)(Hr * Wr) * sizeof(T));
+                    memset(dst + p * HW, 0, (size_t)len * sizeof(T));
                 continue;
             }
-            for (dlk_idx grp = 0; grp < G; grp++)
-                for (dlk_idx c = 0; c < Cg; c++)
-                    for (dlk_idx o = 0; o < OCg; o++)
-                        for (dlk_idx t = 0; t < nj; t++)
-                            for (dlk_idx u = 0; u < mj; u++)
-                                wt[(((grp * Cg + c) * OCg + o) * nj + t) * mj + u] =
-                                    weight[(((grp * OCg + o) * Cg + c) * KH + th[nj - 1 - t]) *
-                                               KW +
-                                           tw[mj - 1 - u]];
-            dlk_conv2d_geom t = *g;
-            t.C = g->OC;
-            t.H = g->OH;
-            t.W = g->OW;
-            t.OC = C;
-            t.OH = Hr;
-            t.OW = Wr;
-            t.KH = nj;
-            t.KW = mj;
-            t.stride_h = t.stride_w = 1;
-            t.dil_h = nj > 1 ? (th[1] - th[0]) * g->dil_h / sh : 1;
-            t.dil_w = mj > 1 ? (tw[1] - tw[0]) * g->dil_w / sw : 1;
-            t.pad_h = -((r + g->pad_h - th[nj - 1] * g->dil_h) / sh);
-            t.pad_w = -((q + g->pad_w - tw[mj - 1] * g->dil_w) / sw);
+            FN(phase_weights)(g, weight, th, nj, tw, mj, wt);
+            const dlk_conv2d_geom t = FN(phase_geom)(g, r, q, th, nj, tw, mj);
             status = FN(im2col_forward_core)(&t, grad_out, wt, NULL, dst, HW, C * HW, nthreads);
         }
     free(taps);
@@ -195,40 +156,8 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
 #pragma omp for schedule(static)
         for (dlk_idx p = 0; p < N * C; p++) {
             if (!tmp) continue;
-            T *restrict gx = grad_x + p * HW;
-            memcpy(tmp, gx, (size_t)HW * sizeof(T));
-            const T *src = tmp;
-            if (sw == 2) {
-                /* both column phases of a row at once: one interleaving loop
-                 * that the compiler vectorizes, where two stride-2 scatters
-                 * stay scalar */
-                const dlk_idx W0 = (W + 1) / 2, W1 = W / 2;
-                for (dlk_idx r = 0; r < sh; r++) {
-                    const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
-                    const T *restrict s0 = src, *restrict s1 = src + Hr * W0;
-                    for (dlk_idx i = 0; i < Hr; i++) {
-                        T *restrict d = gx + (i * sh + r) * W;
-                        const T *restrict a = s0 + i * W0, *restrict b = s1 + i * W1;
-                        for (dlk_idx j = 0; j < W1; j++) {
-                            d[2 * j] = a[j];
-                            d[2 * j + 1] = b[j];
-                        }
-                        if (W0 > W1) d[2 * W1] = a[W1];
-                    }
-                    src += Hr * W;
-                }
-                continue;
-            }
-            for (dlk_idx r = 0; r < sh; r++)
-                for (dlk_idx q = 0; q < sw; q++) {
-                    const dlk_idx Hr = H > r ? (H - r + sh - 1) / sh : 0;
-                    const dlk_idx Wr = W > q ? (W - q + sw - 1) / sw : 0;
-                    const T *restrict s = src;
-                    for (dlk_idx i = 0; i < Hr; i++)
-                        for (dlk_idx j = 0; j < Wr; j++)
-                            gx[(i * sh + r) * W + j * sw + q] = s[i * Wr + j];
-                    src += Hr * Wr;
-                }
+            memcpy(tmp, grad_x + p * HW, (size_t)HW * sizeof(T));
+            FN(phase_interleave)(tmp, grad_x + p * HW, H, W, sh, sw);
         }
         free(tmp);
     }
@@ -276,6 +205,9 @@ int FN(dlk_conv2d_im2col_backward)(const dlk_conv2d_geom *g, const T *grad_out, 
     if ((parts & DLK_CONV2D_GRAD_X) && g->N * g->C * g->H * g->W > 0) {
         if (g->stride_h == 1 && g->stride_w == 1)
             return FN(im2col_grad_x_as_forward)(g, grad_out, weight, grad_x, nthreads);
+        const int merged =
+            FN(im2col_grad_x_merged)(g, grad_out, weight, grad_x, max_col_bytes, nthreads);
+        if (merged != -1) return merged;
         return FN(im2col_grad_x_phases)(g, grad_out, weight, grad_x, nthreads);
     }
     return DLK_OK;
