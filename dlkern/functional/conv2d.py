@@ -12,11 +12,13 @@ from dlkern._threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "IM2COL_MAX_BYTES"]
 
-#: Work-buffer budget of the im2col grad_weight, in bytes: it copies x into
+#: Work-buffer budget of the im2col backward, in bytes. grad_weight copies x into
 #: zero-padded phase planes (and grad_out into a padded pitch) for a chunk of
-#: samples at a time, whole groups of 4 samples that fit in this many bytes (at
-#: least one group). The result does not depend on it (the reduction groups are
-#: fixed); 1 MiB, the L2 of one core, measured fastest for the ResNet shapes.
+#: samples at a time, whole groups of 4 to 16 samples (by the shape) that fit in
+#: this many bytes (at least one group); the strided grad_x keeps one grad_out
+#: window and its phase planes per thread within it, else runs phase by phase.
+#: The result does not depend on it (the reduction groups and tiles are fixed);
+#: 1 MiB, the L2 of one core, measured fastest for the ResNet shapes.
 #: Module-level so it can be tuned (and lowered in tests).
 IM2COL_MAX_BYTES = 1 * 2**20
 
