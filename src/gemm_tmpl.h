@@ -194,31 +194,18 @@ static inline __attribute__((always_inline)) void FN(micro_kernel)(
     }
 }
 
-/* The micro-kernel with nv as a compile-time constant (registers, unrolling). */
+/* The micro-kernel with nv as a compile-time constant (registers, unrolling), B's
+ * rows ldbk apart; rbias (dlk_gemm_rows' packed slivers) may be NULL. */
 static void FN(micro_kernel_nv)(dlk_idx kc, const T *a, const T *b, dlk_idx ldbk, T *c,
                                 dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
-                                int nv) {
+                                int nv, const T *rbias) {
     if (nv == DLK_GEMM_NV)
         FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, ldbk, NULL, NULL,
-                         NULL);
-    else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk, NULL, NULL, NULL);
-    else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk, NULL, NULL, NULL);
-}
-
-/* dlk_gemm_rows' packed slivers: the micro-kernel with row biases. */
-static void FN(micro_kernel_packed_bias)(dlk_idx kc, const T *a, const T *b, T *c,
-                                         dlk_idx ldc, dlk_idx m, dlk_idx n, T alpha, T beta,
-                                         int nv, const T *rbias) {
-    const dlk_idx NR = (dlk_idx)nv * DLK_GEMM_VL;
-    if (nv == DLK_GEMM_NV)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, DLK_GEMM_NV, NR, NULL, NULL,
                          rbias);
     else if (nv == 1)
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, NR, NULL, NULL, rbias);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 1, ldbk, NULL, NULL, rbias);
     else
-        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, NR, NULL, NULL, rbias);
+        FN(micro_kernel)(kc, a, b, c, ldc, m, n, alpha, beta, 2, ldbk, NULL, NULL, rbias);
 }
 
 /* The micro-kernel reading vector v of row k of B at b + koff[k] + voff[v]
@@ -337,7 +324,8 @@ int FN(dlk_gemm)(int trans_a, int trans_b, dlk_idx M, dlk_idx N, dlk_idx K, T al
                             for (dlk_idx r = r0; r < r1; r += MR) {
                                 T *c = C + (i0 + r) * ldc + jc + js * NR;
                                 FN(micro_kernel_nv)(kc, Ap + r * kc, bs, ldbk, c, ldc,
-                                                    DLK_MIN(MR, r1 - r), n, alpha, beff, nv);
+                                                    DLK_MIN(MR, r1 - r), n, alpha, beff, nv,
+                                                    NULL);
                             }
                         }
                     }
@@ -455,8 +443,8 @@ int FN(dlk_gemm_rows)(int trans_a, dlk_idx M, dlk_idx N, dlk_idx K, T alpha, con
                             FN(micro_kernel_rows)(kc, Ap + r * kc, B, boff + pc, voff, c, ldc,
                                                   m, n, alpha, beff, nv, rb);
                         else
-                            FN(micro_kernel_packed_bias)(kc, Ap + r * kc, Bp, c, ldc, m, n,
-                                                         alpha, beff, nv, rb);
+                            FN(micro_kernel_nv)(kc, Ap + r * kc, Bp, NR,
+                                                c, ldc, m, n, alpha, beff, nv, rb);
                     }
                 }
             }
