@@ -6,10 +6,9 @@ import importlib
 import numpy as np
 import pytest
 
-import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close
+from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
 
 DTYPES = [np.float32, np.float64]
 conv_module = importlib.import_module("dlkern.functional.conv2d")
@@ -63,14 +62,7 @@ def test_merged_and_per_phase_grad_x_same_bits_and_match_reference(monkeypatch, 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[10], CASES[11]], ids=_ids)
 def test_merged_grad_x_one_and_two_threads_bit_identical(case, dtype):
-    results = []
-    try:
-        for threads in (1, 2):
-            dlkern.set_num_threads(threads)
-            results.append(_grad_x(case, dtype)[0])
-    finally:
-        dlkern.set_num_threads(None)
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_same_bits_on_one_and_two_threads(lambda: [_grad_x(case, dtype)[0]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

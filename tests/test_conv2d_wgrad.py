@@ -8,10 +8,9 @@ import importlib
 import numpy as np
 import pytest
 
-import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close
+from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
 
 DTYPES = [np.float32, np.float64]
 conv_module = importlib.import_module("dlkern.functional.conv2d")
@@ -76,15 +75,8 @@ def test_strided_grad_weight_matches_torch(case, dtype):
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_strided_grad_weight_one_and_two_threads_bit_identical(case, dtype):
     x, w, gy, kw = _data(case, dtype, seed=23)
-    results = []
-    try:
-        for threads in (1, 2):
-            dlkern.set_num_threads(threads)
-            results.append(F.conv2d_backward(gy, x, w, algo="im2col", **kw))
-    finally:
-        dlkern.set_num_threads(None)
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
+    assert_same_bits_on_one_and_two_threads(
+        lambda: F.conv2d_backward(gy, x, w, algo="im2col", **kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -7,11 +7,10 @@ import importlib
 import numpy as np
 import pytest
 
-import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
 from dlkern._args.conv2d import parse
-from dlkern.testing import assert_close
+from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
 
 conv_module = importlib.import_module("dlkern.functional.conv2d")
 DTYPES = [np.float32, np.float64]
@@ -124,15 +123,7 @@ def test_fold_output_mask_entries_equal_the_full_call(case):
 @pytest.mark.parametrize("case", FOLDED[:3], ids=_ids)
 def test_fold_is_identical_for_1_and_2_threads(case):
     gy, x, w, b, kw = _data(case, np.float32)
-    out = []
-    for threads in (1, 2):
-        dlkern.set_num_threads(threads)
-        try:
-            out.append(_run(gy, x, w, b, kw))
-        finally:
-            dlkern.set_num_threads(None)
-    for one, two in zip(*out):
-        np.testing.assert_array_equal(one, two)
+    assert_same_bits_on_one_and_two_threads(lambda: _run(gy, x, w, b, kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

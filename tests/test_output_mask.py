@@ -9,10 +9,9 @@ import itertools
 import numpy as np
 import pytest
 
-import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close
+from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
 
 DTYPES = [np.float32, np.float64]
 MASKS = list(itertools.product((False, True), repeat=3))
@@ -71,18 +70,8 @@ def test_conv2d_backward_masked_entries_equal_the_full_call(case, dtype):
 @pytest.mark.parametrize("case", CONV_CASES[:2], ids=_ids)
 def test_conv2d_backward_mask_is_identical_for_1_and_2_threads(case):
     gy, x, w, kw = _conv_data(case, np.float32)
-    out = []
-    for threads in (1, 2):
-        dlkern.set_num_threads(threads)
-        try:
-            out.append(F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw))
-        finally:
-            dlkern.set_num_threads(None)
-    for a, b in zip(*out):
-        if a is None:
-            assert b is None
-        else:
-            np.testing.assert_array_equal(a, b)
+    assert_same_bits_on_one_and_two_threads(
+        lambda: F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw))
 
 
 def test_conv2d_backward_mask_takes_numpy_bools_and_non_contiguous_inputs():
