@@ -57,6 +57,29 @@ def assert_same_bits_on_one_and_two_threads(run):
             np.testing.assert_array_equal(a, b)
 
 
+def conv2d_case_id(case):
+    """A pytest id for a conv2d test case (x shape, weight shape, stride, padding,
+    dilation, groups, then anything more)."""
+    extra = "".join(f"-{v}" for v in case[6:])
+    return ("x{}-w{}-s{}-p{}-d{}-g{}".format(*case[:6]) + extra).replace(" ", "")
+
+
+def conv2d_case(case, dtype, seed=0, bias=True):
+    """(x, weight, bias or None, grad_out, kwargs) of a conv2d test case (x shape, weight
+    shape, stride, padding, dilation, groups): standard normal, drawn in that order from
+    default_rng(seed); grad_out has the output's shape, kwargs the geometry."""
+    from dlkern import reference
+
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gy = rng.standard_normal(reference.conv2d(x, w, b, **kw).shape).astype(dtype)
+    return x, w, b, gy, kw
+
+
 def numerical_gradient(f, x, eps=1e-6):
     """Centered finite-difference gradient of the scalar function f at float64 array x.
 

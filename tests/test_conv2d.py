@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, numerical_gradient
+from dlkern.testing import assert_close, conv2d_case_id, numerical_gradient
 
 ALGOS = ["direct", "im2col", "auto"]
 DTYPES = [np.float32, np.float64]
@@ -43,11 +43,6 @@ CASES = [
 ]
 
 
-def _ids(case):
-    xs, ws, s, p, d, g = case
-    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
-
-
 def _data(case, dtype, seed=0, bias=True):
     xs, ws, s, p, d, g = case
     rng = np.random.default_rng(seed)
@@ -58,7 +53,7 @@ def _data(case, dtype, seed=0, bias=True):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_forward_and_backward_match_reference(case, dtype):
     x, w, b, kw = _data(case, dtype)
     y_ref = R.conv2d(x, w, b, **kw)
@@ -115,7 +110,7 @@ GRADCHECK_CASES = [
 
 
 @pytest.mark.parametrize("impl", ["reference", "direct", "im2col"])
-@pytest.mark.parametrize("case", GRADCHECK_CASES, ids=_ids)
+@pytest.mark.parametrize("case", GRADCHECK_CASES, ids=conv2d_case_id)
 def test_finite_difference_gradients(case, impl):
     x, w, b, kw = _data(case, np.float64, seed=3)
     mod, algo = (R, "auto") if impl == "reference" else (F, impl)
@@ -308,7 +303,7 @@ IM2COL_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", IM2COL_CASES, ids=_ids)
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=conv2d_case_id)
 def test_im2col_branches_match_reference(case, dtype):
     x, w, b, kw = _data(case, dtype, seed=11)
     y_ref = R.conv2d(x, w, b, **kw)
@@ -343,7 +338,7 @@ def test_im2col_grad_weight_independent_of_budget(monkeypatch, dtype):
     ((5, 128, 16, 16), (256, 128, 1, 1), 1, 0, 1, 1),  # 1x1, 5 samples
     ((2, 48, 28, 28), (40, 24, 3, 3), 1, 1, 1, 2),    # packed panels, groups
     ((3, 96, 24, 24), (160, 48, 1, 1), 1, 0, 1, 2),   # 1x1 grad_weight GEMMs, parallel
-], ids=_ids)
+], ids=conv2d_case_id)
 def test_im2col_one_and_two_threads_bit_identical_gemm_sized(case, dtype):
     x, w, b, kw = _data(case, dtype, seed=14)
     gy = np.random.default_rng(15).standard_normal(R.conv2d(x[:1], w, **kw).shape[1:])

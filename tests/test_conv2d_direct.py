@@ -8,7 +8,7 @@ import pytest
 import dlkern
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, torch_or_none
+from dlkern.testing import assert_close, conv2d_case, conv2d_case_id, torch_or_none
 
 DTYPES = [np.float32, np.float64]
 
@@ -51,31 +51,15 @@ CASES = [
 ]
 
 
-def _ids(case):
-    xs, ws, s, p, d, g = case
-    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
-
-
-def _data(case, dtype, seed=0):
-    xs, ws, s, p, d, g = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    b = rng.standard_normal(ws[0]).astype(dtype)
-    kw = dict(stride=s, padding=p, dilation=d, groups=g)
-    gy = rng.standard_normal(R.conv2d(x, w, b, **kw).shape).astype(dtype)
-    return x, w, b, gy, kw
-
-
 def _direct(x, w, b, gy, kw):
     y = F.conv2d(x, w, b, algo="direct", **kw)
     return (y,) + tuple(F.conv2d_backward(gy, x, w, algo="direct", **kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_direct_matches_reference(case, dtype):
-    x, w, b, gy, kw = _data(case, dtype)
+    x, w, b, gy, kw = conv2d_case(case, dtype)
     expected = (R.conv2d(x, w, b, **kw),) + tuple(R.conv2d_backward(gy, x, w, **kw))
     for name, got, exp in zip(("y", "grad_x", "grad_weight", "grad_bias"),
                               _direct(x, w, b, gy, kw), expected):
@@ -84,12 +68,12 @@ def test_direct_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_direct_matches_torch(case, dtype):
     torch = torch_or_none()
     if torch is None:
         pytest.skip("torch not installed")
-    x, w, b, gy, kw = _data(case, dtype, seed=1)
+    x, w, b, gy, kw = conv2d_case(case, dtype, seed=1)
     tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
     ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
     expected = (ty.detach().numpy(),) + tuple(
@@ -99,9 +83,9 @@ def test_direct_matches_torch(case, dtype):
         assert_close(got, exp, err_msg=name)
 
 
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_direct_one_and_two_threads_bit_identical(case):
-    x, w, b, gy, kw = _data(case, np.float32, seed=2)
+    x, w, b, gy, kw = conv2d_case(case, np.float32, seed=2)
     results = {}
     try:
         for n in (1, 2):
@@ -123,7 +107,7 @@ def test_direct_unread_columns_do_not_reach_results(case, bad, dtype):
     """x values in columns no output reads influence no result (as in torch): the
     grad_weight tile's tail lanes must not multiply them by zero-filled grad_out."""
     xs, ws, s, p, d, g = case
-    x, w, b, gy, kw = _data(case, dtype, seed=3)
+    x, w, b, gy, kw = conv2d_case(case, dtype, seed=3)
     last_read = (gy.shape[3] - 1) * s + (ws[3] - 1) * d
     assert last_read + 1 < xs[3]
     x_bad = x.copy()
@@ -138,11 +122,11 @@ def test_direct_unread_columns_do_not_reach_results(case, bad, dtype):
 @pytest.mark.parametrize("case", [
     ((2, 3, 32, 32), (32, 3, 3, 3), 1, 1, 1, 1),       # CIFAR-like: four 8-channel blocks
     ((2, 4, 9, 18), (20, 2, 3, 3), 1, 1, 1, 2),        # 8 + 2 channels in each of 2 groups
-], ids=_ids)
+], ids=conv2d_case_id)
 def test_direct_forward_non_contiguous_inputs(case, dtype):
     """Strided views of x, weight and bias give the bits of their contiguous copies
     (the forward packs the weights it is given, not a view's base)."""
-    x, w, b, gy, kw = _data(case, dtype, seed=4)
+    x, w, b, gy, kw = conv2d_case(case, dtype, seed=4)
     xs = np.empty(x.shape[:3] + (2 * x.shape[3],), dtype)[..., ::2]
     xs[...] = x
     ws = np.asfortranarray(w)

@@ -8,7 +8,8 @@ import pytest
 
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            conv2d_case, conv2d_case_id)
 
 DTYPES = [np.float32, np.float64]
 conv_module = importlib.import_module("dlkern.functional.conv2d")
@@ -31,25 +32,15 @@ CASES = [
 ]
 
 
-def _ids(case):
-    xs, ws, s, p, d, g = case
-    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
-
-
 def _grad_x(case, dtype):
-    xs, ws, s, p, d, g = case
-    rng = np.random.default_rng(21)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    kw = dict(stride=s, padding=p, dilation=d, groups=g)
-    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=21, bias=False)
     expected = R.conv2d_backward(gy, x, w, **kw)[0]
     got = F.conv2d_backward(gy, x, w, algo="im2col", output_mask=(True, False, False), **kw)
     return got[0], expected, (gy, x, w, kw)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_merged_and_per_phase_grad_x_same_bits_and_match_reference(monkeypatch, case, dtype):
     merged, expected, _ = _grad_x(case, dtype)
     assert_close(merged, expected)
@@ -60,7 +51,7 @@ def test_merged_and_per_phase_grad_x_same_bits_and_match_reference(monkeypatch, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[10], CASES[11]], ids=_ids)
+@pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[10], CASES[11]], ids=conv2d_case_id)
 def test_merged_grad_x_one_and_two_threads_bit_identical(case, dtype):
     assert_same_bits_on_one_and_two_threads(lambda: [_grad_x(case, dtype)[0]])
 

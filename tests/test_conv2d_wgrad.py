@@ -10,7 +10,8 @@ import pytest
 
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            conv2d_case, conv2d_case_id)
 
 DTYPES = [np.float32, np.float64]
 conv_module = importlib.import_module("dlkern.functional.conv2d")
@@ -33,25 +34,10 @@ CASES = [
 ]
 
 
-def _ids(case):
-    xs, ws, s, p, d, g = case
-    return f"x{xs}-w{ws}-s{s}-p{p}-d{d}-g{g}".replace(" ", "")
-
-
-def _data(case, dtype, seed=0):
-    xs, ws, s, p, d, g = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    kw = dict(stride=s, padding=p, dilation=d, groups=g)
-    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
-    return x, w, gy, kw
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_strided_backward_matches_reference(case, dtype):
-    x, w, gy, kw = _data(case, dtype, seed=21)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=21, bias=False)
     for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"),
                               F.conv2d_backward(gy, x, w, algo="im2col", **kw),
                               R.conv2d_backward(gy, x, w, **kw)):
@@ -60,10 +46,10 @@ def test_strided_backward_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=_ids)
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=conv2d_case_id)
 def test_strided_grad_weight_matches_torch(case, dtype):
     torch = pytest.importorskip("torch")
-    x, w, gy, kw = _data(case, dtype, seed=22)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=22, bias=False)
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     torch.nn.functional.conv2d(tx, tw, **kw).backward(torch.from_numpy(gy))
     gx, gw, _ = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
@@ -72,19 +58,19 @@ def test_strided_grad_weight_matches_torch(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
 def test_strided_grad_weight_one_and_two_threads_bit_identical(case, dtype):
-    x, w, gy, kw = _data(case, dtype, seed=23)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=23, bias=False)
     assert_same_bits_on_one_and_two_threads(
         lambda: F.conv2d_backward(gy, x, w, algo="im2col", **kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[2]], ids=_ids)
+@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[2]], ids=conv2d_case_id)
 def test_pooled_groups_independent_of_budget(monkeypatch, dtype, case):
     # a 1-byte budget takes one reduction group per chunk (two chunks for 17 or
     # 20 samples in groups of 16); a large one takes all groups at once
-    x, w, gy, kw = _data(case, dtype, seed=24)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=24, bias=False)
     results = []
     for limit in (1, 2**30):
         monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
@@ -95,7 +81,7 @@ def test_pooled_groups_independent_of_budget(monkeypatch, dtype, case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_strided_non_contiguous_x(dtype):
-    x, w, gy, kw = _data(CASES[1], dtype, seed=25)
+    x, w, _, gy, kw = conv2d_case(CASES[1], dtype, seed=25, bias=False)
     big = np.zeros(x.shape[:2] + (2 * x.shape[2], 2 * x.shape[3]), dtype)
     big[:, :, ::2, ::2] = x
     xs = big[:, :, ::2, ::2]
@@ -114,7 +100,7 @@ def test_strided_non_contiguous_x(dtype):
 def test_unread_x_elements_stay_out_of_grad_weight(case, bad, dtype):
     """x elements that no output reads sit in the masked slack of the pooled
     groups' streams: they must not reach grad_weight (0 * inf is NaN)."""
-    x, w, gy, kw = _data(case, dtype, seed=26)
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=26, bias=False)
     y = R.conv2d(x, w, **kw)
     read = R.conv2d_backward(np.ones_like(y), np.ones_like(x), np.ones_like(w), **kw)[0] != 0
     assert not read.all()

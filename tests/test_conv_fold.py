@@ -10,7 +10,8 @@ import pytest
 import dlkern.functional as F
 import dlkern.reference as R
 from dlkern._args.conv2d import parse
-from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            conv2d_case, conv2d_case_id)
 
 conv_module = importlib.import_module("dlkern.functional.conv2d")
 DTYPES = [np.float32, np.float64]
@@ -38,21 +39,6 @@ UNFOLDED = [
 ]
 
 
-def _ids(case):
-    return "x{}-w{}-s{}-p{}-d{}-g{}".format(*case).replace(" ", "")
-
-
-def _data(case, dtype, seed=0):
-    xs, ws, s, p, d, g = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    b = rng.standard_normal(ws[0]).astype(dtype)
-    kw = dict(stride=s, padding=p, dilation=d, groups=g)
-    gy = rng.standard_normal(R.conv2d(x, w, b, **kw).shape).astype(dtype)
-    return gy, x, w, b, kw
-
-
 def _plan(x, w, kw, algo="auto"):
     a = parse("conv2d", x, w, None, kw["stride"], kw["padding"], kw["dilation"],
               kw["groups"], algo)
@@ -64,9 +50,9 @@ def _run(gy, x, w, b, kw, **extra):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", FOLDED + UNFOLDED, ids=_ids)
+@pytest.mark.parametrize("case", FOLDED + UNFOLDED, ids=conv2d_case_id)
 def test_fold_matches_reference_and_the_unfolded_call(case, dtype, monkeypatch):
-    gy, x, w, b, kw = _data(case, dtype)
+    x, w, b, gy, kw = conv2d_case(case, dtype)
     assert (_plan(x, w, kw) is not None) == (case in FOLDED)
     got = _run(gy, x, w, b, kw)
     expected = (R.conv2d(x, w, b, **kw),) + R.conv2d_backward(gy, x, w, **kw)
@@ -87,7 +73,7 @@ def test_fold_groups_of_samples_and_a_short_last_group(row, dtype, monkeypatch):
     # 30: groups of 6 (one full, one of 1); 10000: all 7 in one row
     monkeypatch.setattr(conv_module, "_FOLD_ROW", row)
     case = ((7, 8, 4, 4), (9, 8, 3, 3), 1, 1, 1, 1)
-    gy, x, w, b, kw = _data(case, dtype)
+    x, w, b, gy, kw = conv2d_case(case, dtype)
     plan = _plan(x, w, kw)
     assert plan.groups_of == min(7, row // 5)
     got = _run(gy, x, w, b, kw)
@@ -98,7 +84,7 @@ def test_fold_groups_of_samples_and_a_short_last_group(row, dtype, monkeypatch):
 
 
 def test_fold_takes_non_contiguous_inputs():
-    gy, x, w, b, kw = _data(FOLDED[1], np.float64)
+    x, w, b, gy, kw = conv2d_case(FOLDED[1], np.float64)
     want = _run(gy, x, w, b, kw)
     got = _run(np.asfortranarray(gy), x[:, ::-1][:, ::-1], np.asfortranarray(w), b[::1],
                kw)
@@ -106,9 +92,9 @@ def test_fold_takes_non_contiguous_inputs():
         np.testing.assert_array_equal(g, e)
 
 
-@pytest.mark.parametrize("case", FOLDED[:4], ids=_ids)
+@pytest.mark.parametrize("case", FOLDED[:4], ids=conv2d_case_id)
 def test_fold_output_mask_entries_equal_the_full_call(case):
-    gy, x, w, b, kw = _data(case, np.float32)
+    x, w, b, gy, kw = conv2d_case(case, np.float32)
     full = F.conv2d_backward(gy, x, w, **kw)
     for mask in [(False, True, True), (True, False, False), (False, False, True),
                  (True, True, False)]:
@@ -120,17 +106,17 @@ def test_fold_output_mask_entries_equal_the_full_call(case):
                 assert g is None
 
 
-@pytest.mark.parametrize("case", FOLDED[:3], ids=_ids)
+@pytest.mark.parametrize("case", FOLDED[:3], ids=conv2d_case_id)
 def test_fold_is_identical_for_1_and_2_threads(case):
-    gy, x, w, b, kw = _data(case, np.float32)
+    x, w, b, gy, kw = conv2d_case(case, np.float32)
     assert_same_bits_on_one_and_two_threads(lambda: _run(gy, x, w, b, kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", FOLDED[:2] + FOLDED[3:5], ids=_ids)
+@pytest.mark.parametrize("case", FOLDED[:2] + FOLDED[3:5], ids=conv2d_case_id)
 def test_fold_matches_torch(case, dtype):
     torch = pytest.importorskip("torch")
-    gy, x, w, b, kw = _data(case, dtype)
+    x, w, b, gy, kw = conv2d_case(case, dtype)
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
     tb = torch.tensor(b, requires_grad=True)
@@ -142,7 +128,7 @@ def test_fold_matches_torch(case, dtype):
 
 
 def test_explicit_algo_is_never_folded():
-    gy, x, w, b, kw = _data(FOLDED[0], np.float32)
+    x, w, b, gy, kw = conv2d_case(FOLDED[0], np.float32)
     for algo in ("direct", "im2col"):
         assert _plan(x, w, kw, algo) is None
 
@@ -162,7 +148,7 @@ def test_auto_runs_short_reductions_direct_on_small_planes_and_masks(monkeypatch
             calls.append(("backward", args[7], args[-1]))
             return real.backward(*args)
 
-    gy, x, w, b, kw = _data(((16, 1, 8, 8), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
+    x, w, b, gy, kw = conv2d_case(((16, 1, 8, 8), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
     monkeypatch.setattr(conv_module, "_conv2d", Spy())
     y = F.conv2d(x, w, b, **kw)
     full = F.conv2d_backward(gy, x, w, **kw)
@@ -178,7 +164,7 @@ def test_auto_runs_short_reductions_direct_on_small_planes_and_masks(monkeypatch
     np.testing.assert_array_equal(weight_only[1], full[1])
     # 16x16 planes: direct throughout
     calls.clear()
-    gy, x, w, b, kw = _data(((4, 1, 16, 16), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
+    x, w, b, gy, kw = conv2d_case(((4, 1, 16, 16), (32, 1, 3, 3), 1, 1, 1, 1), np.float32)
     F.conv2d(x, w, b, **kw)
     F.conv2d_backward(gy, x, w, output_mask=(False, True, True), **kw)
     assert calls == [("forward", False), ("backward", False, 2)]

@@ -11,7 +11,8 @@ import pytest
 
 import dlkern.functional as F
 import dlkern.reference as R
-from dlkern.testing import assert_close, assert_same_bits_on_one_and_two_threads
+from dlkern.testing import (assert_close, assert_same_bits_on_one_and_two_threads,
+                            conv2d_case, conv2d_case_id)
 
 DTYPES = [np.float32, np.float64]
 MASKS = list(itertools.product((False, True), repeat=3))
@@ -30,18 +31,9 @@ CONV_CASES = [
 ]
 
 
-def _ids(case):
-    return "x{}-w{}-s{}-p{}-d{}-g{}-{}".format(*case).replace(" ", "")
-
-
 def _conv_data(case, dtype):
-    xs, ws, s, p, d, g, algo = case
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    y = R.conv2d(x, w, None, s, p, d, g)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    return gy, x, w, dict(stride=s, padding=p, dilation=d, groups=g, algo=algo)
+    x, w, _, gy, kw = conv2d_case(case[:6], dtype, bias=False)
+    return gy, x, w, dict(kw, algo=case[6])
 
 
 def _check_masked(full, masked, mask):
@@ -55,7 +47,7 @@ def _check_masked(full, masked, mask):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
+@pytest.mark.parametrize("case", CONV_CASES, ids=conv2d_case_id)
 def test_conv2d_backward_masked_entries_equal_the_full_call(case, dtype):
     gy, x, w, kw = _conv_data(case, dtype)
     full_c = F.conv2d_backward(gy, x, w, **kw)
@@ -67,7 +59,7 @@ def test_conv2d_backward_masked_entries_equal_the_full_call(case, dtype):
         assert_close(got, exp)
 
 
-@pytest.mark.parametrize("case", CONV_CASES[:2], ids=_ids)
+@pytest.mark.parametrize("case", CONV_CASES[:2], ids=conv2d_case_id)
 def test_conv2d_backward_mask_is_identical_for_1_and_2_threads(case):
     gy, x, w, kw = _conv_data(case, np.float32)
     assert_same_bits_on_one_and_two_threads(
@@ -85,7 +77,7 @@ def test_conv2d_backward_mask_takes_numpy_bools_and_non_contiguous_inputs():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CONV_CASES, ids=_ids)
+@pytest.mark.parametrize("case", CONV_CASES, ids=conv2d_case_id)
 def test_conv2d_backward_mask_matches_torch_convolution_backward(case, dtype):
     torch = pytest.importorskip("torch")
     gy, x, w, kw = _conv_data(case, dtype)
