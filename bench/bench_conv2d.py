@@ -32,6 +32,13 @@ DTYPE = np.float32
 
 
 @functools.lru_cache(maxsize=None)
+def _group(what, spec, n):
+    """The pytest-benchmark group of one SHAPES entry at batch n."""
+    shape, xs, (oc, kh, kw), stride, padding, groups = spec
+    return (f"conv2d {what} {shape} N{n} {xs[1]}->{oc} {xs[2]}x{xs[3]} k{kh}x{kw} "
+            f"s{stride} p{padding} g{groups} float32")
+
+
 def _case(name, n):
     _, xs, (oc, kh, kw), stride, padding, groups = next(s for s in SHAPES if s[0] == name)
     xs = (n,) + xs[1:]
@@ -85,10 +92,7 @@ def test_conv2d(benchmark, shape, backward, impl):
     spec = next(s for s in SHAPES if s[0] == shape)
     n = 2 if benchmark.disabled else spec[1][0]
     x, w, b, gy, kw_args, expected, flops = _case(shape, n)
-    (oc, kh, kw) = spec[2]
-    benchmark.group = (f"conv2d {'fwd+bwd' if backward else 'fwd'} {shape} N{n} "
-                       f"{spec[1][1]}->{oc} {spec[1][2]}x{spec[1][3]} k{kh}x{kw} s{spec[3]} "
-                       f"p{spec[4]} g{spec[5]} float32")
+    benchmark.group = _group("fwd+bwd" if backward else "fwd", spec, n)
     run = _runner(impl, x, w, b, gy, kw_args, backward)
     if not benchmark.disabled:
         run()  # warm-up (allocations, BLAS and OpenMP pools, torch's first-call setup)
@@ -128,9 +132,7 @@ def test_conv2d_backward_part(benchmark, shape, part, impl):
     spec = next(s for s in SHAPES if s[0] == shape)
     n = 2 if benchmark.disabled else spec[1][0]
     x, w, b, gy, kw_args, expected, flops = _case(shape, n)
-    (oc, kh, kw) = spec[2]
-    benchmark.group = (f"conv2d {part} {shape} N{n} {spec[1][1]}->{oc} "
-                       f"{spec[1][2]}x{spec[1][3]} k{kh}x{kw} s{spec[3]} p{spec[4]} float32")
+    benchmark.group = _group(part, spec, n)
     run = _part_runner(impl, x, w, gy, kw_args, part)
     if not benchmark.disabled:
         run()

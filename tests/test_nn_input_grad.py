@@ -110,13 +110,8 @@ def test_input_grad_false_gives_the_same_parameter_gradients_and_none(name, make
         assert all(p.grad is not None for p in model.parameters())
 
 
-def _freeze_conv1_bn1(model):
-    model[0].requires_grad_(False)
-    model[1].requires_grad_(False)
-
-
-def test_frozen_first_layers_are_skipped_and_the_next_trainable_one_gets_no_input_grad(
-        monkeypatch):
+def _record_conv2d_masks(monkeypatch):
+    """A list that receives the output_mask of every functional.conv2d_backward call."""
     masks = []
     real = dlkern.functional.conv2d_backward
 
@@ -125,6 +120,17 @@ def test_frozen_first_layers_are_skipped_and_the_next_trainable_one_gets_no_inpu
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dlkern.functional, "conv2d_backward", spy)
+    return masks
+
+
+def _freeze_conv1_bn1(model):
+    model[0].requires_grad_(False)
+    model[1].requires_grad_(False)
+
+
+def test_frozen_first_layers_are_skipped_and_the_next_trainable_one_gets_no_input_grad(
+        monkeypatch):
+    masks = _record_conv2d_masks(monkeypatch)
     _, none, model, twin = _both_ways(digits_cnn, (64, 1, 8, 8), "c", freeze=_freeze_conv1_bn1)
     assert none is None
     _assert_same_gradients(model, twin)
@@ -135,14 +141,7 @@ def test_frozen_first_layers_are_skipped_and_the_next_trainable_one_gets_no_inpu
 
 
 def test_first_conv_of_the_digits_cnn_is_asked_for_no_input_gradient(monkeypatch):
-    masks = []
-    real = dlkern.functional.conv2d_backward
-
-    def spy(*args, **kwargs):
-        masks.append(kwargs.get("output_mask"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(dlkern.functional, "conv2d_backward", spy)
+    masks = _record_conv2d_masks(monkeypatch)
     model = digits_cnn()
     model(np.zeros((4, 1, 8, 8), np.float32))
     model.backward(np.ones((4, 10), np.float32), input_grad=False)
