@@ -12,7 +12,7 @@
  * sum is then V-1 vertical ops and one combine of the two halves. A group is 16 rows
  * (two halves of 8), so the per-row results of a group fill one vector, lane r = row r,
  * as in softmax_short_avx512.h (dlk_avx512_log_ps, the division, the target gather).
- * The permutation is a table (dlk_pairs_init, once per call): each output vector is
+ * The permutation is a table (dlk_pairs_init, built at library load): each output vector is
  * ceil(V/2) two-source permutes merged by blends; the way back is the inverse table.
  *
  * Numerics: the exp is dlk_avx512_expneg_ps of x - max as elsewhere; a row's sum is a
