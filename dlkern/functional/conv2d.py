@@ -131,9 +131,7 @@ def _choose_algo(a):
     if a.algo != "auto":
         return a.algo
     oc, cg, kh, kw = a.weight.shape
-    if oc // a.groups <= 4:
-        return "direct"
-    return "direct" if cg * kh * kw <= 32 else "im2col"
+    return "direct" if oc // a.groups <= 4 or cg * kh * kw <= 32 else "im2col"
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
