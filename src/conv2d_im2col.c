@@ -33,6 +33,7 @@
  * fails.
  * Matches dlkern/reference/conv2d.py.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

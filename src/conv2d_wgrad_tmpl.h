@@ -156,15 +156,18 @@ static inline void FN(wg_hsum_many)(FN(pvec) *v, int n, const FN(wg_masks) *mk, 
 /* out[i][j] = sum over the ns samples s of dot(gy[i] + s*PL, xs[j] + s*PL) over
  * the first Lq elements (a multiple of the vector width) for a WG_MO x WG_NK
  * tile: the partial sums stay in SIMD lanes across the samples of the group and
- * are reduced once. keep[q] is all ones where stream position q is an output
- * pixel and zero in the slack (columns OW..Wq-1, positions past OH*Wq): there
- * grad_out is zero but x is a real element that this tap does not read (it may
- * be inf, and 0 * inf would turn the gradient NaN where torch stays finite), so
- * the x lanes are masked, not just multiplied by zero. keep holds one mask
- * vector per PK_VL stream positions. */
-static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, dlk_idx Lq,
-                               dlk_idx PL, const unsigned char *keep, const FN(wg_masks) *mk,
-                               T out[WG_MO * WG_NK]) {
+ * are reduced once. With keep (the masked pass, see im2col_grad_weight),
+ * keep[q] is all ones where stream position q is an output pixel and zero in
+ * the slack (columns OW..Wq-1, positions past OH*Wq): there grad_out is zero
+ * but x is a real element that this tap does not read (it may be inf, and
+ * 0 * inf would turn the gradient NaN where torch stays finite), so the x lanes
+ * are masked, not just multiplied by zero. keep holds one mask vector per
+ * PK_VL stream positions. keep is a compile-time NULL in the plain pass
+ * (wg_tile_plain), which drops the 6 ANDs per 24 FMAs (ResNet 3x3 at 1
+ * thread: 145 -> 168 GFLOP/s). */
+static inline __attribute__((always_inline)) void FN(wg_tile_body)(
+    const T *const *gy, const T *const *xs, int ns, dlk_idx Lq, dlk_idx PL,
+    const unsigned char *keep, const FN(wg_masks) *mk, T out[WG_MO * WG_NK]) {
     FN(pvec) acc[WG_MO * WG_NK];
     const FN(pvec) zero = {0};
     /* unrolled: as a loop GCC turns it into a call to memset */
@@ -178,19 +181,41 @@ static inline void FN(wg_tile)(const T *const *gy, const T *const *xs, int ns, d
             FN(pvec) gv[WG_MO];
             for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
             FN(wg_keep) m;
-            memcpy(&m, keep + v * sizeof m, sizeof m);
+            if (keep) memcpy(&m, keep + v * sizeof m, sizeof m);
             for (int j = 0; j < WG_NK; j++) {
-                FN(wg_keep) xi;
-                memcpy(&xi, xr[j] + q, sizeof xi);
-                xi &= m;
                 FN(pvec) xv;
-                memcpy(&xv, &xi, sizeof xv);
+                if (keep) {
+                    FN(wg_keep) xi;
+                    memcpy(&xi, xr[j] + q, sizeof xi);
+                    xi &= m;
+                    memcpy(&xv, &xi, sizeof xv);
+                } else {
+                    memcpy(&xv, xr[j] + q, sizeof xv);
+                }
                 DLK_IN_REGISTER(xv);
                 for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;
             }
         }
     }
     FN(wg_hsum_many)(acc, WG_MO * WG_NK, mk, out);
+}
+
+static void FN(wg_tile_masked)(const T *const *gy, const T *const *xs, int ns, dlk_idx Lq,
+                               dlk_idx PL, const unsigned char *keep, const FN(wg_masks) *mk,
+                               T out[WG_MO * WG_NK]) {
+    FN(wg_tile_body)(gy, xs, ns, Lq, PL, keep, mk, out);
+}
+
+static void FN(wg_tile_plain)(const T *const *gy, const T *const *xs, int ns, dlk_idx Lq,
+                              dlk_idx PL, const FN(wg_masks) *mk, T out[WG_MO * WG_NK]) {
+    FN(wg_tile_body)(gy, xs, ns, Lq, PL, NULL, mk, out);
+}
+
+/* 1 if every element of a[0..n) is finite. */
+static int FN(wg_all_finite)(const T *a, dlk_idx n) {
+    int ok = 1;
+    for (dlk_idx i = 0; i < n; i++) ok &= isfinite(a[i]) != 0;
+    return ok;
 }
 
 static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
@@ -260,77 +285,93 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
         ngr * (tap_major ? WG_MO * SP : WG_NK * SP) * (dlk_idx)sizeof(T);  /* a chunk's */
     const dlk_idx sup = DLK_MIN(nin, DLK_MAX(1, WG_L2_BYTES / in_bytes));
     const dlk_idx chunk = ngr * NS;
-#pragma omp parallel num_threads(nthreads)
-    for (dlk_idx grp = 0; grp < G; grp++)
-        for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
-            const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
-            const dlk_idx slots = (nbc + NS - 1) / NS * NS;
-#pragma omp for schedule(static)
-            for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
-                const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
-                T *base = buf + nl / NS * per + nl % NS * d.PL;
-                if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
-                    if (r < Cg)
-                        for (dlk_idx ph = 0; ph < d.nph; ph++)
-                            memset(base + (r * d.nph + ph) * SP, 0, (size_t)d.PL * sizeof(T));
-                    else
-                        memset(base + xsz + (r - Cg) * SP, 0, (size_t)d.PL * sizeof(T));
-                } else if (r < Cg) {
-                    FN(wg_build_planes)(g, &d, x + (n * C + grp * Cg + r) * HW,
-                                        base + r * d.nph * SP, SP);
-                } else {
-                    FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
-                                    base + xsz + (r - Cg) * SP);
-                }
-            }
-            /* Tile order: consecutive tiles share the operand whose group
-             * footprint is larger (its rows stay in L1 across the sweep of the
-             * other), while a super-block of the smaller one stays in L2. */
-            /* (ib, ob) of tile t, found by division at the first tile of
-             * each thread's static range and stepped after that */
-            dlk_idx next = -1, first = 0, ssz = 0, ib = 0, ob = 0;
-#pragma omp for schedule(static)
-            for (dlk_idx t = 0; t < nob * nkb; t++) {
-                if (t != next) {
-                    first = t / (sup * nout) * sup;
-                    ssz = DLK_MIN(sup, nin - first);
-                    const dlk_idx r = t - first * nout;
-                    ib = first + r % ssz;
-                    ob = r / ssz;
-                } else if (++ib == first + ssz) {
-                    ib = first;
-                    if (++ob == nout) {
-                        ob = 0;
-                        first += sup;
-                        ssz = DLK_MIN(sup, nin - first);
-                        ib = first;
-                    }
-                }
-                next = t + 1;
-                const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
-                const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
-                for (dlk_idx s0 = 0; s0 < nbc; s0 += NS) {
-                    const dlk_idx ns = DLK_MIN(NS, nbc - s0);
-                    const T *base = buf + s0 / NS * per;
-                    const T *gy[WG_MO], *xs[WG_NK];
-                    for (int i = 0; i < WG_MO; i++)
-                        gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
-                    for (int j = 0; j < WG_NK; j++)
-                        xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
-                    T out[WG_MO * WG_NK];
-                    FN(wg_tile)(gy, xs, (int)ns, d.Lq, d.PL, keep, &masks, out);
-                    T *gw = grad_weight + (grp * OCg + o0) * K + k0;
-                    if (o0 + WG_MO <= OCg && k0 + WG_NK <= K) { /* constant bounds */
-                        for (int i = 0; i < WG_MO; i++)
-                            for (int j = 0; j < WG_NK; j++) gw[i * K + j] += out[i * WG_NK + j];
-                    } else {
-                        for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
-                            for (int j = 0; j < WG_NK && k0 + j < K; j++)
-                                gw[i * K + j] += out[i * WG_NK + j];
-                    }
-                }
-            }
+    /* The plain pass multiplies the slack positions' x elements by grad_out's
+     * zeros unmasked. With finite x that changes no bit (0 * x is +-0, and
+     * adding +-0 to a sum that starts at +0 leaves it unchanged, so the masked
+     * pass would give the same bits); an inf or NaN anywhere in x or grad_out
+     * can make the result non-finite, and only then is the whole gradient
+     * recomputed with the slack masked (twice the time, on bad input only). */
+    for (int masked = 0; masked < 2; masked++) {
+        if (masked) {
+            if (FN(wg_all_finite)(grad_weight, OC * K)) break;
+            for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
         }
+#pragma omp parallel num_threads(nthreads)
+        for (dlk_idx grp = 0; grp < G; grp++)
+            for (dlk_idx n0 = 0; n0 < g->N; n0 += chunk) {
+                const dlk_idx nbc = DLK_MIN(chunk, g->N - n0);
+                const dlk_idx slots = (nbc + NS - 1) / NS * NS;
+#pragma omp for schedule(static)
+                for (dlk_idx t = 0; t < slots * (Cg + OCg); t++) {
+                    const dlk_idx nl = t / (Cg + OCg), r = t % (Cg + OCg), n = n0 + nl;
+                    T *base = buf + nl / NS * per + nl % NS * d.PL;
+                    if (nl >= nbc) { /* an empty slot of the last group reads as zeros */
+                        if (r < Cg)
+                            for (dlk_idx ph = 0; ph < d.nph; ph++)
+                                memset(base + (r * d.nph + ph) * SP, 0, (size_t)d.PL * sizeof(T));
+                        else
+                            memset(base + xsz + (r - Cg) * SP, 0, (size_t)d.PL * sizeof(T));
+                    } else if (r < Cg) {
+                        FN(wg_build_planes)(g, &d, x + (n * C + grp * Cg + r) * HW,
+                                            base + r * d.nph * SP, SP);
+                    } else {
+                        FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
+                                        base + xsz + (r - Cg) * SP);
+                    }
+                }
+                /* Tile order: consecutive tiles share the operand whose group
+                 * footprint is larger (its rows stay in L1 across the sweep of the
+                 * other), while a super-block of the smaller one stays in L2. */
+                /* (ib, ob) of tile t, found by division at the first tile of
+                 * each thread's static range and stepped after that */
+                dlk_idx next = -1, first = 0, ssz = 0, ib = 0, ob = 0;
+#pragma omp for schedule(static)
+                for (dlk_idx t = 0; t < nob * nkb; t++) {
+                    if (t != next) {
+                        first = t / (sup * nout) * sup;
+                        ssz = DLK_MIN(sup, nin - first);
+                        const dlk_idx r = t - first * nout;
+                        ib = first + r % ssz;
+                        ob = r / ssz;
+                    } else if (++ib == first + ssz) {
+                        ib = first;
+                        if (++ob == nout) {
+                            ob = 0;
+                            first += sup;
+                            ssz = DLK_MIN(sup, nin - first);
+                            ib = first;
+                        }
+                    }
+                    next = t + 1;
+                    const dlk_idx o0 = (tap_major ? ib : ob) * WG_MO;
+                    const dlk_idx k0 = (tap_major ? ob : ib) * WG_NK;
+                    for (dlk_idx s0 = 0; s0 < nbc; s0 += NS) {
+                        const dlk_idx ns = DLK_MIN(NS, nbc - s0);
+                        const T *base = buf + s0 / NS * per;
+                        const T *gy[WG_MO], *xs[WG_NK];
+                        for (int i = 0; i < WG_MO; i++)
+                            gy[i] = o0 + i < OCg ? base + xsz + (o0 + i) * SP : zrow;
+                        for (int j = 0; j < WG_NK; j++)
+                            xs[j] = k0 + j < K ? base + koff[k0 + j] : zrow;
+                        T out[WG_MO * WG_NK];
+                        if (masked)
+                            FN(wg_tile_masked)(gy, xs, (int)ns, d.Lq, d.PL, keep, &masks, out);
+                        else
+                            FN(wg_tile_plain)(gy, xs, (int)ns, d.Lq, d.PL, &masks, out);
+                        T *gw = grad_weight + (grp * OCg + o0) * K + k0;
+                        if (o0 + WG_MO <= OCg && k0 + WG_NK <= K) { /* constant bounds */
+                            for (int i = 0; i < WG_MO; i++)
+                                for (int j = 0; j < WG_NK; j++)
+                                    gw[i * K + j] += out[i * WG_NK + j];
+                        } else {
+                            for (int i = 0; i < WG_MO && o0 + i < OCg; i++)
+                                for (int j = 0; j < WG_NK && k0 + j < K; j++)
+                                    gw[i * K + j] += out[i * WG_NK + j];
+                        }
+                    }
+                }
+            }
+    }
     free(keep);
     free(koff);
     free(buf);

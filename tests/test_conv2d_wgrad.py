@@ -110,3 +110,30 @@ def test_unread_x_elements_stay_out_of_grad_weight(case, bad, dtype):
     for name, g, c in zip(("grad_x", "grad_weight", "grad_bias"), got, clean):
         assert np.all(np.isfinite(g)), name
         np.testing.assert_array_equal(g, c, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("where", ["x", "grad_out"])
+@pytest.mark.parametrize("case", [
+    ((5, 3, 9, 11), (6, 3, 3, 3), 1, 1, 1, 1),    # stride 1: the ResNet path, groups of 4
+    ((17, 2, 9, 12), (5, 2, 3, 3), 2, 1, 1, 1),   # stride 2: pooled groups of 16 + 1
+], ids=["stride1", "stride2-pooled"])
+def test_non_finite_input_takes_the_masked_pass(case, where, dtype):
+    """The plain pass multiplies slack x elements by zeros unmasked; a non-finite
+    result sends the whole gradient through the masked pass, which must give
+    what the reference gives: the same inf and NaN entries, the rest close."""
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=27, bias=False)
+    if where == "x":
+        x = x.copy()
+        x[3, 1, 4, x.shape[3] - 1] = np.inf   # read by some taps only
+    else:
+        gy = gy.copy()
+        gy[2, 4, 1, 0] = np.nan
+    got = F.conv2d_backward(gy, x, w, algo="im2col", output_mask=(False, True, False), **kw)[1]
+    exp = R.conv2d_backward(gy, x, w, **kw)[1]
+    assert not np.isfinite(exp).all() and np.isfinite(exp).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(exp))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(exp))
+    finite = np.isfinite(exp)
+    assert_close(got[finite], exp[finite])
