@@ -33,7 +33,6 @@
  * fails.
  * Matches dlkern/reference/conv2d.py.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -211,10 +211,10 @@ static void FN(wg_tile_plain)(const T *const *gy, const T *const *xs, int ns, dl
     FN(wg_tile_body)(gy, xs, ns, Lq, PL, NULL, mk, out);
 }
 
-/* 1 if every element of a[0..n) is finite. */
+/* 1 if every element of a[0..n) is finite (a - a is NaN for inf and NaN). */
 static int FN(wg_all_finite)(const T *a, dlk_idx n) {
     int ok = 1;
-    for (dlk_idx i = 0; i < n; i++) ok &= isfinite(a[i]) != 0;
+    for (dlk_idx i = 0; i < n; i++) ok &= a[i] - a[i] == 0;
     return ok;
 }
 
