@@ -1,8 +1,9 @@
-"""conv2d im2col grad_weight on strided geometries (src/conv2d_wgrad_tmpl.h):
-phase planes built by one memset plus the rows inside x, samples pooled up to 16
-per lane reduction when a sample's stream is short. Against the NumPy reference
-and PyTorch, 1 vs 2 threads, sample chunking, non-contiguous x, unread x
-elements."""
+"""conv2d im2col grad_weight (src/conv2d_wgrad_tmpl.h) on strided and stride-1
+geometries: phase planes built by one memset plus the rows inside x, samples
+pooled up to 16 per lane reduction when a sample's stream is short, a plain pass
+without slack masks and the masked pass when its result is not finite. Against
+the NumPy reference and PyTorch, 1 vs 2 threads, sample chunking, non-contiguous
+x, unread and non-finite x elements."""
 import importlib
 
 import numpy as np
@@ -33,9 +34,22 @@ CASES = [
     ((2, 3, 10, 9), (4, 3, 3, 3), 2, 2, 1, 1),           # padding 2: an all-zero plane row
 ]
 
+# stride 1 (the ResNet path: one phase plane per channel, groups of 4 samples);
+# channel counts and K = C*kH*kW leave partial 4 x 6 register tiles
+STRIDE1_CASES = [
+    ((5, 3, 9, 11), (6, 3, 3, 3), 1, 1, 1, 1),       # odd H, W; 4 + 1 samples
+    ((3, 5, 8, 8), (7, 5, 3, 3), 1, 0, 1, 1),        # padding 0
+    ((2, 4, 7, 9), (5, 4, 3, 3), 1, 2, 1, 1),        # padding 2: all-zero plane rows
+    ((4, 4, 10, 10), (6, 2, 3, 3), 1, 1, 2, 2),      # dilation 2, groups 2
+    ((1, 6, 12, 12), (9, 6, 3, 3), 1, 1, 1, 1),      # batch of one (3 empty slots)
+    ((3, 4, 3, 3), (5, 4, 3, 3), 1, 0, 1, 1),        # a single output pixel
+    ((6, 8, 16, 16), (12, 8, 3, 3), 1, 1, 1, 1),     # whole tiles, 4 + 2 samples
+    ((2, 3, 6, 13), (4, 3, 2, 5), 1, (0, 2), 1, 1),  # non-square kernel and padding
+]
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
+@pytest.mark.parametrize("case", CASES + STRIDE1_CASES, ids=conv2d_case_id)
 def test_strided_backward_matches_reference(case, dtype):
     x, w, _, gy, kw = conv2d_case(case, dtype, seed=21, bias=False)
     for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"),
@@ -46,7 +60,8 @@ def test_strided_backward_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4]], ids=conv2d_case_id)
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[4], STRIDE1_CASES[0],
+                                  STRIDE1_CASES[3], STRIDE1_CASES[6]], ids=conv2d_case_id)
 def test_strided_grad_weight_matches_torch(case, dtype):
     torch = pytest.importorskip("torch")
     x, w, _, gy, kw = conv2d_case(case, dtype, seed=22, bias=False)
@@ -58,7 +73,7 @@ def test_strided_grad_weight_matches_torch(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=conv2d_case_id)
+@pytest.mark.parametrize("case", CASES + STRIDE1_CASES, ids=conv2d_case_id)
 def test_strided_grad_weight_one_and_two_threads_bit_identical(case, dtype):
     x, w, _, gy, kw = conv2d_case(case, dtype, seed=23, bias=False)
     assert_same_bits_on_one_and_two_threads(
@@ -66,10 +81,12 @@ def test_strided_grad_weight_one_and_two_threads_bit_identical(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[2]], ids=conv2d_case_id)
+@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[2], STRIDE1_CASES[0]],
+                         ids=conv2d_case_id)
 def test_pooled_groups_independent_of_budget(monkeypatch, dtype, case):
     # a 1-byte budget takes one reduction group per chunk (two chunks for 17 or
-    # 20 samples in groups of 16); a large one takes all groups at once
+    # 20 samples in groups of 16, or 5 in groups of 4); a large one takes all
+    # groups at once
     x, w, _, gy, kw = conv2d_case(case, dtype, seed=24, bias=False)
     results = []
     for limit in (1, 2**30):
@@ -80,8 +97,9 @@ def test_pooled_groups_independent_of_budget(monkeypatch, dtype, case):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_strided_non_contiguous_x(dtype):
-    x, w, _, gy, kw = conv2d_case(CASES[1], dtype, seed=25, bias=False)
+@pytest.mark.parametrize("case", [CASES[1], STRIDE1_CASES[0]], ids=conv2d_case_id)
+def test_strided_non_contiguous_x(case, dtype):
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=25, bias=False)
     big = np.zeros(x.shape[:2] + (2 * x.shape[2], 2 * x.shape[3]), dtype)
     big[:, :, ::2, ::2] = x
     xs = big[:, :, ::2, ::2]
