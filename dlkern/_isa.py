@@ -34,7 +34,7 @@ def isa():
 
 
 def _cpu_best():
-    if _isa_levels.LEVELS == ("baseline",):  # not x86-64: no probe, one level
+    if _isa_levels.LEVELS == ("baseline",):  # nothing to choose (e.g. not x86-64): no probe
         return "baseline"
     from dlkern import _isa_probe
 
@@ -44,6 +44,9 @@ def _cpu_best():
 def choose(levels, cpu_best, forced):
     """The level to load from a build's levels, the CPU's best and DLKERN_ISA's value."""
     runnable = [lv for lv in levels if ORDER.index(lv) <= ORDER.index(cpu_best)]
+    if not runnable:  # a build without baseline (DLKERN_ISA_LEVELS) on an older CPU
+        raise ImportError(f"dlkern: this build's kernels need ISA level {levels[0]} or "
+                          f"higher, and this CPU (or OS) runs only up to {cpu_best}")
     if not forced:
         return runnable[-1]
     if forced not in levels:

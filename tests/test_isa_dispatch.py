@@ -6,6 +6,7 @@ modules, once); on a native build they skip, since it has one level."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -30,8 +31,10 @@ def run_python(code, isa=None):
     env.pop(_isa.ENV, None)
     if isa is not None:
         env[_isa.ENV] = isa
+    # Not from the source tree, whose dlkern/ (no compiled modules) would shadow the
+    # installed one on the child's sys.path.
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=tempfile.gettempdir())
 
 
 # Run in the child: the level in use, which compiled files the process mapped, and a
@@ -187,3 +190,8 @@ def test_choose_refuses_an_unknown_level():
         _isa.choose(LEVELS, "v4", "sse2")
     with pytest.raises(ImportError, match=r"allowed: baseline, v4 .*: baseline\)"):
         _isa.choose(("baseline", "v4"), "v3", "v3")
+
+
+def test_choose_refuses_a_build_whose_lowest_level_the_cpu_lacks():
+    with pytest.raises(ImportError, match=r"need ISA level v4 or higher, .* only up to v3"):
+        _isa.choose(("v4",), "v3", "")
