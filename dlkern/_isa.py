@@ -63,6 +63,8 @@ class _LevelFinder:
     """Finds dlkern's compiled modules in one level's directory (a meta path finder
     needs only find_spec)."""
 
+    dlkern_level_finder = True  # marks it for _select, should dlkern be imported again
+
     def __init__(self, directory, modules):
         self.directory = directory
         self.names = frozenset("dlkern." + m for m in modules)
@@ -89,4 +91,5 @@ def _select():
         return
     _level = choose(_isa_levels.LEVELS, _cpu_best(), forced)
     directory = os.path.join(os.path.dirname(_isa_levels.__file__), _level)
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "dlkern_level_finder", False)]
     sys.meta_path.insert(0, _LevelFinder(directory, _isa_levels.MODULES))

@@ -195,3 +195,14 @@ def test_choose_refuses_an_unknown_level():
 def test_choose_refuses_a_build_whose_lowest_level_the_cpu_lacks():
     with pytest.raises(ImportError, match=r"need ISA level v4 or higher, .* only up to v3"):
         _isa.choose(("v4",), "v3", "")
+
+
+def test_level_finder_names_a_missing_module(tmp_path):
+    finder = _isa._LevelFinder(str(tmp_path), ["_conv2d"])
+    assert finder.find_spec("dlkern.nn") is None  # not one of its modules: someone else's
+    with pytest.raises(ImportError, match="dlkern._conv2d is missing from"):
+        finder.find_spec("dlkern._conv2d")
+
+
+def test_isa_is_public():
+    assert "isa" in dlkern.__all__ and dlkern.isa is _isa.isa
