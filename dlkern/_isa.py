@@ -15,7 +15,6 @@ unset or empty, the best level the CPU and OS support is used.
 """
 import os
 import sys
-from importlib.machinery import PathFinder
 
 from dlkern import _isa_levels
 
@@ -72,6 +71,8 @@ class _LevelFinder:
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in self.names:
             return None
+        from importlib.machinery import PathFinder  # here: a native build never needs it
+
         spec = PathFinder.find_spec(fullname, [self.directory])
         if spec is None:
             raise ImportError(f"dlkern: {fullname} is missing from {self.directory} "
