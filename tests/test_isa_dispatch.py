@@ -206,3 +206,32 @@ def test_level_finder_names_a_missing_module(tmp_path):
 
 def test_isa_is_public():
     assert "isa" in dlkern.__all__ and dlkern.isa is _isa.isa
+
+
+def test_one_level_builds_need_no_probe(monkeypatch):
+    monkeypatch.setattr(_isa_levels, "LEVELS", ("baseline",))  # as on non-x86 builds
+    monkeypatch.setitem(sys.modules, "dlkern._isa_probe", None)  # importing it would fail
+    assert _isa._cpu_best() == "baseline"
+
+
+# The x86-64 psABI levels as Linux names the CPU flags (it lists AVX and AVX-512 ones
+# only when the kernel saves their registers): an oracle independent of the probe.
+PSABI_FLAGS = {
+    "v3": {"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3", "avx", "avx2",
+           "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"},
+    "v4": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"},
+}
+
+
+@pytest.mark.skipif(not PORTABLE or "v3" not in _isa_levels.LEVELS
+                    and "v4" not in _isa_levels.LEVELS, reason="no x86-64 CPU probe")
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="Linux's CPU flags")
+def test_probe_agrees_with_the_cpu_flags_linux_reports():
+    with open("/proc/cpuinfo") as f:
+        flags = next(set(line.split(":", 1)[1].split()) for line in f
+                     if line.startswith("flags"))
+    want = ("v4" if PSABI_FLAGS["v3"] | PSABI_FLAGS["v4"] <= flags
+            else "v3" if PSABI_FLAGS["v3"] <= flags else "baseline")
+    from dlkern import _isa_probe
+
+    assert _isa_probe.best_level() == want
