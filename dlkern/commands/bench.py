@@ -40,7 +40,7 @@ def run(args):
             print("PyTorch is not installed: timing dlkern and the reference only")
     budget = 0.2 if args.quick else 0.6
     print(f"dlkern bench: {threads} threads, {'quick' if args.quick else 'full'} budget "
-          f"({budget}s per case)", flush=True)
+          f"({budget}s per case), ISA level {dlkern.isa()}", flush=True)
     t_start = time.perf_counter()
     gemm = ceil.gemm_gflops(torch=torch, budget=2 * budget)
     best = max(gemm, key=gemm.get)
@@ -91,6 +91,7 @@ def run(args):
     meta = {"threads": threads, "python": platform.python_version(),
             "machine": platform.processor() or platform.machine(),
             "torch": getattr(torch, "__version__", None), "dlkern": dlkern.__version__,
+            "isa": dlkern.isa(),
             "seconds": time.perf_counter() - t_start, "quick": args.quick, "budget": budget,
             "method": "medians over every timed call; per round, each implementation in "
                       "a rotating order: wait until other threads are idle, one warm-up "
