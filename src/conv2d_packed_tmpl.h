@@ -25,6 +25,27 @@ static inline dlk_idx FN(pk_kc)(dlk_idx Kr) {
 
 static inline dlk_idx FN(pk_round_m)(dlk_idx M) { return (M + PK_MR - 1) / PK_MR * PK_MR; }
 
+/* Where A's elements live: A(m, k) = base[m*sm + (k / kt)*sk + (k % kt)*st] for
+ * group 0, + gs per group. A plain row-major A is sm = K, kt = K, st = 1; the
+ * flipped, channel-swapped kernel of grad_x (rows c, k = (o, u)) is base at the
+ * last tap, sm = KH*KW, kt = KH*KW, sk = C/groups*KH*KW, st = -1, so that no
+ * transformed copy of the weights is written before packing. */
+typedef struct {
+    const T *base;
+    dlk_idx gs, sm, sk, st, kt;
+} FN(pk_amap);
+
+/* One PK_MR-row panel of A, rows m0.. of M, reduction k0 to k0 + kc, into
+ * dst[k * PK_MR + i]; rows beyond M are zero. */
+static void FN(pk_pack_a_panel)(const T *base, const FN(pk_amap) *a, dlk_idx M, dlk_idx k0,
+                                dlk_idx kc, dlk_idx m0, T *restrict dst) {
+    for (dlk_idx k = 0; k < kc; k++) {
+        const T *col = base + (k0 + k) / a->kt * a->sk + (k0 + k) % a->kt * a->st;
+        for (dlk_idx i = 0; i < PK_MR; i++)
+            dst[k * PK_MR + i] = m0 + i < M ? col[(m0 + i) * a->sm] : (T)0;
+    }
+}
+
 /* Pack A(m, k) = base[m * sm + k * sk] for m < M, k < Kr into the layout
  * [k block][m panel][k in block][PK_MR]; rows beyond M are zero. The panel of
  * (block starting at k0 of size kc, m panel mb) is at Ap + k0 * Mp + mb * PK_MR * kc,
@@ -32,15 +53,11 @@ static inline dlk_idx FN(pk_round_m)(dlk_idx M) { return (M + PK_MR - 1) / PK_MR
 static void FN(pk_pack_a)(const T *base, dlk_idx sm, dlk_idx sk, dlk_idx M, dlk_idx Kr,
                           T *Ap) {
     const dlk_idx kcb = FN(pk_kc)(Kr), Mp = FN(pk_round_m)(M);
+    const FN(pk_amap) a = {base, 0, sm, 0, sk, Kr};
     for (dlk_idx k0 = 0; k0 < Kr; k0 += kcb) {
         const dlk_idx kc = DLK_MIN(kcb, Kr - k0);
-        for (dlk_idx m0 = 0; m0 < Mp; m0 += PK_MR) {
-            T *dst = Ap + k0 * Mp + m0 * kc;
-            for (dlk_idx k = 0; k < kc; k++)
-                for (dlk_idx i = 0; i < PK_MR; i++)
-                    dst[k * PK_MR + i] =
-                        m0 + i < M ? base[(m0 + i) * sm + (k0 + k) * sk] : (T)0;
-        }
+        for (dlk_idx m0 = 0; m0 < Mp; m0 += PK_MR)
+            FN(pk_pack_a_panel)(base, &a, M, k0, kc, m0, Ap + k0 * Mp + m0 * kc);
     }
 }
 
@@ -136,8 +153,22 @@ typedef struct {
     dlk_idx Rmax;         /* rows per channel in the layout: the largest R of any block */
 } FN(pk_window);
 
+/* Stride 1 and no padding on any side: the window of every block would be a
+ * copy of rows of x in x's own layout, so x itself is the window (Rmax = H,
+ * Wq = W; a 1x1 layer's window was 10% of its forward, all copy). */
+static int FN(pk_window_is_x)(const dlk_conv2d_geom *g) {
+    return g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 &&
+           g->OH + (g->KH - 1) * g->dil_h == g->H && g->OW + (g->KW - 1) * g->dil_w == g->W;
+}
+
 static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_idx nb) {
     FN(pk_window) w;
+    if (FN(pk_window_is_x)(g)) {
+        w.row0 = 0;
+        w.R = w.Rmax = g->H;
+        w.Wq = g->W;
+        return w;
+    }
     const dlk_idx first = p0 / g->OW, last = (p0 + nb - 1) / g->OW;
     const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
     w.row0 = first * g->stride_h;
@@ -147,8 +178,9 @@ static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_
     return w;
 }
 
-/* Elements of a window (every block's fits). */
+/* Elements of a window buffer (every block's fits; 0 when x is the window). */
 static dlk_idx FN(pk_window_size)(const dlk_conv2d_geom *g) {
+    if (FN(pk_window_is_x)(g)) return 0;
     const FN(pk_window) w = FN(pk_window_of)(g, 0, 1);
     return (g->C / g->groups) * w.Rmax * g->stride_w * w.Wq;
 }
