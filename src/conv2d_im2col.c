@@ -50,6 +50,11 @@
 #define DLK_PK_KC 256
 /* Output pixels per forward task and per grad_x block: 8 panels. */
 #define PK_NB (8 * PK_NR)
+/* The 1x1 grad_weight (conv2d_im2col_tmpl.h): at most this many chunks of
+ * samples, each summed by one task into its own copy of grad_weight, the
+ * copies taking at most GW1_PARTIAL_BYTES. */
+#define GW1_TASKS 8
+#define GW1_PARTIAL_BYTES ((size_t)8 << 20)
 /* Tasks the merged strided grad_x wants at least: below it, a (sample, group)
  * is split into channel blocks (conv2d_gradx_phases_tmpl.h). */
 #define GX_MIN_TASKS 8
