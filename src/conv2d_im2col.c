@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "conv2d.h"
+#include "conv2d_scratch.h"
 #include "conv2d_template.h"
 #include "gemm.h"
 

@@ -21,10 +21,10 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const F
     if (g->N * OC * OHW == 0) return DLK_OK;
     const dlk_idx Mp = FN(pk_round_m)(OCg), kcb = FN(pk_kc)(K);
     const dlk_idx nkb = (K + kcb - 1) / kcb, npm = Mp / PK_MR;
-    T *Ap = (T *)malloc((size_t)(G * Mp * K) * sizeof(T));
+    T *Ap = (T *)dlk_scratch_get(DLK_SCRATCH_SHARED, (size_t)(G * Mp * K) * sizeof(T));
     dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
     if (!Ap || !koff) {
-        free(Ap);
+        dlk_scratch_put(DLK_SCRATCH_SHARED, Ap);
         free(koff);
         return DLK_ENOMEM;
     }
@@ -40,7 +40,7 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const F
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *win = buf ? (T *)malloc(buf * sizeof(T)) : NULL;
+        T *win = buf ? (T *)dlk_scratch_get(DLK_SCRATCH_THREAD, buf * sizeof(T)) : NULL;
         T *Bk = win ? win + win_size : NULL;
         failed = buf && !win;
         /* Panels of A, all threads (serial, this was 5% of the strided 3x3
@@ -77,10 +77,10 @@ static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const F
                 }
             }
         }
-        free(win);
+        dlk_scratch_put(DLK_SCRATCH_THREAD, win);
     }
     free(koff);
-    free(Ap);
+    dlk_scratch_put(DLK_SCRATCH_SHARED, Ap);
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
@@ -221,7 +221,7 @@ static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_ou
     nch = (N + per - 1) / per;
     T *part = NULL;
     if (nch > 1) {
-        part = (T *)malloc((size_t)((nch - 1) * wsz) * sizeof(T));
+        part = (T *)dlk_scratch_get(DLK_SCRATCH_SHARED, (size_t)((nch - 1) * wsz) * sizeof(T));
         if (!part) return DLK_ENOMEM;
     }
     const dlk_idx kcb = FN(pk_kc)(HW), Mp = FN(pk_round_m)(OCg);
@@ -230,7 +230,7 @@ static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_ou
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *Ab = (T *)malloc(buf * sizeof(T));
+        T *Ab = (T *)dlk_scratch_get(DLK_SCRATCH_THREAD, buf * sizeof(T));
         T *Bp = Ab + Mp2 * kcb, *tmp = Bp + kcb * PK_NR;
         failed = !Ab;
 #pragma omp for schedule(dynamic, 1)
@@ -258,13 +258,13 @@ static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_ou
                 }
             }
         }
-        free(Ab);
+        dlk_scratch_put(DLK_SCRATCH_THREAD, Ab);
         /* the chunks' sums, added in chunk order (the loop's barrier has passed) */
 #pragma omp for schedule(static)
         for (dlk_idx e = 0; e < wsz; e++)
             for (dlk_idx ch = 1; ch < nch; ch++) grad_weight[e] += part[(ch - 1) * wsz + e];
     }
-    free(part);
+    if (part) dlk_scratch_put(DLK_SCRATCH_SHARED, part);
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
