@@ -255,8 +255,9 @@ static inline void FN(pk_fill)(T *restrict d, const T *restrict xr, dlk_idx j0, 
 }
 
 /* Row xr (W columns) into its sw phase rows dst + pw*Wq. */
-static void FN(pk_build_row)(const FN(pk_rowplan) *rp, const T *xr, dlk_idx W, dlk_idx sw,
-                             dlk_idx pad_w, dlk_idx Wq, T *restrict dst) {
+static inline __attribute__((always_inline)) void FN(pk_build_row)(
+    const FN(pk_rowplan) *rp, const T *xr, dlk_idx W, dlk_idx sw, dlk_idx pad_w, dlk_idx Wq,
+    T *restrict dst) {
     if (sw == 1) {
         for (dlk_idx j = 0; j < rp->lo[0]; j++) dst[j] = 0;
         memcpy(dst + rp->lo[0], xr + rp->lo[0] - pad_w,
@@ -295,13 +296,11 @@ static void FN(pk_build_row)(const FN(pk_rowplan) *rp, const T *xr, dlk_idx W, d
     }
 }
 
-/* The window of one block: every channel's rows row0 - pad_h ... as phase
- * rows (zero outside x). */
-static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
-                                T *win) {
-    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, sw = g->stride_w;
-    const dlk_idx Wq = w->Wq;
-    const FN(pk_rowplan) rp = FN(pk_rowplan_of)(W, sw, g->pad_w, Wq);
+/* pk_build_window's loops for one stride (a constant where inlined). */
+static inline __attribute__((always_inline)) void FN(pk_build_rows)(
+    const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w, const FN(pk_rowplan) *rp,
+    dlk_idx sw, T *win) {
+    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, Wq = w->Wq;
     for (dlk_idx c = 0; c < Cg; c++)
         for (dlk_idx r = 0; r < w->R; r++) {
             T *restrict dst = win + (c * w->Rmax + r) * sw * Wq;
@@ -309,8 +308,22 @@ static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(
             if (ih < 0 || ih >= H)
                 FN(pk_copy)(dst, NULL, sw * Wq);
             else
-                FN(pk_build_row)(&rp, xg + c * HW + ih * W, W, sw, g->pad_w, Wq, dst);
+                FN(pk_build_row)(rp, xg + c * HW + ih * W, W, sw, g->pad_w, Wq, dst);
         }
+}
+
+/* The window of one block: every channel's rows row0 - pad_h ... as phase
+ * rows (zero outside x). */
+static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
+                                T *win) {
+    const dlk_idx sw = g->stride_w;
+    const FN(pk_rowplan) rp = FN(pk_rowplan_of)(g->W, sw, g->pad_w, w->Wq);
+    if (sw == 1)
+        FN(pk_build_rows)(g, xg, w, &rp, 1, win);
+    else if (sw == 2)
+        FN(pk_build_rows)(g, xg, w, &rp, 2, win);
+    else
+        FN(pk_build_rows)(g, xg, w, &rp, sw, win);
 }
 
 /* Pack the implicit column matrix of one (sample, group) from its window:
