@@ -14,18 +14,22 @@
  * per phase, which stays the fallback beyond max_col_bytes).
  * grad_weight: shifted dot products over zero-padded phase planes of x
  * (conv2d_wgrad_tmpl.h), reduced per sample in a fixed order; a plain 1x1
- * (stride 1, no padding), whose column matrix is x itself, as one dlk_gemm per
- * (sample, group), summed over the samples in order.
+ * (stride 1, no padding), whose column matrix is x itself, on the forward's
+ * micro-kernel, one task per (group, chunk of samples) and the chunks' sums
+ * added in chunk order.
  *
  * Threads: every output element is computed by one task in a fixed order
  * (tasks are (sample, group, pixel block) forward and grad_x, (sample, group,
  * channel block) for the merged strided grad_x, (sample, channel) for the
- * fallback's phase interleave, (channel block, tap block) for grad_weight),
+ * fallback's phase interleave, (channel block, tap block) for grad_weight,
+ * (group, chunk of samples fixed by N) for the 1x1 grad_weight),
  * and no blocking parameter
  * depends on the thread count: results are bit-identical for any nthreads.
  * No BLAS is called, so no second thread pool competes for the cores.
  * Time O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward; memory:
- * the packed weights plus one packing buffer per thread (<= ~0.5 MiB), for
+ * the packed weights plus one packing buffer per thread (<= ~0.5 MiB; kept
+ * per thread between calls, conv2d_scratch.h), for the 1x1 grad_weight up to
+ * GW1_TASKS - 1 copies of grad_weight (<= GW1_PARTIAL_BYTES), for
  * the strided grad_x a window and phase planes per thread within max_col_bytes
  * (or one plane per thread in the fallback), and for grad_weight the phase
  * planes of up to max_col_bytes worth of samples (at least one group of
@@ -37,6 +41,7 @@
 #include <string.h>
 
 #include "conv2d.h"
+#include "conv2d_scratch.h"
 #include "conv2d_template.h"
 #include "gemm.h"
 
@@ -50,6 +55,11 @@
 #define DLK_PK_KC 256
 /* Output pixels per forward task and per grad_x block: 8 panels. */
 #define PK_NB (8 * PK_NR)
+/* The 1x1 grad_weight (conv2d_im2col_tmpl.h): at most this many chunks of
+ * samples, each summed by one task into its own copy of grad_weight, the
+ * copies taking at most GW1_PARTIAL_BYTES. */
+#define GW1_TASKS 8
+#define GW1_PARTIAL_BYTES ((size_t)8 << 20)
 /* Tasks the merged strided grad_x wants at least: below it, a (sample, group)
  * is split into channel blocks (conv2d_gradx_phases_tmpl.h). */
 #define GX_MIN_TASKS 8

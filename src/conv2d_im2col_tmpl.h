@@ -6,74 +6,96 @@
 /* y = conv2d(x, weight) + bias as one GEMM per (sample, group):
  * y_n,g (OCg x OH*OW) = W_g (OCg x K) @ col_n,g (K x OH*OW), K = Cg*KH*KW, with
  * the column matrix packed block by block from a zero-padded window of the
- * input rows the block reads (pk_build_window), never stored whole. One task
- * per (sample, group, block of PK_NB output pixels); tasks write disjoint parts
- * of y, so any thread count gives the same bits. Output channel o of sample n
- * starts at y + n*ys + o*ldy (ys = OC*OH*OW, ldy = OH*OW for a plain y; the
- * strided grad_x writes its phases into grad_x's planes this way). */
-static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const T *weight,
+ * input rows the block reads (pk_build_window; x itself when there is no
+ * padding at stride 1), never stored whole. A (W_g, where a->base says) is
+ * packed panel by panel by all threads first. Then one task per (sample,
+ * group, block of PK_NB output pixels); tasks write disjoint parts of y, so
+ * any thread count gives the same bits. Output channel o of sample n starts
+ * at y + n*ys + o*ldy (ys = OC*OH*OW, ldy = OH*OW for a plain y; the strided
+ * grad_x writes its phases into grad_x's planes this way). */
+static int FN(im2col_forward_core)(const dlk_conv2d_geom *g, const T *x, const FN(pk_amap) *a,
                                    const T *bias, T *y, dlk_idx ldy, dlk_idx ys,
                                    int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, G = g->groups, Cg = C / G, OCg = OC / G;
     const dlk_idx K = Cg * g->KH * g->KW, OHW = g->OH * g->OW, HW = g->H * g->W;
     if (g->N * OC * OHW == 0) return DLK_OK;
     const dlk_idx Mp = FN(pk_round_m)(OCg), kcb = FN(pk_kc)(K);
-    T *Ap = (T *)malloc((size_t)(G * Mp * K) * sizeof(T));
-    if (!Ap) return DLK_ENOMEM;
-    for (dlk_idx grp = 0; grp < G; grp++)
-        FN(pk_pack_a)(weight + grp * OCg * K, K, 1, OCg, K, Ap + grp * Mp * K);
-    const dlk_idx nblk = (OHW + PK_NB - 1) / PK_NB, tasks = g->N * G * nblk;
-    /* vectors of output pixels never straddle two output rows: read B in place */
-    const int in_place = g->OW % PK_VL == 0;
+    const dlk_idx nkb = (K + kcb - 1) / kcb, npm = Mp / PK_MR;
+    T *Ap = (T *)dlk_scratch_get(DLK_SCRATCH_SHARED, (size_t)(G * Mp * K) * sizeof(T));
     dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
-    if (!koff) {
-        free(Ap);
+    if (!Ap || !koff) {
+        dlk_scratch_put(DLK_SCRATCH_SHARED, Ap);
+        free(koff);
         return DLK_ENOMEM;
     }
+    const dlk_idx nblk = (OHW + PK_NB - 1) / PK_NB, tasks = g->N * G * nblk;
+    /* vectors of output pixels never straddle two output rows: read B in place */
+    const int in_place = g->OW % PK_VL == 0, window_is_x = FN(pk_window_is_x)(g);
     {
         const FN(pk_window) w0 = FN(pk_window_of)(g, 0, 1);  /* same layout for all */
         FN(pk_window_taps)(g, &w0, koff);
     }
     const dlk_idx win_size = FN(pk_window_size)(g);
+    const size_t buf = (size_t)(win_size + (in_place ? 0 : kcb * PK_NB));
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *win = (T *)malloc((size_t)(win_size + (in_place ? 0 : kcb * PK_NB)) * sizeof(T));
-        T *Bk = win + win_size;
-        failed = !win;
+        T *win = buf ? (T *)dlk_scratch_get(DLK_SCRATCH_THREAD, buf * sizeof(T)) : NULL;
+        T *Bk = win ? win + win_size : NULL;
+        failed = buf && !win;
+        /* Panels of A, all threads (serial, this was 5% of the strided 3x3
+         * forward on 2 threads); the loop's barrier ends it before any task. */
+#pragma omp for schedule(static)
+        for (dlk_idx pi = 0; pi < G * nkb * npm; pi++) {
+            const dlk_idx grp = pi / (nkb * npm), k0 = pi / npm % nkb * kcb, m0 = pi % npm * PK_MR;
+            FN(pk_pack_a_panel)(a->base + grp * a->gs, a, OCg, k0, DLK_MIN(kcb, K - k0), m0,
+                                Ap + grp * Mp * K + k0 * Mp + m0 * DLK_MIN(kcb, K - k0));
+        }
 #pragma omp for schedule(dynamic, 1)
         for (dlk_idx t = 0; t < tasks; t++) {
-            if (!win) continue;
+            if (buf && !win) continue;
             const dlk_idx n = t / (G * nblk), grp = (t / nblk) % G, p0 = (t % nblk) * PK_NB;
             const dlk_idx nb = DLK_MIN(PK_NB, OHW - p0);
             const T *xg = x + (n * C + grp * Cg) * HW;
             T *yg = y + n * ys + grp * OCg * ldy + p0;
             const T *bg = bias ? bias + grp * OCg : NULL;
             const FN(pk_window) w = FN(pk_window_of)(g, p0, nb);
-            FN(pk_build_window)(g, xg, &w, win);
+            const T *wb = xg;
+            if (!window_is_x) {
+                FN(pk_build_window)(g, xg, &w, win);
+                wb = win;
+            }
             for (dlk_idx k0 = 0; k0 < K; k0 += kcb) {
                 const dlk_idx kc = DLK_MIN(kcb, K - k0);
                 const T *Ak = Ap + grp * Mp * K + k0 * Mp;
                 if (in_place) {
-                    FN(pk_block_window)(g, &w, OCg, p0, nb, kc, Ak, win, koff + k0, yg, ldy,
+                    FN(pk_block_window)(g, &w, OCg, p0, nb, kc, Ak, wb, koff + k0, yg, ldy,
                                         k0 == 0, bg);
                 } else {
-                    FN(pk_pack_b_window)(g, win, &w, koff, k0, kc, p0, nb, Bk);
+                    FN(pk_pack_b_window)(g, wb, &w, koff, k0, kc, p0, nb, Bk);
                     FN(pk_block)(OCg, nb, kc, Ak, Bk, yg, ldy, k0 == 0, bg);
                 }
             }
         }
-        free(win);
+        dlk_scratch_put(DLK_SCRATCH_THREAD, win);
     }
     free(koff);
-    free(Ap);
+    dlk_scratch_put(DLK_SCRATCH_SHARED, Ap);
     return failed ? DLK_ENOMEM : DLK_OK;
+}
+
+/* A as the weights stored: row o of group grp at weight + (grp*OCg + o)*K. */
+static FN(pk_amap) FN(plain_amap)(const T *weight, dlk_idx OCg, dlk_idx K) {
+    const FN(pk_amap) a = {weight, OCg * K, K, 0, 1, K};
+    return a;
 }
 
 int FN(dlk_conv2d_im2col_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,
                                   const T *bias, T *y, int nthreads) {
-    return FN(im2col_forward_core)(g, x, weight, bias, y, g->OH * g->OW,
-                                   g->OC * g->OH * g->OW, nthreads);
+    const dlk_idx G = g->groups;
+    const FN(pk_amap) a = FN(plain_amap)(weight, g->OC / G, g->C / G * g->KH * g->KW);
+    return FN(im2col_forward_core)(g, x, &a, bias, y, g->OH * g->OW, g->OC * g->OH * g->OW,
+                                   nthreads);
 }
 
 /* Stride 1: grad_x is the forward convolution of grad_out with the kernel
@@ -85,14 +107,9 @@ static int FN(im2col_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
                                         const T *weight, T *grad_x, int nthreads) {
     const dlk_idx G = g->groups, Cg = g->C / G, OCg = g->OC / G, KH = g->KH, KW = g->KW;
     const dlk_idx KK = KH * KW;
-    T *wt = (T *)malloc((size_t)(g->C * OCg * KK) * sizeof(T));
-    if (!wt) return DLK_ENOMEM;
-    for (dlk_idx grp = 0; grp < G; grp++)
-        for (dlk_idx o = 0; o < OCg; o++)
-            for (dlk_idx c = 0; c < Cg; c++)
-                for (dlk_idx k = 0; k < KK; k++)
-                    wt[((grp * Cg + c) * OCg + o) * KK + (KK - 1 - k)] =
-                        weight[((grp * OCg + o) * Cg + c) * KK + k];
+    /* A(c, (o, u)) = weight[o][c][KK-1-u] of the group, packed straight from
+     * weight (pk_amap) */
+    const FN(pk_amap) a = {weight + KK - 1, OCg * Cg * KK, KK, Cg * KK, -1, KK};
     dlk_conv2d_geom t = *g;
     t.C = g->OC;
     t.H = g->OH;
@@ -102,10 +119,8 @@ static int FN(im2col_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
     t.OW = g->W;
     t.pad_h = (KH - 1) * g->dil_h - g->pad_h;
     t.pad_w = (KW - 1) * g->dil_w - g->pad_w;
-    const int status = FN(im2col_forward_core)(&t, grad_out, wt, NULL, grad_x, g->H * g->W,
-                                               g->C * g->H * g->W, nthreads);
-    free(wt);
-    return status;
+    return FN(im2col_forward_core)(&t, grad_out, &a, NULL, grad_x, g->H * g->W,
+                                   g->C * g->H * g->W, nthreads);
 }
 
 /* Stride > 1, phase by phase (conv2d_gradx_phases_tmpl.h): the fallback of
@@ -143,7 +158,8 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
             }
             FN(phase_weights)(g, weight, th, nj, tw, mj, wt);
             const dlk_conv2d_geom t = FN(phase_geom)(g, r, q, th, nj, tw, mj);
-            status = FN(im2col_forward_core)(&t, grad_out, wt, NULL, dst, HW, C * HW, nthreads);
+            const FN(pk_amap) a = FN(plain_amap)(wt, C / G, OCg * nj * mj);
+            status = FN(im2col_forward_core)(&t, grad_out, &a, NULL, dst, HW, C * HW, nthreads);
         }
     free(taps);
     free(wt);
@@ -164,24 +180,93 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
     return failed ? DLK_ENOMEM : DLK_OK;
 }
 
+/* Rows m0 to m0 + 2*PK_MR of A(m, k) = src[m*ld + k], k < kc (rows from M on
+ * zero), as the two pk_pack_a panels at dst and dst + PK_MR*kc: one register
+ * transpose of 16 rows into tmp, then split (a transpose 8 rows wide would
+ * store its halves element by element). */
+static void FN(gw1_pack_a)(const T *src, dlk_idx ld, dlk_idx M, dlk_idx m0, dlk_idx kc,
+                           T *tmp, T *dst) {
+    const dlk_idx rows = DLK_MIN(2 * PK_MR, M - m0);
+    if (rows < 2 * PK_MR) memset(tmp, 0, (size_t)(2 * PK_MR * kc) * sizeof(T));
+    FN(dlk_transpose)(rows, kc, src + m0 * ld, ld, tmp, 2 * PK_MR);
+    T *d0 = dst, *d1 = dst + PK_MR * kc;
+    for (dlk_idx k = 0; k < kc; k++) {
+        memcpy(d0 + k * PK_MR, tmp + k * 2 * PK_MR, PK_MR * sizeof(T));
+        if (rows > PK_MR) memcpy(d1 + k * PK_MR, tmp + k * 2 * PK_MR + PK_MR, PK_MR * sizeof(T));
+    }
+}
+
 /* 1x1 kernel, stride 1, no padding: the column matrix of a (sample, group) is x
  * itself, so grad_W_g (OCg x Cg) = sum over n of grad_out_n,g (OCg x HW) @
- * x_n,g^T, one dlk_gemm per (sample, group) with beta 1 after the first sample:
- * packed panels read from L1 instead of the shifted dot products' L2 streams
- * (measured on 16x128x16x16 -> 256: 1.31 -> 0.8 ms on 2 threads). dlk_gemm
- * gives the same bits for any thread count, and the samples are added in
- * order. Every x element read is one the kernel reads: no slack to mask. */
+ * x_n,g^T, on the forward's micro-kernel (PK_MR x PK_NR tiles, which divide
+ * the usual channel counts where dlk_gemm's 48-column tile computes 144
+ * columns for 128). Both operands have the reduction (pixels) contiguous:
+ * their panels are packed by register transposes, A a block at a time, B a
+ * panel at a time, read from L2 and L1 by the tiles as in the forward.
+ * Tasks are (group, chunk of consecutive samples), GW1_TASKS chunks at most
+ * (fixed by N, not by the thread count); a task sums its samples, in order,
+ * into its own copy of grad_W (the first chunk into grad_weight itself) and
+ * the copies are then added in chunk order, so any thread count gives the
+ * same bits (not those of a per-sample sum: the chunks' sums are added last).
+ * Measured on 16x128x16x16 -> 256 (2 threads, with grad_bias): one dlk_gemm
+ * per sample summed in order, a parallel region each, 0.87 ms; this, 0.76 ms.
+ * The copies take at most GW1_PARTIAL_BYTES: fewer chunks beyond. */
 static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_out,
                                       const T *x, T *grad_weight, int nthreads) {
-    const dlk_idx G = g->groups, Cg = g->C / G, OCg = g->OC / G, HW = g->H * g->W;
-    for (dlk_idx n = 0; n < g->N; n++)
-        for (dlk_idx grp = 0; grp < G; grp++)
-            if (FN(dlk_gemm)(0, 1, OCg, Cg, HW, (T)1,
-                             grad_out + (n * g->OC + grp * OCg) * HW, HW,
-                             x + (n * g->C + grp * Cg) * HW, HW, n == 0 ? (T)0 : (T)1,
-                             grad_weight + grp * OCg * Cg, Cg, nthreads))
-                return DLK_ENOMEM;
-    return DLK_OK;
+    const dlk_idx N = g->N, G = g->groups, Cg = g->C / G, OCg = g->OC / G, HW = g->H * g->W;
+    const dlk_idx wsz = g->OC * Cg;
+    if (wsz == 0) return DLK_OK;
+    dlk_idx nch = DLK_MIN((dlk_idx)GW1_TASKS, N);
+    nch = DLK_MIN(nch, 1 + (dlk_idx)(GW1_PARTIAL_BYTES / ((size_t)wsz * sizeof(T))));
+    const dlk_idx per = (N + nch - 1) / nch;
+    nch = (N + per - 1) / per;
+    T *part = NULL;
+    if (nch > 1) {
+        part = (T *)dlk_scratch_get(DLK_SCRATCH_SHARED, (size_t)((nch - 1) * wsz) * sizeof(T));
+        if (!part) return DLK_ENOMEM;
+    }
+    const dlk_idx kcb = FN(pk_kc)(HW), Mp = FN(pk_round_m)(OCg);
+    const dlk_idx Mp2 = (Mp + 2 * PK_MR - 1) / (2 * PK_MR) * (2 * PK_MR);
+    const size_t buf = (size_t)(Mp2 * kcb + kcb * PK_NR + 2 * PK_MR * kcb);
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        T *Ab = (T *)dlk_scratch_get(DLK_SCRATCH_THREAD, buf * sizeof(T));
+        T *Bp = Ab + Mp2 * kcb, *tmp = Bp + kcb * PK_NR;
+        failed = !Ab;
+#pragma omp for schedule(dynamic, 1)
+        for (dlk_idx t = 0; t < G * nch; t++) {
+            if (!Ab) continue;
+            const dlk_idx ch = t / G, grp = t % G;
+            T *Cw = (ch == 0 ? grad_weight : part + (ch - 1) * wsz) + grp * OCg * Cg;
+            int first = 1;
+            for (dlk_idx n = ch * per; n < DLK_MIN(N, (ch + 1) * per); n++) {
+                const T *gy = grad_out + (n * g->OC + grp * OCg) * HW;
+                const T *xn = x + (n * g->C + grp * Cg) * HW;
+                for (dlk_idx k0 = 0; k0 < HW; k0 += kcb) {
+                    const dlk_idx kc = DLK_MIN(kcb, HW - k0);
+                    for (dlk_idx m0 = 0; m0 < Mp; m0 += 2 * PK_MR)
+                        FN(gw1_pack_a)(gy + k0, HW, OCg, m0, kc, tmp, Ab + m0 * kc);
+                    for (dlk_idx j0 = 0; j0 < Cg; j0 += PK_NR) {
+                        const dlk_idx nr = DLK_MIN(PK_NR, Cg - j0);
+                        if (nr < PK_NR) memset(Bp, 0, (size_t)(kc * PK_NR) * sizeof(T));
+                        FN(dlk_transpose)(nr, kc, xn + j0 * HW + k0, HW, Bp, PK_NR);
+                        for (dlk_idx m0 = 0; m0 < OCg; m0 += PK_MR)
+                            FN(pk_tile)(kc, Ab + m0 * kc, Bp, NULL, 0, 0, Cw + m0 * Cg + j0, Cg,
+                                        DLK_MIN(PK_MR, OCg - m0), nr, first, NULL);
+                    }
+                    first = 0;
+                }
+            }
+        }
+        dlk_scratch_put(DLK_SCRATCH_THREAD, Ab);
+        /* the chunks' sums, added in chunk order (the loop's barrier has passed) */
+#pragma omp for schedule(static)
+        for (dlk_idx e = 0; e < wsz; e++)
+            for (dlk_idx ch = 1; ch < nch; ch++) grad_weight[e] += part[(ch - 1) * wsz + e];
+    }
+    if (part) dlk_scratch_put(DLK_SCRATCH_SHARED, part);
+    return failed ? DLK_ENOMEM : DLK_OK;
 }
 
 /* The geometry im2col_grad_weight_1x1 handles (OH = H, OW = W follow). */

@@ -25,6 +25,27 @@ static inline dlk_idx FN(pk_kc)(dlk_idx Kr) {
 
 static inline dlk_idx FN(pk_round_m)(dlk_idx M) { return (M + PK_MR - 1) / PK_MR * PK_MR; }
 
+/* Where A's elements live: A(m, k) = base[m*sm + (k / kt)*sk + (k % kt)*st] for
+ * group 0, + gs per group. A plain row-major A is sm = K, kt = K, st = 1; the
+ * flipped, channel-swapped kernel of grad_x (rows c, k = (o, u)) is base at the
+ * last tap, sm = KH*KW, kt = KH*KW, sk = C/groups*KH*KW, st = -1, so that no
+ * transformed copy of the weights is written before packing. */
+typedef struct {
+    const T *base;
+    dlk_idx gs, sm, sk, st, kt;
+} FN(pk_amap);
+
+/* One PK_MR-row panel of A, rows m0.. of M, reduction k0 to k0 + kc, into
+ * dst[k * PK_MR + i]; rows beyond M are zero. */
+static void FN(pk_pack_a_panel)(const T *base, const FN(pk_amap) *a, dlk_idx M, dlk_idx k0,
+                                dlk_idx kc, dlk_idx m0, T *restrict dst) {
+    for (dlk_idx k = 0; k < kc; k++) {
+        const T *col = base + (k0 + k) / a->kt * a->sk + (k0 + k) % a->kt * a->st;
+        for (dlk_idx i = 0; i < PK_MR; i++)
+            dst[k * PK_MR + i] = m0 + i < M ? col[(m0 + i) * a->sm] : (T)0;
+    }
+}
+
 /* Pack A(m, k) = base[m * sm + k * sk] for m < M, k < Kr into the layout
  * [k block][m panel][k in block][PK_MR]; rows beyond M are zero. The panel of
  * (block starting at k0 of size kc, m panel mb) is at Ap + k0 * Mp + mb * PK_MR * kc,
@@ -32,15 +53,11 @@ static inline dlk_idx FN(pk_round_m)(dlk_idx M) { return (M + PK_MR - 1) / PK_MR
 static void FN(pk_pack_a)(const T *base, dlk_idx sm, dlk_idx sk, dlk_idx M, dlk_idx Kr,
                           T *Ap) {
     const dlk_idx kcb = FN(pk_kc)(Kr), Mp = FN(pk_round_m)(M);
+    const FN(pk_amap) a = {base, 0, sm, 0, sk, Kr};
     for (dlk_idx k0 = 0; k0 < Kr; k0 += kcb) {
         const dlk_idx kc = DLK_MIN(kcb, Kr - k0);
-        for (dlk_idx m0 = 0; m0 < Mp; m0 += PK_MR) {
-            T *dst = Ap + k0 * Mp + m0 * kc;
-            for (dlk_idx k = 0; k < kc; k++)
-                for (dlk_idx i = 0; i < PK_MR; i++)
-                    dst[k * PK_MR + i] =
-                        m0 + i < M ? base[(m0 + i) * sm + (k0 + k) * sk] : (T)0;
-        }
+        for (dlk_idx m0 = 0; m0 < Mp; m0 += PK_MR)
+            FN(pk_pack_a_panel)(base, &a, M, k0, kc, m0, Ap + k0 * Mp + m0 * kc);
     }
 }
 
@@ -136,8 +153,22 @@ typedef struct {
     dlk_idx Rmax;         /* rows per channel in the layout: the largest R of any block */
 } FN(pk_window);
 
+/* Stride 1 and no padding on any side: the window of every block would be a
+ * copy of rows of x in x's own layout, so x itself is the window (Rmax = H,
+ * Wq = W; a 1x1 layer's window was 10% of its forward, all copy). */
+static int FN(pk_window_is_x)(const dlk_conv2d_geom *g) {
+    return g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 &&
+           g->OH + (g->KH - 1) * g->dil_h == g->H && g->OW + (g->KW - 1) * g->dil_w == g->W;
+}
+
 static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_idx nb) {
     FN(pk_window) w;
+    if (FN(pk_window_is_x)(g)) {
+        w.row0 = 0;
+        w.R = w.Rmax = g->H;
+        w.Wq = g->W;
+        return w;
+    }
     const dlk_idx first = p0 / g->OW, last = (p0 + nb - 1) / g->OW;
     const dlk_idx rows = DLK_MIN(g->OH, (PK_NB - 1) / g->OW + 2);
     w.row0 = first * g->stride_h;
@@ -147,8 +178,9 @@ static FN(pk_window) FN(pk_window_of)(const dlk_conv2d_geom *g, dlk_idx p0, dlk_
     return w;
 }
 
-/* Elements of a window (every block's fits). */
+/* Elements of a window buffer (every block's fits; 0 when x is the window). */
 static dlk_idx FN(pk_window_size)(const dlk_conv2d_geom *g) {
+    if (FN(pk_window_is_x)(g)) return 0;
     const FN(pk_window) w = FN(pk_window_of)(g, 0, 1);
     return (g->C / g->groups) * w.Rmax * g->stride_w * w.Wq;
 }
@@ -171,31 +203,127 @@ static inline dlk_idx FN(pk_window_pixel)(const dlk_conv2d_geom *g, const FN(pk_
     return (p / g->OW * g->stride_h - w->row0) * g->stride_w * w->Wq + p % g->OW;
 }
 
+/* dst[j] = src[j] (src NULL: 0) for j < n, whole vectors, then one by one:
+ * window rows are a few dozen elements, where memcpy and memset calls cost
+ * as much as the copy (the ResNet 3x3 window was 6% of its forward). */
+static inline void FN(pk_copy)(T *restrict dst, const T *restrict src, dlk_idx n) {
+    const FN(pvec) zero = {0};
+    dlk_idx j = 0;
+    for (; j + PK_VL <= n; j += PK_VL) {
+        FN(pvec) v = zero;
+        if (src) memcpy(&v, src + j, sizeof v);
+        memcpy(dst + j, &v, sizeof v);
+    }
+    for (; j < n; j++) dst[j] = src ? src[j] : (T)0;
+}
+
+/* How a window row is made from an input row, the same for every row: column j
+ * of phase pw is x column j*sw + pw - pad_w, valid for lo[pw] <= j < hi[pw]
+ * (zero elsewhere). At stride 2 the row's even columns E[i] = x[2i] go to
+ * phase pe at j = i - se and its odd ones O[i] = x[2i + 1] to phase 1 - pe at
+ * j = i - so; vectors i0 <= i < i1 of both are split by shuffles. Computed
+ * once per call: the divisions of the valid ranges cost as much per row as
+ * the copy (window rows are a few dozen elements). */
+typedef struct {
+    dlk_idx lo[2], hi[2];
+    dlk_idx pe, se, so, i0, i1;
+} FN(pk_rowplan);
+
+static FN(pk_rowplan) FN(pk_rowplan_of)(dlk_idx W, dlk_idx sw, dlk_idx pad_w, dlk_idx Wq) {
+    FN(pk_rowplan) r = {{0, 0}, {0, 0}, 0, 0, 0, 0, 0};
+    if (sw > 2) return r;
+    for (dlk_idx pw = 0; pw < sw; pw++)
+        dlk_conv2d_valid_range(Wq, W, sw, pw - pad_w, &r.lo[pw], &r.hi[pw]);
+    if (sw == 2) {
+        const dlk_idx odd = ((pad_w % 2) + 2) % 2;  /* pad_w may be negative */
+        r.pe = odd;                                 /* 2j + pe - pad_w even */
+        r.se = (r.pe - pad_w) / 2;
+        r.so = (1 - r.pe - pad_w - 1) / 2;
+        r.i0 = DLK_MAX(0, DLK_MAX(r.se, r.so));
+        r.i1 = r.i0;
+        while (2 * (r.i1 + PK_VL) <= W && r.i1 + PK_VL - DLK_MIN(r.se, r.so) <= Wq)
+            r.i1 += PK_VL;
+    }
+    return r;
+}
+
+/* d[j] for j in [j0, j1) of one phase row: x column j*sw + off if j is in
+ * [lo, hi), else zero. */
+static inline void FN(pk_fill)(T *restrict d, const T *restrict xr, dlk_idx j0, dlk_idx j1,
+                               dlk_idx lo, dlk_idx hi, dlk_idx sw, dlk_idx off) {
+    for (dlk_idx j = j0; j < j1; j++) d[j] = j >= lo && j < hi ? xr[j * sw + off] : (T)0;
+}
+
+/* Row xr (W columns) into its sw phase rows dst + pw*Wq. */
+static inline __attribute__((always_inline)) void FN(pk_build_row)(
+    const FN(pk_rowplan) *rp, const T *xr, dlk_idx W, dlk_idx sw, dlk_idx pad_w, dlk_idx Wq,
+    T *restrict dst) {
+    if (sw == 1) {
+        for (dlk_idx j = 0; j < rp->lo[0]; j++) dst[j] = 0;
+        memcpy(dst + rp->lo[0], xr + rp->lo[0] - pad_w,
+               (size_t)(rp->hi[0] - rp->lo[0]) * sizeof(T));
+        for (dlk_idx j = rp->hi[0]; j < Wq; j++) dst[j] = 0;
+        return;
+    }
+    if (sw == 2) {
+        /* where the vectors go in each phase row; the rest one by one */
+        T *restrict de = dst + rp->pe * Wq, *restrict dodd = dst + (1 - rp->pe) * Wq;
+        const dlk_idx oe = rp->pe - pad_w, oo = 1 - rp->pe - pad_w;
+        const dlk_idx pe = rp->pe, po = 1 - rp->pe;
+        FN(pk_fill)(de, xr, 0, DLK_MIN(Wq, rp->i0 - rp->se), rp->lo[pe], rp->hi[pe], 2, oe);
+        FN(pk_fill)(de, xr, DLK_MIN(Wq, rp->i1 - rp->se), Wq, rp->lo[pe], rp->hi[pe], 2, oe);
+        FN(pk_fill)(dodd, xr, 0, DLK_MIN(Wq, rp->i0 - rp->so), rp->lo[po], rp->hi[po], 2, oo);
+        FN(pk_fill)(dodd, xr, DLK_MIN(Wq, rp->i1 - rp->so), Wq, rp->lo[po], rp->hi[po], 2, oo);
+        FN(pmask) even, odd;
+        for (int l = 0; l < (int)PK_VL; l++) {
+            even[l] = 2 * l;
+            odd[l] = 2 * l + 1;
+        }
+        for (dlk_idx i = rp->i0; i < rp->i1; i += PK_VL) {
+            FN(pvec) u, v;
+            memcpy(&u, xr + 2 * i, sizeof u);
+            memcpy(&v, xr + 2 * i + PK_VL, sizeof v);
+            const FN(pvec) e = __builtin_shuffle(u, v, even), o = __builtin_shuffle(u, v, odd);
+            memcpy(de + (i - rp->se), &e, sizeof e);
+            memcpy(dodd + (i - rp->so), &o, sizeof o);
+        }
+        return;
+    }
+    for (dlk_idx pw = 0; pw < sw; pw++) {
+        dlk_idx a, b;
+        dlk_conv2d_valid_range(Wq, W, sw, pw - pad_w, &a, &b);
+        FN(pk_fill)(dst + pw * Wq, xr, 0, Wq, a, b, sw, pw - pad_w);
+    }
+}
+
+/* pk_build_window's loops for one stride (a constant where inlined). */
+static inline __attribute__((always_inline)) void FN(pk_build_rows)(
+    const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w, const FN(pk_rowplan) *rp,
+    dlk_idx sw, T *win) {
+    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, Wq = w->Wq;
+    for (dlk_idx c = 0; c < Cg; c++)
+        for (dlk_idx r = 0; r < w->R; r++) {
+            T *restrict dst = win + (c * w->Rmax + r) * sw * Wq;
+            const dlk_idx ih = w->row0 + r - g->pad_h;
+            if (ih < 0 || ih >= H)
+                FN(pk_copy)(dst, NULL, sw * Wq);
+            else
+                FN(pk_build_row)(rp, xg + c * HW + ih * W, W, sw, g->pad_w, Wq, dst);
+        }
+}
+
+/* The window of one block: every channel's rows row0 - pad_h ... as phase
+ * rows (zero outside x). */
 static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(pk_window) *w,
                                 T *win) {
-    const dlk_idx Cg = g->C / g->groups, H = g->H, W = g->W, HW = H * W, sw = g->stride_w;
-    const dlk_idx Wq = w->Wq;
-    for (dlk_idx pw = 0; pw < sw; pw++) {
-        dlk_idx j0, j1;
-        dlk_conv2d_valid_range(Wq, W, sw, pw - g->pad_w, &j0, &j1);
-        for (dlk_idx c = 0; c < Cg; c++)
-            for (dlk_idx r = 0; r < w->R; r++) {
-                T *restrict dst = win + ((c * w->Rmax + r) * sw + pw) * Wq;
-                const dlk_idx ih = w->row0 + r - g->pad_h;
-                if (ih < 0 || ih >= H || j0 >= j1) {
-                    for (dlk_idx j = 0; j < Wq; j++) dst[j] = 0;
-                    continue;
-                }
-                const T *restrict src = xg + c * HW + ih * W + j0 * sw + pw - g->pad_w;
-                for (dlk_idx j = 0; j < j0; j++) dst[j] = 0;
-                if (sw == 1) {
-                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j];
-                } else {
-                    for (dlk_idx j = 0; j < j1 - j0; j++) dst[j0 + j] = src[j * sw];
-                }
-                for (dlk_idx j = j1; j < Wq; j++) dst[j] = 0;
-            }
-    }
+    const dlk_idx sw = g->stride_w;
+    const FN(pk_rowplan) rp = FN(pk_rowplan_of)(g->W, sw, g->pad_w, w->Wq);
+    if (sw == 1)
+        FN(pk_build_rows)(g, xg, w, &rp, 1, win);
+    else if (sw == 2)
+        FN(pk_build_rows)(g, xg, w, &rp, 2, win);
+    else
+        FN(pk_build_rows)(g, xg, w, &rp, sw, win);
 }
 
 /* Pack the implicit column matrix of one (sample, group) from its window:
