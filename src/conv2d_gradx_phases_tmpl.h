@@ -324,7 +324,7 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *win = (T *)malloc((size_t)elems * sizeof(T));
+        T *win = (T *)dlk_scratch_get(DLK_SCRATCH_THREAD, (size_t)elems * sizeof(T));
         /* planes of channels c0 to c0 + cn, indexed from c0 */
         T *planes = win + win_size, *Bk = planes + cs * HW;
         failed = !win;
@@ -342,7 +342,7 @@ static int FN(im2col_grad_x_merged)(const dlk_conv2d_geom *g, const T *grad_out,
                 FN(phase_interleave)(planes + c * HW, gx + c * HW, g->H, g->W, g->stride_h,
                                      g->stride_w);
         }
-        free(win);
+        dlk_scratch_put(DLK_SCRATCH_THREAD, win);
     }
     FN(gx_phases_free)(ph, nph);
     return failed ? DLK_ENOMEM : DLK_OK;

@@ -33,8 +33,10 @@
  * the strided grad_x a window and phase planes per thread within max_col_bytes
  * (or one plane per thread in the fallback), and for grad_weight the phase
  * planes of up to max_col_bytes worth of samples (at least one group of
- * WG_NS to WG_NS_MAX samples). Kernels return DLK_ENOMEM when an allocation
- * fails.
+ * WG_NS to WG_NS_MAX samples). The merged grad_x's per-thread buffers and
+ * grad_weight's planes are kept between calls too (strided 3x3 layer, 2
+ * threads: grad_x ~1.69 -> ~1.57 ms, grad_weight ~2.08 -> ~1.98 ms, medians of
+ * three runs each). Kernels return DLK_ENOMEM when an allocation fails.
  * Matches dlkern/reference/conv2d.py.
  */
 #include <stdlib.h>

@@ -239,7 +239,8 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     ngr = DLK_MIN(DLK_MAX(1, ngr), (g->N + NS - 1) / NS);
     const dlk_idx gslack = d.PL;
     /* + zero rows that pad the channel and tap tails of the tiles */
-    T *buf = (T *)malloc((size_t)(ngr * per + gslack + SP) * sizeof(T));
+    T *buf = (T *)dlk_scratch_get(DLK_SCRATCH_SHARED,
+                                  (size_t)(ngr * per + gslack + SP) * sizeof(T));
     if (!buf) return DLK_ENOMEM;
     T *zrow = buf + ngr * per + gslack;
     for (dlk_idx i = ngr * per; i < ngr * per + gslack + SP; i++) buf[i] = 0;
@@ -247,7 +248,7 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
      * (c, kh*dh mod sh, kw*dw mod sw), shifted by whole phase rows and columns */
     dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
     if (!koff) {
-        free(buf);
+        dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
         return DLK_ENOMEM;
     }
     for (dlk_idx k = 0; k < K; k++) {
@@ -261,7 +262,7 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     unsigned char *keep = (unsigned char *)malloc((size_t)nkeep * sizeof(FN(wg_keep)));
     if (!keep) {
         free(koff);
-        free(buf);
+        dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
         return DLK_ENOMEM;
     }
     for (dlk_idx v = 0; v < nkeep; v++) {
@@ -374,6 +375,6 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     }
     free(keep);
     free(koff);
-    free(buf);
+    dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
     return DLK_OK;
 }
