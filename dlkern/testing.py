@@ -80,6 +80,18 @@ def conv2d_case(case, dtype, seed=0, bias=True):
     return x, w, b, gy, kw
 
 
+def assert_conv2d_matches_reference(outputs, x, w, b, gy, kw):
+    """outputs = (y, grad_x, grad_weight, grad_bias) of a conv2d case (conv2d_case) as
+    some backend computed them: each keeps x's dtype and is close to dlkern.reference's."""
+    from dlkern import reference
+
+    expected = (reference.conv2d(x, w, b, **kw),) + tuple(
+        reference.conv2d_backward(gy, x, w, **kw))
+    for name, got, exp in zip(("y", "grad_x", "grad_weight", "grad_bias"), outputs, expected):
+        assert got.dtype == x.dtype, (name, got.dtype)
+        assert_close(got, exp, err_msg=name)
+
+
 def numerical_gradient(f, x, eps=1e-6):
     """Centered finite-difference gradient of the scalar function f at float64 array x.
 
