@@ -99,9 +99,15 @@ static double bn_lanes_sum(const double *a) {
     return s;
 }
 
+/* float32 (N, C) strips take their statistics from float32 row blocks merged in
+ * double (batch_norm_blocked_f32.h); float64 keeps the double sums above. */
+#include "batch_norm_blocked_f32.h"
+
 #define T float
 #define SUF(name) name##_f32
+#define BN_BLOCKED_STATS bn_blocked_stats_f32
 #include "batch_norm_impl.h"
+#undef BN_BLOCKED_STATS
 #undef T
 #undef SUF
 

@@ -415,7 +415,11 @@ static inline void SUF(bn_strip_train)(const T *x, T *y, dlk_idx N, dlk_idx C, d
                                        double eps, double unbias) {
     SUF(bn_strip_stats) st;
     T hi[BN_STRIP], lo[BN_STRIP], sc[BN_STRIP], sh[BN_STRIP];
+#ifdef BN_BLOCKED_STATS
+    BN_BLOCKED_STATS(x + c0, NULL, N, C, w, eps, st.mean, st.var, st.invstd, NULL, NULL);
+#else
     SUF(bn_strip_batch_stats)(x + c0, NULL, N, C, w, eps, &st);
+#endif
     for (dlk_idx j = 0; j < w; ++j) {
         dlk_idx c = c0 + j;
         if (running_mean) {
@@ -439,7 +443,12 @@ static inline void SUF(bn_strip_backward)(const T *dy, const T *x, T *gx, dlk_id
     SUF(bn_strip_stats) st;
     T hi[BN_STRIP], lo[BN_STRIP], k1[BN_STRIP], k0[BN_STRIP], kd[BN_STRIP];
     double M = (double)N;
+#ifdef BN_BLOCKED_STATS
+    BN_BLOCKED_STATS(x + c0, dy + c0, N, C, w, eps, st.mean, st.var, st.invstd, st.sdy,
+                     st.sdyd);
+#else
     SUF(bn_strip_batch_stats)(x + c0, dy + c0, N, C, w, eps, &st);
+#endif
     for (dlk_idx j = 0; j < w; ++j) { /* as in dlk_batch_norm_backward */
         dlk_idx c = c0 + j;
         double sdy = st.sdy[j], sdyd = st.sdyd[j], is = st.invstd[j];
