@@ -10,7 +10,9 @@
  *   in BN_LANES register lanes (lane t takes the elements j = t mod BN_LANES of
  *   every row) and the coefficients are scalars: the common conv-net case.
  * - S == 1 and C > 1, (N, C) input, in training (forward and backward): strips of
- *   up to BN_STRIP channels with per-channel sums in local arrays (no heap scratch).
+ *   up to BN_STRIP channels with per-channel sums in local arrays (no heap scratch);
+ *   for float32 the statistics come from float32 row blocks merged in double
+ *   (batch_norm_blocked_f32.h), which reads x (and dy) once for them.
  * - S small otherwise, where a channel is strided: B channels per unit,
  *   P = B*S < 2*BN_SPAN <= BN_WIDTH positions accumulated side by side in
  *   double arrays (position j belongs to channel j / S), i.e. vectorized across

@@ -9,13 +9,12 @@
  * of the same bytes. Here an element costs a few float32 vector operations; the
  * double work is per block and channel, not per element.
  *
- * Method, per block of nb <= BN_ROWS rows and per 16-channel column of the strip,
- * while the block's column sits in L1:
+ * Method, per block of nb <= BN_ROWS rows and per 16-channel column of the strip:
  *   1. c = K + sum(x - K) / nb, K the block's first row: the block's mean in float32,
  *      to a few ulp of K (x - K is exact when x is within a factor 2 of K, Sterbenz);
  *   2. s1 = sum(x - c), s2 = sum((x - c)^2) (backward also sg = sum dy and
- *      sgd = sum dy * (x - c)), in four float32 partial sums (rows r mod 4) added as
- *      a tree. x - c is of the order of the block's spread however large the common
+ *      sgd = sum dy * (x - c)), in four (backward: two) float32 partial sums over
+ *      rows r mod 4 (2), added as a tree. x - c is of the order of the block's spread however large the common
  *      offset, so these sums carry float32 rounding relative to the spread;
  *   3. in double: the block's mean c + s1/nb and M2 = s2 - s1^2/nb (the corrected
  *      two-pass form, exact for any centre, accurate for one this close) are merged
@@ -23,19 +22,24 @@
  *      update, block after block.
  * The blocks and their order depend only on N, and a strip is reduced by one thread,
  * so results do not depend on the thread count. Measured on awkward float32 data
- * (offset 1e4 with spread 0.1, channel scales from 1e-3 to 1e3, N = 2): mean,
- * variance and output within ~1 float32 ulp of a float64 computation, as the
- * all-double sums were.
+ * (offset 1e4 with spread 0.1, channel scales from 1e-3 to 1e3, N = 2, N = 65): mean
+ * and output within ~1 float32 ulp of a float64 computation as before, variance
+ * within ~2 ulp (the all-double sums: ~1; torch: 7 ulp to 1e-2 relative).
  *
- * Memory: x (and dy) are read once from memory or L2 by step 1; step 2 re-reads the
- * column from L1. A partial last column (w not a multiple of 16) is first copied
- * into a zero-padded tile, so every load is a whole vector inside the arrays. */
+ * Memory: step 1 reads the block's rows (x, and dy in the backward) once, in order,
+ * and copies them column by column into a local pack (16 KiB each) that step 2
+ * re-reads from L1; a partial last column (w not a multiple of 16) is copied
+ * zero-padded, so every vector load stays inside the arrays.
+ *
+ * Cost, (256, 512) float32 training forward on 2 threads (C harness): statistics
+ * ~6 us and normalization ~5 us, against ~4.6 us for a 2-thread pass that reads x
+ * and writes y; the all-double statistics took ~10 us. */
 #include <string.h>
 
 /* Rows per block: long enough to amortise the double merge (about 25 double vector
  * operations per column) over the float32 sums (5 per row), short enough that the
- * float32 sums of a block stay within a few ulp and a column's rows (BN_ROWS lines)
- * stay in L1 between steps 1 and 2. */
+ * float32 sums of a block stay within a few ulp and the packed block (BN_ROWS rows
+ * of a 128-channel strip, 16 KiB) stays in L1 between steps 1 and 2. */
 #define BN_ROWS 32
 #define BN_V 16
 

@@ -312,9 +312,10 @@ static void SUF(bn1_eval_grad)(const T *restrict dy, const T *restrict x,
 /* ---- (N, C) input (S == 1, C > 1): strips of at most BN_STRIP channels ----
  * A strip is w contiguous values of every row (N rows, C values apart); its sums and
  * coefficients live in small local arrays (no heap scratch, no per-position fills).
- * Sums run over the rows in the same
- * order as bn_sum / bn_centered / bn_centered_grad (4-row, 4-row and 2-row trees), so a
- * channel's statistics do not depend on which path or thread computed them. */
+ * float64 sums run over the rows in the same order as bn_sum / bn_centered /
+ * bn_centered_grad (4-row, 4-row and 2-row trees); float32 takes its statistics from
+ * BN_BLOCKED_STATS (batch_norm_blocked_f32.h), in row blocks that depend only on N.
+ * Either way a channel's statistics do not depend on the thread count. */
 
 typedef struct {
     double mean[BN_STRIP], var[BN_STRIP], invstd[BN_STRIP];
