@@ -10,7 +10,9 @@
  *   in BN_LANES register lanes (lane t takes the elements j = t mod BN_LANES of
  *   every row) and the coefficients are scalars: the common conv-net case.
  * - S == 1 and C > 1, (N, C) input, in training (forward and backward): strips of
- *   up to BN_STRIP channels with per-channel sums in local arrays (no heap scratch).
+ *   up to BN_STRIP channels with per-channel sums in local arrays (no heap scratch);
+ *   for float32 the statistics come from float32 row blocks merged in double
+ *   (batch_norm_blocked_f32.h), which reads x (and dy) once for them.
  * - S small otherwise, where a channel is strided: B channels per unit,
  *   P = B*S < 2*BN_SPAN <= BN_WIDTH positions accumulated side by side in
  *   double arrays (position j belongs to channel j / S), i.e. vectorized across
@@ -99,9 +101,21 @@ static double bn_lanes_sum(const double *a) {
     return s;
 }
 
+/* float32 (N, C) strips take their statistics from float32 row blocks merged in
+ * double (batch_norm_blocked_f32.h) where 16 floats are one register (AVX-512);
+ * float64, and float32 on narrower ISAs, keep the double sums. Why not on AVX2: its
+ * 16 registers of 8 floats spill the 16-float blocks, measured 2.5x slower than the
+ * double sums there ((256, 512), -march=x86-64-v3); a version tuned for 8-float
+ * vectors is still to be written. */
+#if defined(__AVX512F__)
+#include "batch_norm_blocked_f32.h"
+#define BN_BLOCKED_STATS bn_blocked_stats_f32
+#endif
+
 #define T float
 #define SUF(name) name##_f32
 #include "batch_norm_impl.h"
+#undef BN_BLOCKED_STATS
 #undef T
 #undef SUF
 

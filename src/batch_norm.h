@@ -11,7 +11,9 @@
  * Numerics: statistics are accumulated in double for both dtypes, the variance
  * by two passes (mean, then centered squares with the (sum d)^2/M correction),
  * never as E[x^2]-E[x]^2, so a zero-variance channel or values around 1e4 with
- * a tiny spread stay accurate. The float32 elementwise passes subtract the
+ * a tiny spread stay accurate. Exception, as accurate: float32 (N, C) training
+ * sums blocks of rows in float32, each centred on its own mean, and merges the
+ * blocks in double (batch_norm_blocked_f32.h). The float32 elementwise passes subtract the
  * double mean as a float hi + lo pair, which keeps x - mean accurate to float
  * precision even when the mean itself is not representable in float.
  *

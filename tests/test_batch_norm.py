@@ -157,6 +157,101 @@ def test_backward_running_stats_ignored_in_training():
         np.testing.assert_array_equal(a, b)
 
 
+# ---------------------------------------------------------------- (N, C) float32 row blocks
+
+# The float32 (N, C) training kernels reduce blocks of 32 rows in float32 lanes, 16
+# channels per vector, inside strips of up to 128 channels (batch_norm_blocked_f32.h).
+# N below, at, above and not a multiple of the block; C with partial vectors and strips.
+BLOCK_SHAPES = [(2, 16), (3, 5), (31, 17), (32, 128), (33, 130), (64, 48), (65, 300),
+                (100, 33), (257, 7)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [False, True])
+def test_row_blocks_match_float64(dtype, shape, affine):
+    # a common offset of 1e3 with channel spreads from 0.01 to 10: what the float32
+    # sums must keep (x - mean is small next to x)
+    rng = np.random.default_rng(31)
+    C = shape[1]
+    x = (1e3 + rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 1, C)).astype(dtype)
+    w = rng.uniform(0.5, 1.5, C).astype(dtype) if affine else None
+    b = rng.standard_normal(C).astype(dtype) if affine else None
+    g = rng.standard_normal(shape).astype(dtype)
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(0.5, 2, C).astype(dtype)
+    m, v = rm.copy(), rv.copy()
+    y = F.batch_norm(x, m, v, w, b, training=True, momentum=0.3)
+    ones, zeros = np.ones(C, dtype), np.zeros(C, dtype)
+    wf, bf = (w, b) if affine else (ones, zeros)
+    assert_close(y, _float64_batch_norm(x, wf, bf), dtype=dtype)
+    x64 = x.astype(np.float64)
+    assert_close(m, 0.7 * rm + 0.3 * x64.mean(axis=0), dtype=dtype)
+    assert_close(v, 0.7 * rv + 0.3 * x64.var(axis=0, ddof=1), dtype=dtype)
+    # momentum 1: the running stats are the batch mean and unbiased variance, each
+    # within a few float32 roundings of the float64 values
+    m1, v1 = zeros.copy(), ones.copy()
+    F.batch_norm(x, m1, v1, training=True, momentum=1.0)
+    if dtype == np.float32:
+        tol = 4 * np.finfo(np.float32).eps
+        assert np.all(np.abs(m1 - x64.mean(axis=0)) <= tol * np.abs(x64.mean(axis=0)))
+        assert np.all(np.abs(v1 - x64.var(axis=0, ddof=1)) <= tol * x64.var(axis=0, ddof=1))
+    got = F.batch_norm_backward(g, x, w, training=True)
+    for a, r, name in zip(got, _float64_backward(g, x, wf), ("grad_x", "grad_weight",
+                                                                "grad_bias")):
+        assert_close(a, r, dtype=dtype, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(33, 130), (70, 17)], ids=str)
+def test_row_blocks_drifting_rows(shape):
+    """Rows sorted by value, so every block of rows has its own mean far from the
+    others': the per-block centres and the double merge keep the variance exact."""
+    rng = np.random.default_rng(32)
+    x = np.sort(5e3 + rng.standard_normal(shape), axis=0).astype(np.float32)
+    m, v = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+    y = F.batch_norm(x, m, v, training=True, momentum=1.0)
+    x64 = x.astype(np.float64)
+    assert_close(y, _float64_batch_norm(x, np.ones(shape[1]), np.zeros(shape[1])),
+                 dtype=np.float32)
+    np.testing.assert_allclose(v, x64.var(axis=0, ddof=1), rtol=4e-7)
+    g = rng.standard_normal(shape).astype(np.float32)
+    for a, r in zip(F.batch_norm_backward(g, x, None, training=True),
+                    _float64_backward(g, x, np.ones(shape[1]))):
+        assert_close(a, r, dtype=np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_blocks_non_contiguous_and_eval(dtype):
+    x, w, b, rm, rv, g = _data((70, 45), dtype, seed=33, offset=50.0)
+    xs = np.asfortranarray(x)
+    xt = np.ascontiguousarray(x.T).T  # C-ordered data seen transposed
+    for xx in (xs, xt, x[:, ::1]):
+        m1, v1, m2, v2 = rm.copy(), rv.copy(), rm.copy(), rv.copy()
+        np.testing.assert_array_equal(F.batch_norm(xx, m1, v1, w, b, training=True),
+                                      F.batch_norm(x, m2, v2, w, b, training=True))
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(v1, v2)
+        for a, e in zip(F.batch_norm_backward(np.asfortranarray(g), xx, w, training=True),
+                        F.batch_norm_backward(g, x, w, training=True)):
+            np.testing.assert_array_equal(a, e)
+    # eval mode does not take the blocked path: running statistics, unchanged
+    assert_close(F.batch_norm(x, rm, rv, w, b), R.batch_norm(x, rm, rv, w, b), dtype=dtype)
+
+
+def test_row_blocks_module_momentum_none():
+    """BatchNorm1d(momentum=None): a cumulative average of the batch statistics."""
+    from dlkern.nn import BatchNorm1d
+    rng = np.random.default_rng(34)
+    bn = BatchNorm1d(37, momentum=None, affine=False)
+    xs = [(rng.standard_normal((45, 37)) * 3 + 1e3).astype(np.float32) for _ in range(3)]
+    for x in xs:
+        bn(x)
+    x64 = [x.astype(np.float64) for x in xs]
+    assert_close(bn.running_mean, np.mean([x.mean(axis=0) for x in x64], axis=0),
+                 dtype=np.float32)
+    assert_close(bn.running_var, np.mean([x.var(axis=0, ddof=1) for x in x64], axis=0),
+                 dtype=np.float32)
+
+
 # ---------------------------------------------------------------- finite differences
 
 @pytest.mark.parametrize("be", BACKENDS, ids=["dlkern", "reference"])
@@ -376,7 +471,8 @@ def test_non_contiguous_and_fortran_inputs(dtype, training):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 # every shape has >= 32768 values, below which the kernels run on one thread
-@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000), (70, 600)])
+@pytest.mark.parametrize("shape", [(8, 64, 9, 9), (128, 300), (4, 3, 5000), (70, 600),
+                                   (257, 130), (1001, 37)])
 def test_one_and_two_threads_bit_identical(dtype, shape):
     x, w, b, rm, rv, g = _data(shape, dtype, seed=10, offset=3.0)
     results = []
