@@ -87,10 +87,10 @@ def forward(cnp.ndarray x, cnp.ndarray weight, object bias, dlk_idx OH, dlk_idx 
 
 def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stride,
              tuple pad, tuple dil, int groups, bint im2col, size_t max_col_bytes,
-             int nthreads, int parts=3):
+             int nthreads, int parts=7):
     """(grad_x, grad_weight, grad_bias) of conv2d; inputs C-contiguous, one dtype.
 
-    parts: 1 = grad_x only, 2 = grad_weight and grad_bias only, 3 = all; the
+    parts: a bitmask, 1 = grad_x, 2 = grad_weight, 4 = grad_bias (7 = all); the
     arrays not computed are returned as None."""
     cdef dlk_conv2d_geom g = _geom((<object>x).shape, (<object>weight).shape,
                                    grad_out.shape[2], grad_out.shape[3], stride, pad, dil,
@@ -124,4 +124,4 @@ def backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray weight, tuple stri
     if status != DLK_OK:
         raise MemoryError("conv2d: could not allocate a work buffer")
     return (gx if parts & 1 else None, gw if parts & 2 else None,
-            gb if parts & 2 else None)
+            gb if parts & 4 else None)

@@ -57,10 +57,16 @@ static inline void dlk_conv2d_valid_range(dlk_idx n_out, dlk_idx n_in, dlk_idx s
     *hi = h;
 }
 
-/* Which gradients a backward call computes (bitmask): grad_x, and grad_weight
- * with grad_bias. Arrays not requested are left untouched, so a caller can take
+/* Which gradients a backward call computes (bitmask): grad_x, grad_weight,
+ * grad_bias (its own pass over grad_out, so asking for it alone costs no
+ * grad_weight). Arrays not requested are left untouched, so a caller can take
  * each gradient from the algorithm that is fastest for it. */
-enum { DLK_CONV2D_GRAD_X = 1, DLK_CONV2D_GRAD_W = 2, DLK_CONV2D_GRAD_ALL = 3 };
+enum {
+    DLK_CONV2D_GRAD_X = 1,
+    DLK_CONV2D_GRAD_W = 2,
+    DLK_CONV2D_GRAD_B = 4,
+    DLK_CONV2D_GRAD_ALL = 7
+};
 
 /* Direct algorithm. bias may be NULL. Forward returns DLK_OK or DLK_ENOMEM. */
 int dlk_conv2d_direct_forward_f32(const dlk_conv2d_geom *g, const float *x,

@@ -619,9 +619,10 @@ int FN(dlk_conv2d_direct_backward)(const dlk_conv2d_geom *g, const T *grad_out, 
         }
     }
 
-    if (!(parts & DLK_CONV2D_GRAD_W)) return DLK_OK;
-    const int gw_status = FN(direct_grad_weight)(g, grad_out, x, grad_weight, nthreads);
-    if (gw_status != DLK_OK) return gw_status;
-    FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
+    if (parts & DLK_CONV2D_GRAD_W) {
+        const int gw_status = FN(direct_grad_weight)(g, grad_out, x, grad_weight, nthreads);
+        if (gw_status != DLK_OK) return gw_status;
+    }
+    if (parts & DLK_CONV2D_GRAD_B) FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
     return DLK_OK;
 }

@@ -279,8 +279,8 @@ static int FN(is_plain_1x1)(const dlk_conv2d_geom *g) {
 int FN(dlk_conv2d_im2col_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                    const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
                                    int parts, size_t max_col_bytes, int nthreads) {
+    if (parts & DLK_CONV2D_GRAD_B) FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
     if (parts & DLK_CONV2D_GRAD_W) {
-        FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
         const int status =
             FN(is_plain_1x1)(g)
                 ? FN(im2col_grad_weight_1x1)(g, grad_out, x, grad_weight, nthreads)

@@ -194,14 +194,14 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     output_mask: three bools (keyword only, as the output_mask of torch's aten
     convolution_backward), which of (grad_x, grad_weight, grad_bias) to compute;
     the others are not computed and come back as None. A first layer, whose input
-    needs no gradient, asks for (False, True, True). The kernel computes
-    grad_weight and grad_bias in one pass, so grad_bias alone costs a grad_weight.
-    Computed entries are bit-identical to those of the full call.
+    needs no gradient, asks for (False, True, True). grad_bias is its own pass over
+    grad_out, so asking for it alone costs no grad_weight. Computed entries are
+    bit-identical to those of the full call.
     """
     a = parse("conv2d_backward", x, weight, None, stride, padding, dilation, groups, algo,
               grad_out=grad_out, backward=True)
     want_x, want_w, want_b = _checks.bool_mask("conv2d_backward", "output_mask", output_mask)
-    parts = (1 if want_x else 0) | (2 if want_w or want_b else 0)
+    parts = (1 if want_x else 0) | (2 if want_w else 0) | (4 if want_b else 0)
     if not parts:
         return None, None, None
     im2col = _choose_algo(a) == "im2col"
@@ -217,4 +217,4 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         gx, gw, gb = _conv2d.backward(contiguous(a.grad_out), contiguous(a.x), w, a.stride,
                                       (a.padding[0], a.padding[2]), a.dilation, a.groups,
                                       im2col, IM2COL_MAX_BYTES, get_num_threads(), parts)
-    return gx, (gw if want_w else None), (gb if want_b else None)
+    return gx, gw, gb
