@@ -136,22 +136,19 @@ static FN(gx_window) FN(gx_window_of)(const FN(gx_phase) *ph, dlk_idx nph) {
     return w;
 }
 
+/* The window's rows are grad_out's rows padded by left and top: the forward
+ * window's stride-1 rows (pk_build_row), valid columns found once. */
 static void FN(gx_build_window)(const T *go, dlk_idx OCg, dlk_idx OH, dlk_idx OW,
                                 const FN(gx_window) *w, T *win) {
-    dlk_idx j0, j1;
-    dlk_conv2d_valid_range(w->Wc, OW, 1, -w->left, &j0, &j1);
+    const FN(pk_rowplan) rp = FN(pk_rowplan_of)(OW, 1, w->left, w->Wc);
     for (dlk_idx o = 0; o < OCg; o++)
         for (dlk_idx rr = 0; rr < w->Rc; rr++) {
             T *restrict dst = win + (o * w->Rc + rr) * w->Wc;
             const dlk_idx ih = rr - w->top;
-            if (ih < 0 || ih >= OH || j0 >= j1) {
-                memset(dst, 0, (size_t)w->Wc * sizeof(T));
-                continue;
-            }
-            const T *restrict src = go + (o * OH + ih) * OW + j0 - w->left;
-            memset(dst, 0, (size_t)j0 * sizeof(T));
-            memcpy(dst + j0, src, (size_t)(j1 - j0) * sizeof(T));
-            memset(dst + j1, 0, (size_t)(w->Wc - j1) * sizeof(T));
+            if (ih < 0 || ih >= OH)
+                FN(pk_zero)(dst, w->Wc);
+            else
+                FN(pk_build_row)(&rp, go + (o * OH + ih) * OW, OW, 1, w->left, w->Wc, dst);
         }
 }
 
