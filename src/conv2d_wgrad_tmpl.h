@@ -211,6 +211,23 @@ static void FN(wg_tile_plain)(const T *const *gy, const T *const *xs, int ns, dl
     FN(wg_tile_body)(gy, xs, ns, Lq, PL, NULL, mk, out);
 }
 
+/* wg_tile_masked's keep: one mask vector per PK_VL stream positions, all ones
+ * at output pixels, zero in the slack; NULL when out of memory. */
+static unsigned char *FN(wg_build_keep)(const dlk_conv2d_geom *g, const FN(wg_dims) *d) {
+    const dlk_idx nkeep = d->Lq / PK_VL;
+    unsigned char *keep = (unsigned char *)malloc((size_t)nkeep * sizeof(FN(wg_keep)));
+    if (!keep) return NULL;
+    for (dlk_idx v = 0; v < nkeep; v++) {
+        FN(wg_keep) m;
+        for (dlk_idx l = 0; l < PK_VL; l++) {
+            const dlk_idx q = v * PK_VL + l;
+            m[l] = q < g->OH * d->Wq && q % d->Wq < g->OW ? -1 : 0;
+        }
+        memcpy(keep + v * sizeof m, &m, sizeof m);
+    }
+    return keep;
+}
+
 /* 1 if every element of a[0..n) is finite (a - a is NaN for inf and NaN). */
 static int FN(wg_all_finite)(const T *a, dlk_idx n) {
     int ok = 1;
@@ -258,21 +275,6 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     }
     FN(wg_masks) masks;
     FN(wg_build_masks)(&masks);
-    const dlk_idx nkeep = d.Lq / PK_VL;
-    unsigned char *keep = (unsigned char *)malloc((size_t)nkeep * sizeof(FN(wg_keep)));
-    if (!keep) {
-        free(koff);
-        dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
-        return DLK_ENOMEM;
-    }
-    for (dlk_idx v = 0; v < nkeep; v++) {
-        FN(wg_keep) m;
-        for (dlk_idx l = 0; l < PK_VL; l++) {
-            const dlk_idx q = v * PK_VL + l;
-            m[l] = q < g->OH * d.Wq && q % d.Wq < g->OW ? -1 : 0;
-        }
-        memcpy(keep + v * sizeof m, &m, sizeof m);
-    }
     const int tap_major = Cg * d.nph * d.PL > OCg * d.Lq;
     const dlk_idx nob = (OCg + WG_MO - 1) / WG_MO, nkb = (K + WG_NK - 1) / WG_NK;
     /* The operand that the inner sweep streams (grad_out rows when tap-major,
@@ -292,9 +294,16 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
      * pass would give the same bits); an inf or NaN anywhere in x or grad_out
      * can make the result non-finite, and only then is the whole gradient
      * recomputed with the slack masked (twice the time, on bad input only). */
+    unsigned char *keep = NULL;  /* the masked pass's masks, built only for it */
     for (int masked = 0; masked < 2; masked++) {
         if (masked) {
             if (FN(wg_all_finite)(grad_weight, OC * K)) break;
+            keep = FN(wg_build_keep)(g, &d);
+            if (!keep) {
+                free(koff);
+                dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
+                return DLK_ENOMEM;
+            }
             for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
         }
 #pragma omp parallel num_threads(nthreads)
