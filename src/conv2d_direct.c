@@ -64,6 +64,15 @@
 #define DLK_DIRECT_ROWS3 3
 #define DLK_DIRECT_ROWS2 4
 #endif
+/* Copies of each packed weight (direct_pack_weights): one, broadcast in the
+ * tile, where a broadcast is one load (AVX, AVX-512); a whole vector's worth
+ * without AVX, where SSE broadcasts with a load and a shuffle and the shuffle
+ * competes with the multiplies and adds for the vector pipes. */
+#if defined(__AVX__)
+#define DLK_DIRECT_WREP 1
+#else
+#define DLK_DIRECT_WREP DLK_VW
+#endif
 /* grad_weight (gw_sample): output channels per tile at most, 4 x 6 taps with
  * AVX-512; with 16 registers 3 x 4 (12 accumulators, 3 grad_out vectors, the x
  * vector), which leaves no scratch register for an FMA-less product, so the

@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) rowp[r] = base + r * rstep;
             const T *wt = wpk;
-            for (dlk_idx t = 0; t < CKK; t++, wt += OCB) {
+            for (dlk_idx t = 0; t < CKK; t++, wt += OCB * DLK_DIRECT_WREP) {
                 const dlk_idx off = toff[t];
                 FN(vec) xv[DLK_DIRECT_XV];
 #pragma GCC unroll 8
@@ -131,7 +131,12 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                         memcpy(&xv[r * NV + v], rowp[r] + off + v * DLK_VW, sizeof xv[0]);
 #pragma GCC unroll 24
                 for (int o = 0; o < OCB; o++) {
+#if DLK_DIRECT_WREP > 1
+                    FN(vec) wv;
+                    memcpy(&wv, wt + o * DLK_VW, sizeof wv);
+#else
                     const T wv = wt[o];
+#endif
 #pragma GCC unroll 16
                     for (int i = 0; i < R * NV; i++) acc[o * R * NV + i] += wv * xv[i];
                 }
@@ -168,7 +173,8 @@ static int FN(direct_tile_cols)(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW /
 /* wpk[oc0 * CKK + t * B + o] = weight[(oc0 + o) * CKK + t] for each block of B
  * = min(DLK_DIRECT_OCB, channels left in the group) output channels starting at oc0, the
  * blocks of the forward's tiles: the weights of one (input channel, tap) pair
- * for a whole tile are then one short contiguous run. */
+ * for a whole tile are then one short contiguous run. Each weight is stored
+ * DLK_DIRECT_WREP times in a row (already broadcast where that is 1 vector). */
 static void FN(direct_pack_weights)(const dlk_conv2d_geom *g, const T *weight, T *wpk) {
     const dlk_idx OCg = g->OC / g->groups, CKK = g->C / g->groups * g->KH * g->KW;
     for (dlk_idx grp = 0; grp < g->groups; grp++)
@@ -176,7 +182,13 @@ static void FN(direct_pack_weights)(const dlk_conv2d_geom *g, const T *weight, T
             const dlk_idx oc0 = grp * OCg + ocl, B = DLK_MIN(DLK_DIRECT_OCB, OCg - ocl);
             for (dlk_idx t = 0; t < CKK; t++)
                 for (dlk_idx o = 0; o < B; o++)
+#if DLK_DIRECT_WREP > 1
+                    for (dlk_idx l = 0; l < DLK_DIRECT_WREP; l++)
+                        wpk[(oc0 * CKK + t * B + o) * DLK_DIRECT_WREP + l] =
+                            weight[(oc0 + o) * CKK + t];
+#else
                     wpk[oc0 * CKK + t * B + o] = weight[(oc0 + o) * CKK + t];
+#endif
             ocl += B;
         }
 }
@@ -287,7 +299,7 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
         return DLK_OK;
     }
     dlk_idx *toff = (dlk_idx *)malloc((size_t)(Cg * KK) * sizeof(dlk_idx));
-    T *wpk = (T *)malloc((size_t)(OC * Cg * KK) * sizeof(T));
+    T *wpk = (T *)malloc((size_t)(OC * Cg * KK * DLK_DIRECT_WREP) * sizeof(T));
     if (!toff || !wpk) {
         free(toff);
         free(wpk);
@@ -312,7 +324,7 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
             FN(direct_pad_copy)(g, x + (n * C + grp * Cg) * H * W, Cg, Hp, Wp, xpad);
             for (dlk_idx ocl = 0; ocl < OCg;) {
                 const dlk_idx oc = grp * OCg + ocl;
-                const T *w = wpk + oc * Cg * KK;
+                const T *w = wpk + oc * Cg * KK * DLK_DIRECT_WREP;
                 const T *b = bias ? bias + oc : NULL;
                 T *yp = y + (n * OC + oc) * OHW;
                 const dlk_idx left = OCg - ocl;
