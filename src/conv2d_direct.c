@@ -2,11 +2,12 @@
  *
  * Forward: one OpenMP task per (sample, group); its input planes are copied
  * into a zero-padded, column-phase-split per-thread buffer (zeroed once per
- * thread), then output tiles of up to 8 channels x 16-32 columns x 1-8 rows
- * (12-24 accumulators) sum over one flat loop of (input channel, tap) offsets:
- * each input vector loaded feeds up to 8 FMAs, each weight broadcast up to 16;
- * the weights are packed once per call so that a tile's weights for one
- * (input channel, tap) are contiguous.
+ * thread), then output tiles (with AVX-512: up to 8 channels x 16-32 columns x
+ * 1-8 rows, 12-24 accumulators; with 16 registers: up to 6 channels x 1 vector
+ * x 2-8 rows, 8-12 accumulators; see below) sum over one flat loop of (input
+ * channel, tap) offsets: each input vector loaded feeds up to 8 FMAs, each
+ * weight broadcast up to 16; the weights are packed once per call so that a
+ * tile's weights for one (input channel, tap) are contiguous.
  * Depthwise 3x3 at stride 1 (one channel per group) has its own row-sliding
  * tile (conv2d_depthwise_tmpl.h).
  * If the padded planes of a group exceed DLK_DIRECT_PAD_BYTES, a plane-axpy
@@ -15,7 +16,8 @@
  * Backward: grad_x as the forward of grad_out with the flipped kernel when the
  * stride is 1, else one task per input plane (n, c) (scatter-add, owned plane);
  * grad_weight one task per (fixed chunk of samples, group), register tiles of
- * up to 4 output channels x 6 taps (2 x 8, 1 x 12) per pass over grad_out,
+ * up to 4 output channels x 6 taps (2 x 8, 1 x 12; below AVX-512 3 x 4, 2 x 6,
+ * 1 x 12) per pass over grad_out,
  * partial sums per chunk added in chunk order; grad_bias one task per oc.
  * Complexity O(N*OC*OH*OW*(C/groups)*KH*KW) forward, twice that backward;
  * work buffers are per thread or per call (DLK_ENOMEM on failure). Matches

@@ -483,7 +483,7 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
     for (int l = 0; l < DLK_VW; l++) iota[l] = (TI)l;
     const FN(ivec) mask = (FN(ivec))(iota < (TI)nv);
     /* column blocks outside, rows inside: the inner loop runs OH times (not
-     * OW / 16, often 1 or 2) with two running offsets, one into grad_out, one
+     * OW / DLK_VW, often 1 or 2) with two running offsets, one into grad_out, one
      * into xpad */
     const T *xr[12], *gr[4];
     DLK_GW_UNROLL
@@ -630,8 +630,11 @@ static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *
  * (output channel, tap) sums over the output plane. Each chunk keeps its
  * partial sums as whole vectors (DLK_VW lanes per weight) when they fit in
  * DLK_GW_VPART_BYTES: on small planes (few FMAs per weight and sample) summing
- * the lanes per sample would cost as much as the FMAs. Chunks, then lanes,
- * are added in a fixed order, so the result is the same for any thread count. */
+ * the lanes per sample would cost as much as the FMAs. The budget is a memory
+ * cap in bytes, not a lane count, so narrower vectors (below AVX-512) keep
+ * vector partials for every shape that keeps them with AVX-512. Chunks, then
+ * lanes, are added in a fixed order, so the result is the same for any thread
+ * count. */
 #define DLK_GW_CHUNKS 8
 #define DLK_GW_SLAB_BYTES ((size_t)256 << 10)
 #define DLK_GW_VPART_BYTES ((size_t)8 << 20)
