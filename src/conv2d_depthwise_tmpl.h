@@ -5,15 +5,19 @@
  * The general direct tile (direct_tile) spends one vector load per FMA here:
  * with a single channel per group no input vector is reused across output
  * channels, and two of every three taps read across a cache line. This one
- * slides down the rows instead: each padded input row is loaded once per tile
- * as DW_NV + 1 aligned vectors, the three column shifts are built in registers
- * (two-source lane shuffles), and every shifted vector feeds the up to three
- * output rows that read that input row, with the nine weights held in
- * registers: per output vector 9 FMAs, (R + 2) / R * 1.5 loads and about 2
- * shuffles instead of 9 (mostly line-splitting) loads.
+ * slides down the rows instead: every column shift of a padded input row is
+ * made once per tile and feeds the up to three output rows that read that
+ * input row, with the nine weights held in registers. With AVX-512 the row is
+ * loaded as DW_NV + 1 aligned vectors and the shifts are built in registers
+ * (one two-source lane permute each): per output vector 9 FMAs, (R + 2) / R *
+ * 1.5 loads and about 2 shuffles instead of 9 (mostly line-splitting) loads.
+ * Narrower vectors have no one-instruction cross-lane shift (AVX2 needs two or
+ * three, SSE two), so below AVX-512 each shift is its own unaligned load:
+ * (R + 2) / R * 3 loads per 9 FMAs, and on 32- or 16-byte vectors fewer of
+ * them split a cache line.
  * The padded plane puts padded column 0 at a 64-byte boundary (row pitch a
- * multiple of the vector width, buffer aligned by hand) so those loads are
- * aligned; its zero padding is written once per thread, as in the general
+ * multiple of the vector width, buffer aligned by hand) so the AVX-512 loads
+ * are aligned; its zero padding is written once per thread, as in the general
  * forward. Each output element is one thread's fixed sequence of FMAs, so
  * results do not depend on the thread count.
  * O(N * C * OH * OW * 9) multiply-adds, O(C * H * W) copies. */
@@ -38,6 +42,7 @@ static void FN(dw_dims)(const dlk_conv2d_geom *g, dlk_idx *Hp, dlk_idx *pitch) {
     *Hp = DLK_MAX(g->H + g->pad_h, g->OH + 2);
 }
 
+#if defined(__AVX512F__)
 /* Lanes l + s of the concatenation (a, b), s = 1 or 2: the input shifted left
  * by s columns, as one two-source shuffle. */
 static inline FN(vec) FN(dw_shift1)(FN(vec) a, FN(vec) b) {
@@ -48,6 +53,18 @@ static inline FN(vec) FN(dw_shift2)(FN(vec) a, FN(vec) b) {
     const FN(ivec) m = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
     return __builtin_shuffle(a, b, m);
 }
+#endif
+
+/* Below AVX-512 GCC left the loops over the tile's rows and vectors that set
+ * and store the accumulators rolled, which put them on the stack; with it
+ * they unroll unasked. */
+#ifndef DLK_DW_UNROLL
+#if defined(__AVX512F__)
+#define DLK_DW_UNROLL
+#else
+#define DLK_DW_UNROLL _Pragma("GCC unroll 8")
+#endif
+#endif
 
 /* R output rows [oh, oh + R) x DW_NV vectors from column ow0, from the padded
  * plane xp (row pitch P): input rows oh .. oh + R + 1 each loaded once. */
@@ -55,13 +72,16 @@ static inline __attribute__((always_inline)) void FN(dw_tile)(
     const T *xp, dlk_idx P, const FN(vec) wv[9], T b, T *y, dlk_idx OW, dlk_idx oh,
     dlk_idx ow0, const int R) {
     FN(vec) acc[DW_R][DW_NV];
+    DLK_DW_UNROLL
     for (int r = 0; r < R; r++)
+        DLK_DW_UNROLL
         for (int v = 0; v < DW_NV; v++) acc[r][v] = (FN(vec)){0} + b;
     /* fully unrolled, so the accumulators stay in registers (the row-to-output
      * mapping below is then constant) */
 #pragma GCC unroll 16
     for (int i = 0; i < R + 2; i++) {
         const T *row = xp + (oh + i) * P + ow0;
+#if defined(__AVX512F__)
         FN(vec) ld[DW_NV + 1], sh[3][DW_NV];
         for (int v = 0; v <= DW_NV; v++) memcpy(&ld[v], row + v * DLK_VW, sizeof ld[v]);
         for (int v = 0; v < DW_NV; v++) {
@@ -69,6 +89,14 @@ static inline __attribute__((always_inline)) void FN(dw_tile)(
             sh[1][v] = FN(dw_shift1)(ld[v], ld[v + 1]);
             sh[2][v] = FN(dw_shift2)(ld[v], ld[v + 1]);
         }
+#else
+        FN(vec) sh[3][DW_NV];
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; kw++)
+#pragma GCC unroll 4
+            for (int v = 0; v < DW_NV; v++)
+                memcpy(&sh[kw][v], row + v * DLK_VW + kw, sizeof sh[kw][v]);
+#endif
         /* input row oh + i feeds output row oh + i - kh through kernel row kh */
 #pragma GCC unroll 3
         for (int kh = 0; kh < 3; kh++) {
@@ -78,7 +106,9 @@ static inline __attribute__((always_inline)) void FN(dw_tile)(
                 for (int v = 0; v < DW_NV; v++) acc[r][v] += wv[kh * 3 + kw] * sh[kw][v];
         }
     }
+    DLK_DW_UNROLL
     for (int r = 0; r < R; r++)
+        DLK_DW_UNROLL
         for (int v = 0; v < DW_NV; v++) {
             const dlk_idx c0 = ow0 + v * DLK_VW, nv = DLK_MIN(DLK_VW, OW - c0);
             if (nv <= 0) break;
@@ -92,8 +122,7 @@ static inline __attribute__((always_inline)) void FN(dw_tile)(
 
 static int FN(dw3x3_applies)(const dlk_conv2d_geom *g) {
     return g->C == g->groups && g->OC == g->groups && g->KH == 3 && g->KW == 3 &&
-           g->stride_h == 1 && g->stride_w == 1 && g->dil_h == 1 && g->dil_w == 1 &&
-           DLK_VW == 16;
+           g->stride_h == 1 && g->stride_w == 1 && g->dil_h == 1 && g->dil_w == 1;
 }
 
 static int FN(dw3x3_forward)(const dlk_conv2d_geom *g, const T *x, const T *weight,

@@ -46,6 +46,7 @@ typedef TI FN(ivec) __attribute__((vector_size(DLK_VW * sizeof(T))));
  * and 1 lanes (one vector move each). A plain loop here became `rep movs`,
  * whose start-up cost dominated narrow planes (8 columns: about half the
  * forward's time on the digits CNN's first layer). */
+#if defined(__AVX512F__)
 static inline void FN(store_head)(T *y, const FN(vec) *v, dlk_idx n) {
     T lanes[DLK_VW];
     memcpy(lanes, v, sizeof lanes);
@@ -55,6 +56,34 @@ static inline void FN(store_head)(T *y, const FN(vec) *v, dlk_idx n) {
     if (n & 2) { memcpy(y + j, lanes + j, 2 * sizeof(T)); j += 2; }
     if (n & 1) y[j] = lanes[j];
 }
+#else
+/* Below AVX-512 the vector stays in a register: each piece is stored from its
+ * low lanes, then the rest shifts down (a lane permute). Copied out through
+ * an array as above, the accumulators of the whole tile went to the stack
+ * for the tap loop too (GCC 12, 16 registers). */
+static inline void FN(store_head)(T *y, const FN(vec) *vp, dlk_idx n) {
+    FN(vec) v = *vp;
+#if DLK_VW == 8
+    if (n & 4) {
+        memcpy(y, &v, 4 * sizeof(T));
+        v = __builtin_shuffle(v, (FN(ivec)){4, 5, 6, 7, 0, 1, 2, 3});
+        y += 4;
+    }
+#endif
+#if DLK_VW >= 4
+    if (n & 2) {
+        memcpy(y, &v, 2 * sizeof(T));
+#if DLK_VW == 8
+        v = __builtin_shuffle(v, (FN(ivec)){2, 3, 4, 5, 6, 7, 0, 1});
+#else
+        v = __builtin_shuffle(v, (FN(ivec)){2, 3, 0, 1});
+#endif
+        y += 2;
+    }
+#endif
+    if (n & 1) *y = v[0];
+}
+#endif
 
 /* Accumulators of one tile (R * OCB * NV, at most 24 in the DLK_TILE table of
  * the forward) and input vectors per tap (R * NV, at most 16). */
@@ -92,7 +121,7 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) rowp[r] = base + r * rstep;
             const T *wt = wpk;
-            for (dlk_idx t = 0; t < CKK; t++, wt += OCB) {
+            for (dlk_idx t = 0; t < CKK; t++, wt += OCB * DLK_DIRECT_WREP) {
                 const dlk_idx off = toff[t];
                 FN(vec) xv[DLK_DIRECT_XV];
 #pragma GCC unroll 8
@@ -102,7 +131,12 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
                         memcpy(&xv[r * NV + v], rowp[r] + off + v * DLK_VW, sizeof xv[0]);
 #pragma GCC unroll 24
                 for (int o = 0; o < OCB; o++) {
+#if DLK_DIRECT_WREP > 1
+                    FN(vec) wv;
+                    memcpy(&wv, wt + o * DLK_VW, sizeof wv);
+#else
                     const T wv = wt[o];
+#endif
 #pragma GCC unroll 16
                     for (int i = 0; i < R * NV; i++) acc[o * R * NV + i] += wv * xv[i];
                 }
@@ -129,18 +163,32 @@ static inline __attribute__((always_inline)) void FN(direct_tile)(
     }
 }
 
+#if defined(__AVX512F__)
+/* Vectors of DLK_VW columns per tile row of the blocked forward with AVX-512:
+ * two when the row is wide enough to fill most of them, else one (narrow rows
+ * would waste lanes). */
+static int FN(direct_tile_cols)(dlk_idx OW) { return OW >= 2 * DLK_VW - DLK_VW / 2 ? 2 : 1; }
+#endif
+
 /* wpk[oc0 * CKK + t * B + o] = weight[(oc0 + o) * CKK + t] for each block of B
- * = min(8, channels left in the group) output channels starting at oc0, the
+ * = min(DLK_DIRECT_OCB, channels left in the group) output channels starting at oc0, the
  * blocks of the forward's tiles: the weights of one (input channel, tap) pair
- * for a whole tile are then one short contiguous run. */
+ * for a whole tile are then one short contiguous run. Each weight is stored
+ * DLK_DIRECT_WREP times in a row (already broadcast where that is 1 vector). */
 static void FN(direct_pack_weights)(const dlk_conv2d_geom *g, const T *weight, T *wpk) {
     const dlk_idx OCg = g->OC / g->groups, CKK = g->C / g->groups * g->KH * g->KW;
     for (dlk_idx grp = 0; grp < g->groups; grp++)
         for (dlk_idx ocl = 0; ocl < OCg;) {
-            const dlk_idx oc0 = grp * OCg + ocl, B = DLK_MIN(8, OCg - ocl);
+            const dlk_idx oc0 = grp * OCg + ocl, B = DLK_MIN(DLK_DIRECT_OCB, OCg - ocl);
             for (dlk_idx t = 0; t < CKK; t++)
                 for (dlk_idx o = 0; o < B; o++)
+#if DLK_DIRECT_WREP > 1
+                    for (dlk_idx l = 0; l < DLK_DIRECT_WREP; l++)
+                        wpk[(oc0 * CKK + t * B + o) * DLK_DIRECT_WREP + l] =
+                            weight[(oc0 + o) * CKK + t];
+#else
                     wpk[oc0 * CKK + t * B + o] = weight[(oc0 + o) * CKK + t];
+#endif
             ocl += B;
         }
 }
@@ -251,7 +299,7 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
         return DLK_OK;
     }
     dlk_idx *toff = (dlk_idx *)malloc((size_t)(Cg * KK) * sizeof(dlk_idx));
-    T *wpk = (T *)malloc((size_t)(OC * Cg * KK) * sizeof(T));
+    T *wpk = (T *)malloc((size_t)(OC * Cg * KK * DLK_DIRECT_WREP) * sizeof(T));
     if (!toff || !wpk) {
         free(toff);
         free(wpk);
@@ -276,16 +324,18 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
             FN(direct_pad_copy)(g, x + (n * C + grp * Cg) * H * W, Cg, Hp, Wp, xpad);
             for (dlk_idx ocl = 0; ocl < OCg;) {
                 const dlk_idx oc = grp * OCg + ocl;
-                const T *w = wpk + oc * Cg * KK;
+                const T *w = wpk + oc * Cg * KK * DLK_DIRECT_WREP;
                 const T *b = bias ? bias + oc : NULL;
                 T *yp = y + (n * OC + oc) * OHW;
                 const dlk_idx left = OCg - ocl;
-                const int wide = direct_tile_cols(g->OW) == 2;
-                /* OCB = min(left, 8) channels per tile, R rows so that OCB * R * NV
-                 * gives 12-24 accumulators: each weight broadcast feeds R * NV
+                /* OCB = min(left, DLK_DIRECT_OCB) channels per tile, R rows so
+                 * that OCB * R * NV gives 12-24 accumulators with AVX-512, 8-12
+                 * below it (conv2d_direct.c): each weight broadcast feeds R * NV
                  * FMAs, each input vector OCB. Rows left over (OH % R) run with
                  * R = 1. Constant arguments, so each call inlines into its own
                  * unrolled, register-allocated loop nest. */
+#if defined(__AVX512F__)
+                const int wide = FN(direct_tile_cols)(g->OW) == 2;
 #define DLK_TILE(OCB, R2, R1)                                                      \
     case OCB: {                                                                    \
         const int RR = wide ? R2 : R1;                                             \
@@ -312,6 +362,25 @@ int FN(dlk_conv2d_direct_forward)(const dlk_conv2d_geom *g, const T *x, const T 
                 DLK_TILE(2, 4, 8)
                 default: DLK_TILE(1, DLK_DW_ROWS, 8)
                 }
+#else
+#define DLK_TILE(OCB, R)                                                           \
+    case OCB: {                                                                    \
+        const dlk_idx main_rows = OH - OH % R;                                     \
+        FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, R, 0, main_rows);    \
+        if (R > 1)                                                                 \
+            FN(direct_tile)(g, xpad, Wp, toff, w, b, yp, OCB, 1, 1, main_rows, OH); \
+        ocl += OCB;                                                                \
+        break;                                                                     \
+    }
+                switch (DLK_MIN(left, DLK_DIRECT_OCB)) {
+                DLK_TILE(6, 2)
+                DLK_TILE(5, 2)
+                DLK_TILE(4, DLK_DIRECT_ROWS4)
+                DLK_TILE(3, DLK_DIRECT_ROWS3)
+                DLK_TILE(2, DLK_DIRECT_ROWS2)
+                default: DLK_TILE(1, 8)
+                }
+#endif
 #undef DLK_TILE
             }
         }
@@ -364,6 +433,7 @@ static int FN(direct_grad_x_as_forward)(const dlk_conv2d_geom *g, const T *grad_
  * (a vector load of just-written scalars would stall on store forwarding). Lanes are summed in a fixed order and added to out[o *
  * CKK + j]. OCB and TB are constants at every call site (always inlined). */
 /* Sum of a vector's lanes, pairwise in a fixed order. */
+#if defined(__AVX512F__)
 static inline T FN(lane_sum)(FN(vec) v) {
     T lanes[DLK_VW];
     memcpy(lanes, &v, sizeof lanes);
@@ -371,31 +441,65 @@ static inline T FN(lane_sum)(FN(vec) v) {
         for (int l = 0; l < half; l++) lanes[l] += lanes[l + half];
     return lanes[0];
 }
+#else
+/* the same sums, in registers (see store_head): lane l of v + (v shifted down
+ * by half) is lanes[l] + lanes[l + half] */
+static inline T FN(lane_sum)(FN(vec) v) {
+#if DLK_VW == 8
+    v += __builtin_shuffle(v, (FN(ivec)){4, 5, 6, 7, 0, 1, 2, 3});
+#endif
+#if DLK_VW >= 4
+#if DLK_VW == 8
+    v += __builtin_shuffle(v, (FN(ivec)){2, 3, 4, 5, 6, 7, 0, 1});
+#else
+    v += __builtin_shuffle(v, (FN(ivec)){2, 3, 0, 1});
+#endif
+#endif
+    return v[0] + v[1];
+}
+#endif
 
+/* The loops over o and j below have constant trip counts once inlined; with
+ * AVX-512 GCC unrolls them all, below it it left some (3 channels, 1 tap)
+ * rolled, their grad_out vectors copied through the stack. */
+#ifndef DLK_GW_UNROLL
+#if defined(__AVX512F__)
+#define DLK_GW_UNROLL
+#else
+#define DLK_GW_UNROLL _Pragma("GCC unroll 12")
+#endif
+#endif
 static inline __attribute__((always_inline)) void FN(gw_tile)(
     const dlk_conv2d_geom *g, const T *gy, const T *gtail, const T *xpad, dlk_idx rstep,
     const dlk_idx *toff, T *out, T *vout, dlk_idx CKK, const int OCB, const int TB) {
     const dlk_idx OW = g->OW, OHW = g->OH * OW, full = OW - OW % DLK_VW, nv = OW - full;
     FN(vec) acc[4][12];
+    DLK_GW_UNROLL
     for (int o = 0; o < OCB; o++)
+        DLK_GW_UNROLL
         for (int j = 0; j < TB; j++) acc[o][j] = (FN(vec)){0};
     /* lanes below nv: a compare, not a loop (which became `rep stos` per tile) */
     FN(ivec) iota;
     for (int l = 0; l < DLK_VW; l++) iota[l] = (TI)l;
     const FN(ivec) mask = (FN(ivec))(iota < (TI)nv);
     /* column blocks outside, rows inside: the inner loop runs OH times (not
-     * OW / 16, often 1 or 2) with two running offsets, one into grad_out, one
+     * OW / DLK_VW, often 1 or 2) with two running offsets, one into grad_out, one
      * into xpad */
     const T *xr[12], *gr[4];
+    DLK_GW_UNROLL
     for (int j = 0; j < TB; j++) xr[j] = xpad + toff[j];
+    DLK_GW_UNROLL
     for (int o = 0; o < OCB; o++) gr[o] = gy + o * OHW;
     for (dlk_idx ow0 = 0; ow0 < full; ow0 += DLK_VW) {
         for (dlk_idx oh = 0, go = ow0, xo = ow0; oh < g->OH; oh++, go += OW, xo += rstep) {
             FN(vec) gv[4];
+            DLK_GW_UNROLL
             for (int o = 0; o < OCB; o++) memcpy(&gv[o], gr[o] + go, sizeof gv[o]);
+            DLK_GW_UNROLL
             for (int j = 0; j < TB; j++) {
                 FN(vec) xv;
                 memcpy(&xv, xr[j] + xo, sizeof xv);
+                DLK_GW_UNROLL
                 for (int o = 0; o < OCB; o++) acc[o][j] += gv[o] * xv;
             }
         }
@@ -403,20 +507,25 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
     if (nv) {
         for (dlk_idx oh = 0, xo = full; oh < g->OH; oh++, xo += rstep) {
             FN(vec) gv[4];
+            DLK_GW_UNROLL
             for (int o = 0; o < OCB; o++)
                 memcpy(&gv[o], gtail + (o * g->OH + oh) * DLK_VW, sizeof gv[o]);
+            DLK_GW_UNROLL
             for (int j = 0; j < TB; j++) {
                 FN(ivec) xi;
                 memcpy(&xi, xr[j] + xo, sizeof xi);
                 xi &= mask;
                 FN(vec) xv;
                 memcpy(&xv, &xi, sizeof xv);
+                DLK_GW_UNROLL
                 for (int o = 0; o < OCB; o++) acc[o][j] += gv[o] * xv;
             }
         }
     }
     if (vout) { /* lanes kept: one vector add per output instead of a lane sum */
+        DLK_GW_UNROLL
         for (int o = 0; o < OCB; o++)
+            DLK_GW_UNROLL
             for (int j = 0; j < TB; j++) {
                 FN(vec) v;
                 memcpy(&v, vout + (o * CKK + j) * DLK_VW, sizeof v);
@@ -425,7 +534,9 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
             }
         return;
     }
+    DLK_GW_UNROLL
     for (int o = 0; o < OCB; o++)
+        DLK_GW_UNROLL
         for (int j = 0; j < TB; j++) out[o * CKK + j] += FN(lane_sum)(acc[o][j]);
 }
 
@@ -452,10 +563,12 @@ static inline __attribute__((always_inline)) void FN(gw_tile)(
 
 /* One sample's contribution for the output channels [0, OCg) of a group and
  * the ntaps (input channel, tap) pairs whose offsets are toff, from padded
- * planes xpad: 4 channels x 6 taps per pass over grad_out (measured: 4 x 4 and 4 x 7
- * are slower on CIFAR's first layer), 2 x 8, or 1 x 12
- * (few channels per group, e.g. depthwise, reuse each grad_out vector over
- * more taps instead). */
+ * planes xpad: with AVX-512, 4 channels x 6 taps per pass over grad_out
+ * (measured: 4 x 4 and 4 x 7 are slower on CIFAR's first layer), 2 x 8, or
+ * 1 x 12 (few channels per group, e.g. depthwise, reuse each grad_out vector
+ * over more taps instead); with 16 registers (DLK_GW_OCB, conv2d_direct.c)
+ * OCB x TB accumulators + OCB grad_out vectors + one x vector (+ a scratch
+ * without FMA) must fit them: 3 x 4, 2 x 6 or 1 x 12. */
 static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *xpad,
                           dlk_idx rstep, const dlk_idx *toff, dlk_idx ntaps, T *out_group,
                           dlk_idx CKK, T *gtail, T *vout_group) {
@@ -467,12 +580,13 @@ static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *
         T *vout = vout_group ? vout_group + ocl * CKK * DLK_VW : NULL;
         const dlk_idx left = OCg - ocl;
         if (full < OW)
-            for (dlk_idx o = 0; o < DLK_MIN(4, left); o++)
+            for (dlk_idx o = 0; o < DLK_MIN(DLK_GW_OCB, left); o++)
                 for (dlk_idx oh = 0; oh < g->OH; oh++) {
                     T *dst = gtail + (o * g->OH + oh) * DLK_VW;
                     for (dlk_idx l = 0; l < DLK_VW; l++)
                         dst[l] = full + l < OW ? gy[o * OHW + oh * OW + full + l] : (T)0;
                 }
+#if defined(__AVX512F__)
         if (left >= 4) {
             DLK_GW_TAPS(4, 6)
             ocl += 4;
@@ -483,6 +597,21 @@ static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *
             DLK_GW_TAPS(1, 12)
             ocl += 1;
         }
+#else
+#if DLK_GW_OCB >= 3
+        if (left >= 3) {
+            DLK_GW_TAPS(3, 4)
+            ocl += 3;
+        } else
+#endif
+        if (left >= 2) {
+            DLK_GW_TAPS(2, 6)
+            ocl += 2;
+        } else {
+            DLK_GW_TAPS(1, 12)
+            ocl += 1;
+        }
+#endif
     }
 }
 #undef DLK_GW_TAPS
@@ -501,8 +630,11 @@ static void FN(gw_sample)(const dlk_conv2d_geom *g, const T *gy_group, const T *
  * (output channel, tap) sums over the output plane. Each chunk keeps its
  * partial sums as whole vectors (DLK_VW lanes per weight) when they fit in
  * DLK_GW_VPART_BYTES: on small planes (few FMAs per weight and sample) summing
- * the lanes per sample would cost as much as the FMAs. Chunks, then lanes,
- * are added in a fixed order, so the result is the same for any thread count. */
+ * the lanes per sample would cost as much as the FMAs. The budget is a memory
+ * cap in bytes, not a lane count, so narrower vectors (below AVX-512) keep
+ * vector partials for every shape that keeps them with AVX-512. Chunks, then
+ * lanes, are added in a fixed order, so the result is the same for any thread
+ * count. */
 #define DLK_GW_CHUNKS 8
 #define DLK_GW_SLAB_BYTES ((size_t)256 << 10)
 #define DLK_GW_VPART_BYTES ((size_t)8 << 20)
@@ -531,7 +663,7 @@ static int FN(direct_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        T *xpad = (T *)calloc((size_t)(slab * plane + 4 * g->OH * DLK_VW), sizeof(T));
+        T *xpad = (T *)calloc((size_t)(slab * plane + DLK_GW_OCB * g->OH * DLK_VW), sizeof(T));
         if (!xpad) failed = 1;
         T *gtail = xpad ? xpad + slab * plane : NULL;
 #pragma omp for schedule(static)

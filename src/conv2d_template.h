@@ -10,6 +10,22 @@
  * inner loop into one SIMD register without -ffast-math, and the summation order
  * is fixed by the code, not by threads. */
 #define DLK_LANES 16
-/* Output columns per register tile of the direct forward. */
-#define DLK_VW 16
+/* Lanes per vector of the direct kernels (conv2d_direct_tmpl.h and
+ * conv2d_depthwise_tmpl.h; conv2d_direct.c sets DLK_VW to one of these around
+ * each type's include). Below AVX-512 a vector is one register of the target,
+ * for either type: GCC lowers a wider vector-extension type to several
+ * registers, which with 16 of them spilled the register tiles and made the
+ * file take 4-6x longer to compile. With AVX-512 both types keep 16 lanes, so
+ * float64 vectors are two registers: that is what the kernels were tuned with
+ * and the lane count fixes grad_weight's summation order (its bits). */
+#if defined(__AVX512F__)
+#define DLK_VW_F32 16
+#define DLK_VW_F64 16
+#elif defined(__AVX__)
+#define DLK_VW_F32 8
+#define DLK_VW_F64 4
+#else
+#define DLK_VW_F32 4
+#define DLK_VW_F64 2
+#endif
 #endif

@@ -49,6 +49,21 @@ CASES = [
     ((2, 2, 5, 3), (2, 1, 3, 3), 1, 0, 1, 2),          # unpadded: 3 x 1 output, one partial vector
     ((1, 2, 4, 6), (2, 1, 3, 3), 1, (2, 3), 1, 2),     # padding beyond the kernel reach
     ((2, 3, 1, 1), (3, 1, 3, 3), 1, 1, 1, 3),          # single pixel
+    # below AVX-512 (vectors of 8 / 4 float32 lanes, 4 / 2 float64; forward tiles of
+    # 6, 5 channels x 2 rows, 4 and 3 x 3 rows, 2 x 4, 1 x 8; grad_weight 3 x 4 taps,
+    # 2 x 6, 1 x 12): row tails that need every store piece, leftover rows of each tile
+    ((2, 2, 9, 7), (11, 2, 3, 3), 1, 1, 1, 1),         # 11 = 6 + 5 ch; OW 7 = 4+2+1; OH 9 = 8 + 1
+    ((2, 3, 10, 13), (4, 3, 3, 3), 1, 1, 1, 1),        # 4 ch: OH 10 = 9 + 1; OW 13 = 8 + 4+1
+    ((1, 2, 11, 6), (3, 2, 3, 3), 1, 1, 1, 1),         # 3 ch: OH 11 = 9 + 2; OW 6 = 4+2; gw 3 x 4
+    ((2, 1, 7, 11), (2, 1, 3, 3), 1, 1, 1, 1),         # 2 ch: OH 7 = 4 + 3; OW 11 = 8+2+1
+    ((1, 2, 9, 3), (13, 2, 2, 2), 1, 0, 1, 1),         # 13 = 6 + 6 + 1 (8 + 5); OW 2
+    ((2, 5, 6, 10), (5, 5, 3, 3), 1, 1, 1, 1),         # gw 5 = 3 + 2 ch, 45 taps = 11 x 4 + 1
+    ((2, 4, 6, 11), (4, 2, 2, 5), 1, 1, 1, 2),         # gw 2 ch per group, 20 taps = 3 x 6 + 2
+    ((2, 3, 9, 23), (7, 3, 3, 3), 2, 1, 1, 1),         # stride 2: OW 12 = 8 + 4, 7 = 6 + 1 ch
+    ((1, 2, 4, 70), (6, 2, 1, 3), 1, 0, 1, 1),         # OW 68: many vectors + a half one
+    ((2, 2, 6, 9), (2, 1, 3, 3), 1, 1, 1, 2),          # depthwise: OH 6 = 4 + 2, OW 9 = 8 + 1
+    ((1, 3, 5, 5), (3, 1, 3, 3), 1, 1, 1, 3),          # depthwise: OW 5 = 4 + 1
+    ((1, 2, 9, 2), (2, 1, 3, 3), 1, 1, 1, 2),          # depthwise: OW 2, one piece of 2
 ]
 
 
