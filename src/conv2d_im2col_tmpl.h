@@ -252,7 +252,7 @@ static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_ou
                         if (nr < PK_NR) memset(Bp, 0, (size_t)(kc * PK_NR) * sizeof(T));
                         FN(dlk_transpose)(nr, kc, xn + j0 * HW + k0, HW, Bp, PK_NR);
                         for (dlk_idx m0 = 0; m0 < OCg; m0 += PK_MR)
-                            FN(pk_tile)(kc, Ab + m0 * kc, Bp, NULL, 0, 0, Cw + m0 * Cg + j0, Cg,
+                            FN(pk_tile)(kc, Ab + m0 * kc, Bp, NULL, NULL, Cw + m0 * Cg + j0, Cg,
                                         DLK_MIN(PK_MR, OCg - m0), nr, first, NULL);
                     }
                     first = 0;

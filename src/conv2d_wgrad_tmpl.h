@@ -146,7 +146,7 @@ static inline void FN(wg_hsum_many)(FN(pvec) *v, int n, const FN(wg_masks) *mk, 
     for (int base = 0; base < n; base += (int)PK_VL) {
         const int live = n - base < (int)PK_VL ? n - base : (int)PK_VL;
         FN(wg_hsum_block)(v + base, live, mk);
-        T t[64 / sizeof(T)];
+        T t[PK_VBYTES / sizeof(T)];
         memcpy(t, &v[base], sizeof t);
 #pragma GCC unroll 16
         for (int a = 0; a < live; a++) out[base + a] = t[a];
