@@ -57,7 +57,14 @@
  *   two B vectors and 8 broadcasts for 16 FMAs. grad_weight tile WG_MO = 4
  *   output channels x WG_NK = 6 taps, 24 accumulators, 4 + 6 loads per 24 FMAs.
  * - 16 registers (AVX/AVX2: 32 bytes; SSE: 16 bytes): 12 accumulators, so that
- *   the operands of a step fit beside them (see the per-level notes below). */
+ *   a step's operands fit beside them. Forward 6 x 2 vectors: 2 B vectors and a
+ *   broadcast (15 registers; SSE, without FMA, needs one more for the product).
+ *   grad_weight on AVX2 3 x 4 (3 + 1 pinned tap vector, 16 registers; measured
+ *   on ResNet 3x3 against 2 x 4: 186 vs 114 GFLOP/s), on SSE 2 x 6 (2 + 1 + the
+ *   product, 16).
+ * Measured on ResNet 3x3 (16x64x32x32, 64 out), 2 threads, against the same
+ * run's dlk_gemm at 1536^3: AVX2 forward ~205, grad_x ~205, grad_weight ~190
+ * GFLOP/s (dlk_gemm ~210-225); SSE ~80, ~80, ~90 (dlk_gemm ~68). */
 #if defined(__AVX512F__)
 #define PK_VBYTES 64
 #define PK_MR 8
@@ -113,9 +120,13 @@
 #define WG_L2_BYTES ((dlk_idx)512 * 1024)
 /* GCC folds a vector load into every FMA that uses it when registers are
  * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
- * that claims to modify v pins it in a register (any of the 32 on AVX-512). */
+ * that claims to modify v pins it in a register (any of the 32 on AVX-512,
+ * one of the 16 below: grad_weight of the strided 3x3 layer on AVX2 149 -> 203
+ * GFLOP/s, SSE 86 -> 94). */
 #if defined(__GNUC__) && defined(__AVX512F__)
 #define DLK_IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__GNUC__) && defined(__SSE__)
+#define DLK_IN_REGISTER(v) __asm__("" : "+x"(v))
 #else
 #define DLK_IN_REGISTER(v) ((void)0)
 #endif

@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) void FN(wg_tile_body)(
         for (int j = 0; j < WG_NK; j++) xr[j] = xs[j] + s * PL;
         for (dlk_idx q = 0, v = 0; q < Lq; q += PK_VL, v++) {
             FN(pvec) gv[WG_MO];
-            for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
+            for (int i = 0; i < WG_MO; i++) gv[i] = *(const FN(upvec) *)(g[i] + q);
             FN(wg_keep) m;
             if (keep) memcpy(&m, keep + v * sizeof m, sizeof m);
             for (int j = 0; j < WG_NK; j++) {
@@ -190,7 +190,7 @@ static inline __attribute__((always_inline)) void FN(wg_tile_body)(
                     xi &= m;
                     memcpy(&xv, &xi, sizeof xv);
                 } else {
-                    memcpy(&xv, xr[j] + q, sizeof xv);
+                    xv = *(const FN(upvec) *)(xr[j] + q);
                 }
                 DLK_IN_REGISTER(xv);
                 for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;
