@@ -1,5 +1,5 @@
 /* im2col conv2d: the convolution as GEMMs over the column matrix (see conv2d.h
- * for layout and semantics), on dlkern's own packed AVX-512 micro-kernel.
+ * for layout and semantics), on dlkern's own packed micro-kernel (sized per ISA level).
  *
  * Forward, per (sample, group): y_n,g = W_g @ col_n,g, K = C/groups*KH*KW
  * reduction rows, with the column matrix packed panel by panel straight from x
@@ -47,16 +47,55 @@
 #include "conv2d_template.h"
 #include "gemm.h"
 
-/* Micro-kernel tile: PK_MR rows (output channels) x PK_NR columns (output
- * pixels, two 64-byte vectors): 16 accumulators, and each k step loads two B
- * vectors and PK_MR broadcasts for 16 FMAs. */
+/* Vector width and register tiles per ISA level: a portable build compiles this
+ * file once per level (CMakeLists.txt), and the tiles must fit the level's
+ * register file, or GCC splits every 64-byte vector into two or four registers
+ * and spills the accumulators (a v3 ResNet 3x3 forward ran 245 ms instead of
+ * 3.3 ms on AVX-512, 82% of it in pk_block_window). As in gemm.c:
+ * - AVX-512 (32 registers of 64 bytes): forward tile PK_MR = 8 output channels
+ *   x PK_NV = 2 vectors of output pixels, 16 accumulators; each k step loads
+ *   two B vectors and 8 broadcasts for 16 FMAs. grad_weight tile WG_MO = 4
+ *   output channels x WG_NK = 6 taps, 24 accumulators, 4 + 6 loads per 24 FMAs.
+ * - 16 registers (AVX/AVX2: 32 bytes; SSE: 16 bytes): 12 accumulators, so that
+ *   a step's operands fit beside them. Forward 6 x 2 vectors: 2 B vectors and a
+ *   broadcast (15 registers; SSE, without FMA, needs one more for the product).
+ *   grad_weight on AVX2 3 x 4 (3 + 1 pinned tap vector, 16 registers; measured
+ *   on ResNet 3x3 against 2 x 4: 186 vs 114 GFLOP/s), on SSE 2 x 6 (2 + 1 + the
+ *   product, 16).
+ * Measured on ResNet 3x3 (16x64x32x32, 64 out), 2 threads, against the same
+ * run's dlk_gemm at 1536^3: AVX2 forward ~205, grad_x ~205, grad_weight ~190
+ * GFLOP/s (dlk_gemm ~210-225); SSE ~80, ~80, ~90 (dlk_gemm ~68). */
+#if defined(__AVX512F__)
+#define PK_VBYTES 64
 #define PK_MR 8
-#define PK_VL ((dlk_idx)(64 / sizeof(T)))
-#define PK_NR (2 * PK_VL)
-/* Reduction block: a B panel of DLK_PK_KC x PK_NR is 32 KiB in float32, L1-sized. */
+#define PK_NV 2
+#define PK_NB_PANELS 8
+#define WG_MO 4
+#define WG_NK 6
+#elif defined(__AVX__)
+#define PK_VBYTES 32
+#define PK_MR 6
+#define PK_NV 2
+#define PK_NB_PANELS 16
+#define WG_MO 3
+#define WG_NK 4
+#else
+#define PK_VBYTES 16
+#define PK_MR 6
+#define PK_NV 2
+#define PK_NB_PANELS 32
+#define WG_MO 2
+#define WG_NK 6
+#endif
+#define PK_VL ((dlk_idx)(PK_VBYTES / sizeof(T)))
+#define PK_NR (PK_NV * PK_VL)
+/* Reduction block: a B panel of DLK_PK_KC x PK_NR is 32 KiB in float32 on
+ * AVX-512, L1-sized (16 KiB with 32-byte vectors, 8 with 16). */
 #define DLK_PK_KC 256
-/* Output pixels per forward task and per grad_x block: 8 panels. */
-#define PK_NB (8 * PK_NR)
+/* Output pixels per forward task and per grad_x block: PK_NB_PANELS panels,
+ * 256 float32 pixels at every level (a task's window holds the input rows of
+ * its pixels plus the kernel's halo: fewer pixels would rebuild more halo). */
+#define PK_NB (PK_NB_PANELS * PK_NR)
 /* The 1x1 grad_weight (conv2d_im2col_tmpl.h): at most this many chunks of
  * samples, each summed by one task into its own copy of grad_weight, the
  * copies taking at most GW1_PARTIAL_BYTES. */
@@ -65,10 +104,7 @@
 /* Tasks the merged strided grad_x wants at least: below it, a (sample, group)
  * is split into channel blocks (conv2d_gradx_phases_tmpl.h). */
 #define GX_MIN_TASKS 8
-/* grad_weight register tile: 4 output channels x 6 taps = 24 accumulators; each
- * vector step loads 4 + 6 vectors for 24 FMAs. */
-#define WG_MO 4
-#define WG_NK 6
+/* grad_weight register tile: WG_MO output channels x WG_NK taps (above). */
 /* Samples whose grad_weight partial sums share the SIMD lanes before the
  * (comparatively costly) horizontal reduction: WG_NS, or a multiple of it up
  * to WG_NS_MAX (and at most N rounded up to WG_NS) when a sample's stream is
@@ -84,17 +120,20 @@
 #define WG_L2_BYTES ((dlk_idx)512 * 1024)
 /* GCC folds a vector load into every FMA that uses it when registers are
  * tight (24 accumulators), turning 10 loads per 24 FMAs into 28; an empty asm
- * that claims to modify v pins it in a register. Only where one register holds
- * the 64-byte vector (AVX-512); elsewhere the vector is split anyway. */
+ * that claims to modify v pins it in a register (any of the 32 on AVX-512,
+ * one of the 16 below: grad_weight of the strided 3x3 layer on AVX2 149 -> 203
+ * GFLOP/s, SSE 86 -> 94). */
 #if defined(__GNUC__) && defined(__AVX512F__)
 #define DLK_IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__GNUC__) && defined(__SSE__)
+#define DLK_IN_REGISTER(v) __asm__("" : "+x"(v))
 #else
 #define DLK_IN_REGISTER(v) ((void)0)
 #endif
 
 #define T float
 #define SUF f32
-typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one per lane */
+typedef int pmask_f32 __attribute__((vector_size(PK_VBYTES)));  /* shuffle masks, one per lane */
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
 #include "conv2d_gradx_phases_tmpl.h"
@@ -104,7 +143,7 @@ typedef int pmask_f32 __attribute__((vector_size(64)));  /* shuffle masks, one p
 
 #define T double
 #define SUF f64
-typedef long long pmask_f64 __attribute__((vector_size(64)));
+typedef long long pmask_f64 __attribute__((vector_size(PK_VBYTES)));
 #include "conv2d_packed_tmpl.h"
 #include "conv2d_wgrad_tmpl.h"
 #include "conv2d_gradx_phases_tmpl.h"

@@ -182,8 +182,8 @@ static int FN(im2col_grad_x_phases)(const dlk_conv2d_geom *g, const T *grad_out,
 
 /* Rows m0 to m0 + 2*PK_MR of A(m, k) = src[m*ld + k], k < kc (rows from M on
  * zero), as the two pk_pack_a panels at dst and dst + PK_MR*kc: one register
- * transpose of 16 rows into tmp, then split (a transpose 8 rows wide would
- * store its halves element by element). */
+ * transpose of 2*PK_MR rows into tmp, then split (on AVX-512, a transpose 8
+ * rows wide would store its halves element by element). */
 static void FN(gw1_pack_a)(const T *src, dlk_idx ld, dlk_idx M, dlk_idx m0, dlk_idx kc,
                            T *tmp, T *dst) {
     const dlk_idx rows = DLK_MIN(2 * PK_MR, M - m0);
@@ -252,7 +252,7 @@ static int FN(im2col_grad_weight_1x1)(const dlk_conv2d_geom *g, const T *grad_ou
                         if (nr < PK_NR) memset(Bp, 0, (size_t)(kc * PK_NR) * sizeof(T));
                         FN(dlk_transpose)(nr, kc, xn + j0 * HW + k0, HW, Bp, PK_NR);
                         for (dlk_idx m0 = 0; m0 < OCg; m0 += PK_MR)
-                            FN(pk_tile)(kc, Ab + m0 * kc, Bp, NULL, 0, 0, Cw + m0 * Cg + j0, Cg,
+                            FN(pk_tile)(kc, Ab + m0 * kc, Bp, NULL, NULL, Cw + m0 * Cg + j0, Cg,
                                         DLK_MIN(PK_MR, OCg - m0), nr, first, NULL);
                     }
                     first = 0;

@@ -3,7 +3,7 @@
  *
  * C (M x Np, row stride ldc) = A (M x Kr) @ B (Kr x Np), Goto-style: the
  * reduction is cut into blocks of at most DLK_PK_KC; A is packed once into
- * DLK_PK_MR-row panels and B per pixel block into DLK_PK_NR-column panels, both
+ * PK_MR-row panels and B per pixel block into PK_NR-column panels, both
  * interleaved along the reduction and zero-padded to whole panels, so the
  * micro-kernel reads two contiguous streams and needs no bounds checks. The
  * callers (conv2d_im2col_tmpl.h) pack B straight from x or grad_out: the
@@ -13,8 +13,13 @@
  * accumulated by one call sequence in block order, whichever thread runs it.
  */
 
-/* 64-byte vectors (one AVX-512 register); PK_VL, PK_NR, PK_MR: conv2d_im2col.c */
-typedef T FN(pvec) __attribute__((vector_size(64)));
+/* One vector register of the level (PK_VBYTES); PK_VL, PK_NV, PK_NR, PK_MR:
+ * conv2d_im2col.c */
+typedef T FN(pvec) __attribute__((vector_size(PK_VBYTES)));
+/* The same, at any element address: a load through it is a plain vector load,
+ * where a memcpy into a pvec made GCC keep a tile's operands and accumulators
+ * in memory at 16 registers (AVX2: grad_weight 42 -> 185 GFLOP/s, ResNet 3x3). */
+typedef T FN(upvec) __attribute__((vector_size(PK_VBYTES), aligned(sizeof(T)), may_alias));
 
 /* Reduction blocks: ceil(Kr / DLK_PK_KC) blocks of equal size (last one
  * shorter), so a K of 576 gives 3 x 192 rather than 256 + 256 + 64. */
@@ -64,60 +69,58 @@ static void FN(pk_pack_a)(const T *base, dlk_idx sm, dlk_idx sk, dlk_idx M, dlk_
 /* One PK_MR x PK_NR tile: C = (first ? bias : C) + Ap @ B over kc. Only the top
  * mr rows and left nr columns of C exist; the padded panels make the rest zero.
  * B is a packed panel (koff NULL: row k at Bp + k*PK_NR), or read in place: row
- * k is the vectors at Bp + koff[k] + voff0 and + voff1 (pk_block_window). */
+ * k is the PK_NV vectors at Bp + koff[k] + voff[v] (pk_block_window). */
 static inline __attribute__((always_inline)) void FN(pk_tile)(
     dlk_idx kc, const T *restrict Ap, const T *restrict Bp, const dlk_idx *restrict koff,
-    dlk_idx voff0, dlk_idx voff1, T *restrict C, dlk_idx ldc, dlk_idx mr, dlk_idx nr,
-    int first, const T *bias) {
-    FN(pvec) acc[PK_MR][2];
+    const dlk_idx *voff, T *restrict C, dlk_idx ldc, dlk_idx mr, dlk_idx nr, int first,
+    const T *bias) {
+    FN(pvec) acc[PK_MR][PK_NV];
     const FN(pvec) zero = {0};
     if (first) {
         for (int i = 0; i < PK_MR; i++)
-            acc[i][0] = acc[i][1] = zero + (bias && i < mr ? bias[i] : (T)0);
+            for (int v = 0; v < PK_NV; v++)
+                acc[i][v] = zero + (bias && i < mr ? bias[i] : (T)0);
     } else if (nr == PK_NR) {
         for (int i = 0; i < PK_MR; i++) {
             if (i < mr) {
-                memcpy(&acc[i][0], C + i * ldc, sizeof acc[i][0]);
-                memcpy(&acc[i][1], C + i * ldc + PK_VL, sizeof acc[i][1]);
+                for (int v = 0; v < PK_NV; v++)
+                    memcpy(&acc[i][v], C + i * ldc + v * PK_VL, sizeof acc[i][v]);
             } else {
-                acc[i][0] = acc[i][1] = zero;
+                for (int v = 0; v < PK_NV; v++) acc[i][v] = zero;
             }
         }
     } else {
         for (int i = 0; i < PK_MR; i++) {
-            T tmp[2 * 64 / sizeof(T)] = {0};
+            T tmp[PK_NR] = {0};
             if (i < mr) memcpy(tmp, C + i * ldc, (size_t)nr * sizeof(T));
-            memcpy(&acc[i][0], tmp, sizeof acc[i][0]);
-            memcpy(&acc[i][1], tmp + PK_VL, sizeof acc[i][1]);
+            for (int v = 0; v < PK_NV; v++)
+                memcpy(&acc[i][v], tmp + v * PK_VL, sizeof acc[i][v]);
         }
     }
     for (dlk_idx k = 0; k < kc; k++) {
-        FN(pvec) b0, b1;
-        if (koff) { /* unpacked: row k of the panel is two vectors of the window */
-            memcpy(&b0, Bp + koff[k] + voff0, sizeof b0);
-            memcpy(&b1, Bp + koff[k] + voff1, sizeof b1);
-        } else {
-            memcpy(&b0, Bp + k * PK_NR, sizeof b0);
-            memcpy(&b1, Bp + k * PK_NR + PK_VL, sizeof b1);
-        }
+        /* one row pointer, then the vectors: with the branch per vector GCC kept
+         * b and the accumulators in memory at 16 registers (AVX2) */
+        FN(pvec) b[PK_NV];
+        const T *bk = koff ? Bp + koff[k] : Bp + k * PK_NR;
+        for (int v = 0; v < PK_NV; v++)
+            memcpy(&b[v], bk + (koff ? voff[v] : v * PK_VL), sizeof b[v]);
         for (int i = 0; i < PK_MR; i++) {
             const T a = Ap[k * PK_MR + i];
-            acc[i][0] += a * b0;
-            acc[i][1] += a * b1;
+            for (int v = 0; v < PK_NV; v++) acc[i][v] += a * b[v];
         }
     }
     if (nr == PK_NR) {
         for (int i = 0; i < PK_MR; i++) {
             if (i >= mr) break;
-            memcpy(C + i * ldc, &acc[i][0], sizeof acc[i][0]);
-            memcpy(C + i * ldc + PK_VL, &acc[i][1], sizeof acc[i][1]);
+            for (int v = 0; v < PK_NV; v++)
+                memcpy(C + i * ldc + v * PK_VL, &acc[i][v], sizeof acc[i][v]);
         }
     } else {
         for (int i = 0; i < PK_MR; i++) {
             if (i >= mr) break;
-            T tmp[2 * 64 / sizeof(T)];
-            memcpy(tmp, &acc[i][0], sizeof acc[i][0]);
-            memcpy(tmp + PK_VL, &acc[i][1], sizeof acc[i][1]);
+            T tmp[PK_NR];
+            for (int v = 0; v < PK_NV; v++)
+                memcpy(tmp + v * PK_VL, &acc[i][v], sizeof acc[i][v]);
             memcpy(C + i * ldc, tmp, (size_t)nr * sizeof(T));
         }
     }
@@ -133,7 +136,7 @@ static void FN(pk_block)(dlk_idx M, dlk_idx nb, dlk_idx kc, const T *Ak, const T
         const T *bp = Bk + (j0 / PK_NR) * kc * PK_NR;
         const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
         for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
-            FN(pk_tile)(kc, Ak + m0 * kc, bp, NULL, 0, 0, C + m0 * ldc + j0, ldc,
+            FN(pk_tile)(kc, Ak + m0 * kc, bp, NULL, NULL, C + m0 * ldc + j0, ldc,
                         DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
     }
 }
@@ -327,7 +330,7 @@ static void FN(pk_build_window)(const dlk_conv2d_geom *g, const T *xg, const FN(
  * j < nb <= PK_NB, is x[c] at row oh*sh + kh*dh - pad_h, column
  * ow*sw + kw*dw - pad_w, or zero outside x: im2col fused into the packing.
  * The block is cut once into runs that stay in one output row and one panel;
- * every run is then a plain copy, two vector moves when it fills a panel row. */
+ * every run is then a plain copy, PK_NV vector moves when it fills a panel row. */
 static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
                                  const FN(pk_window) *w, const dlk_idx *koff, dlk_idx k0,
                                  dlk_idx kc, dlk_idx p0, dlk_idx nb, T *Bk) {
@@ -362,7 +365,7 @@ static void FN(pk_pack_b_window)(const dlk_conv2d_geom *g, const T *win,
 }
 
 /* pk_block without packing B, when every vector of output pixels lies in one
- * output row (OW a multiple of the vector width): each panel row is then two
+ * output row (OW a multiple of the vector width): each panel row is then PK_NV
  * whole vectors of the window, read in place, so only A is packed. */
 static void FN(pk_block_window)(const dlk_conv2d_geom *g, const FN(pk_window) *w, dlk_idx M,
                                 dlk_idx p0, dlk_idx nb, dlk_idx kc, const T *Ak,
@@ -370,11 +373,14 @@ static void FN(pk_block_window)(const dlk_conv2d_geom *g, const FN(pk_window) *w
                                 int first, const T *bias) {
     for (dlk_idx j0 = 0; j0 < nb; j0 += PK_NR) {
         const dlk_idx nr = DLK_MIN(PK_NR, nb - j0);
-        const dlk_idx v0 = FN(pk_window_pixel)(g, w, p0 + j0);
-        /* a lone last vector reads the first one twice and stores one */
-        const dlk_idx v1 = nr > PK_VL ? FN(pk_window_pixel)(g, w, p0 + j0 + PK_VL) : v0;
+        /* a short last panel reads its first vector again in place of the
+         * missing ones and stores only its nr columns */
+        dlk_idx voff[PK_NV];
+        voff[0] = FN(pk_window_pixel)(g, w, p0 + j0);
+        for (int v = 1; v < PK_NV; v++)
+            voff[v] = v * PK_VL < nr ? FN(pk_window_pixel)(g, w, p0 + j0 + v * PK_VL) : voff[0];
         for (dlk_idx m0 = 0; m0 < M; m0 += PK_MR)
-            FN(pk_tile)(kc, Ak + m0 * kc, win, koff, v0, v1, C + m0 * ldc + j0, ldc,
+            FN(pk_tile)(kc, Ak + m0 * kc, win, koff, voff, C + m0 * ldc + j0, ldc,
                         DLK_MIN(PK_MR, M - m0), nr, first, bias ? bias + m0 : NULL);
     }
 }

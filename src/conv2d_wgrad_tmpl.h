@@ -146,7 +146,7 @@ static inline void FN(wg_hsum_many)(FN(pvec) *v, int n, const FN(wg_masks) *mk, 
     for (int base = 0; base < n; base += (int)PK_VL) {
         const int live = n - base < (int)PK_VL ? n - base : (int)PK_VL;
         FN(wg_hsum_block)(v + base, live, mk);
-        T t[64 / sizeof(T)];
+        T t[PK_VBYTES / sizeof(T)];
         memcpy(t, &v[base], sizeof t);
 #pragma GCC unroll 16
         for (int a = 0; a < live; a++) out[base + a] = t[a];
@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) void FN(wg_tile_body)(
         for (int j = 0; j < WG_NK; j++) xr[j] = xs[j] + s * PL;
         for (dlk_idx q = 0, v = 0; q < Lq; q += PK_VL, v++) {
             FN(pvec) gv[WG_MO];
-            for (int i = 0; i < WG_MO; i++) memcpy(&gv[i], g[i] + q, sizeof gv[i]);
+            for (int i = 0; i < WG_MO; i++) gv[i] = *(const FN(upvec) *)(g[i] + q);
             FN(wg_keep) m;
             if (keep) memcpy(&m, keep + v * sizeof m, sizeof m);
             for (int j = 0; j < WG_NK; j++) {
@@ -190,7 +190,7 @@ static inline __attribute__((always_inline)) void FN(wg_tile_body)(
                     xi &= m;
                     memcpy(&xv, &xi, sizeof xv);
                 } else {
-                    memcpy(&xv, xr[j] + q, sizeof xv);
+                    xv = *(const FN(upvec) *)(xr[j] + q);
                 }
                 DLK_IN_REGISTER(xv);
                 for (int i = 0; i < WG_MO; i++) acc[i * WG_NK + j] += gv[i] * xv;

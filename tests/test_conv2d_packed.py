@@ -41,7 +41,28 @@ GRAD_WEIGHT_1X1 = [
     ((2, 8, 1, 1), (9, 8, 1, 1), 1, 0, 1, 1),          # single pixel
     ((9, 16, 8, 8), (16, 16, 1, 1), 1, 0, 1, 1),       # 9 samples: chunks of 2, last of 1
 ]
-CASES = WINDOW_IS_X + STRIDE2_ROWS + GRAD_WEIGHT_1X1
+# The tiles of the levels below AVX-512 (src/conv2d_im2col.c): 6 output channels x 2
+# vectors, vectors of 8 float32 / 4 float64 (AVX2) or 4 / 2 (SSE). The cases run at
+# whatever level is loaded (DLKERN_ISA in a portable build) and straddle each
+# level's edges: channel counts not a multiple of 6 (or 8), pixel blocks ending in a
+# lone vector, in-place rows of 4, 8 and 24 columns, and stride-2 rows whose shuffled
+# part is one or two vectors of each width with scalar edges of either parity.
+NARROW_TILES = [
+    ((2, 7, 10, 10), (13, 7, 3, 3), 1, 1, 1, 1),       # OW 10: packed, 13 = 2 x 6 + 1 rows
+    ((2, 5, 6, 26), (7, 5, 3, 3), 1, 0, 1, 1),         # OW 24: three 8-lane vectors a row
+    ((2, 4, 8, 8), (20, 4, 3, 3), 1, 1, 1, 1),         # OW 8: 64 pixels, 20 = 3 x 6 + 2
+    ((3, 6, 6, 4), (11, 6, 3, 3), 1, 1, 1, 1),         # OW 4: one SSE vector a row
+    ((2, 9, 5, 12), (5, 9, 1, 1), 1, 0, 1, 1),         # 1x1, 60 pixels, 5 rows of 6
+    ((2, 16, 7, 7), (26, 8, 3, 3), 1, 1, 1, 2),        # groups: 13 = 2 x 6 + 1 rows each
+    ((2, 3, 9, 17), (14, 3, 3, 3), 2, 1, 1, 1),        # stride 2, W 17: 8 + 1 per phase
+    ((2, 3, 9, 18), (7, 3, 3, 3), 2, 0, 1, 1),         # W 18, no padding: 9 per phase
+    ((2, 3, 9, 36), (7, 3, 3, 3), 2, 1, 1, 1),         # W 36, odd padding: 18 per phase
+    ((2, 3, 7, 35), (7, 3, 5, 5), 2, 2, 1, 1),         # W 35, even padding 2
+    ((2, 3, 9, 20), (6, 3, 3, 3), 2, 3, 1, 1),         # padding 3: both phases shifted
+    ((2, 3, 9, 16), (9, 3, 3, 3), 2, 1, 1, 1),         # OW 8 in place, strided grad_x
+    ((2, 3, 10, 24), (6, 3, 3, 3), 2, 1, 1, 1),        # OW 12: in place on SSE only
+]
+CASES = WINDOW_IS_X + STRIDE2_ROWS + GRAD_WEIGHT_1X1 + NARROW_TILES
 
 
 def _run(x, w, b, gy, kw):

@@ -47,6 +47,29 @@ STRIDE1_CASES = [
     ((2, 3, 6, 13), (4, 3, 2, 5), 1, (0, 2), 1, 1),  # non-square kernel and padding
 ]
 
+# the register tiles below AVX-512 (src/conv2d_im2col.c: 3 output channels x 4 taps
+# on AVX2, 2 x 6 on SSE) and their vectors of 8 / 4 float32: output channels and
+# K = C*kH*kW not a multiple of either tile, streams of 4 and 8 lanes
+NARROW_TILE_CASES = [
+    ((3, 3, 9, 9), (7, 3, 3, 3), 1, 1, 1, 1),        # 7 = 2 x 3 + 1 = 3 x 2 + 1; K 27
+    ((5, 5, 12, 6), (5, 5, 3, 1), 1, (1, 0), 1, 1),  # K 15: 4 x 4 - 1, 3 x 6 - 3
+    ((2, 2, 8, 8), (9, 2, 2, 3), 1, 0, 1, 1),        # K 12: whole AVX2 taps, 2 x 6 SSE
+    ((6, 4, 11, 10), (8, 4, 3, 3), 2, 1, 1, 1),      # strided, 8 rows: 3 x 3 - 1
+    ((9, 3, 7, 7), (10, 3, 3, 3), 2, 0, 1, 1),       # strided, pooled groups, OW 3
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", NARROW_TILE_CASES, ids=conv2d_case_id)
+def test_narrow_tiles_match_reference_and_threads(case, dtype):
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=28, bias=False)
+    for name, got, exp in zip(("grad_x", "grad_weight", "grad_bias"),
+                              F.conv2d_backward(gy, x, w, algo="im2col", **kw),
+                              R.conv2d_backward(gy, x, w, **kw)):
+        assert_close(got, exp, err_msg=name)
+    assert_same_bits_on_one_and_two_threads(
+        lambda: F.conv2d_backward(gy, x, w, algo="im2col", **kw))
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES + STRIDE1_CASES, ids=conv2d_case_id)
