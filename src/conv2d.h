@@ -15,8 +15,8 @@
  *           grad_x as a stride-1 forward of grad_out with the flipped kernel
  *           (scatter-add otherwise), grad_weight vectorized dot products.
  *   im2col  (conv2d_im2col.c)  GEMMs over the column matrix on dlkern's own
- *           packed AVX-512 micro-kernel, the column matrix packed straight from
- *           x (never stored whole); grad_x on the same engine (per input
+ *           packed micro-kernel (tiles sized per ISA level), the column
+ *           matrix packed straight from x (never stored whole); grad_x on the same engine (per input
  *           phase when strided); grad_weight as shifted dot products over
  *           phase-split padded planes.
  * dlkern.functional.conv2d's algo="auto" documents which one runs when.

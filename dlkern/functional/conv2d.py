@@ -145,10 +145,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
 
     algo: "direct" (C loops, register tiles vectorized over the output width),
     "im2col" (the convolution as GEMMs over the column matrix, on dlkern's own
-    packed AVX-512 micro-kernel; the column matrix is packed panel by panel from
-    a zero-padded window of x, or read in place, never stored whole; grad_weight
-    as shifted dot products over phase-split padded planes) or "auto", which
-    picks:
+    packed micro-kernel, sized per ISA level; the column matrix is packed panel
+    by panel from a zero-padded window of x, or read in place, never stored whole;
+    grad_weight as shifted dot products over phase-split padded planes) or "auto",
+    which picks:
 
     - "direct" when there are at most 4 output channels per group (a GEMM that
       thin cannot reuse its packed panels) or the reduction per output pixel is
