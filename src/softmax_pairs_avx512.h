@@ -13,7 +13,8 @@
  * (two halves of 8), so the per-row results of a group fill one vector, lane r = row r,
  * as in softmax_short_avx512.h (dlk_avx512_log_ps, the division, the target gather).
  * The permutation is a table (dlk_pairs_init, built at library load): each output vector is
- * ceil(V/2) two-source permutes merged by blends; the way back is the inverse table.
+ * ceil(V/2) two-source permutes merged by blends (the last one, for odd V, a one-source
+ * permute merging into the others); the way back is the inverse table.
  *
  * Numerics: the exp is dlk_avx512_expneg_tab_ps of x - max (softmax_exptab_avx512.h: about
  * 1 ulp as elsewhere, fewer FMA-pipe operations, results below FLT_MIN flushed to 0); a row's sum is a
@@ -116,9 +117,12 @@ dlk_pairs_shuffle(const dlk_pairs_perm *t, const __m512 *src, __m512 *dst, const
             src[0], _mm512_loadu_si512((const void *)t->idx[j][0]), src[V > 1 ? 1 : 0]);
         DLK_UNROLL
         for (int q = 1; 2 * q < V; q++) {
-            __m512 b = _mm512_permutex2var_ps(src[2 * q],
-                                              _mm512_loadu_si512((const void *)t->idx[j][q]),
-                                              src[2 * q + 1 < V ? 2 * q + 1 : 2 * q]);
+            __m512i idx = _mm512_loadu_si512((const void *)t->idx[j][q]);
+            if (2 * q + 1 == V) { /* one source left: a merging permute, no blend */
+                acc = _mm512_mask_permutexvar_ps(acc, t->mask[j][q], idx, src[2 * q]);
+                continue;
+            }
+            __m512 b = _mm512_permutex2var_ps(src[2 * q], idx, src[2 * q + 1]);
             acc = _mm512_mask_blend_ps(t->mask[j][q], acc, b);
         }
         dst[j] = acc;
