@@ -9,9 +9,12 @@
  *     pair vector j's lane is column 2j + (lane / 8), so one compare and one masked
  *     move a vector; a row's two column halves are then added (one of them is 0, exact);
  *   - a class weight comes from one vpermps of the (C <= 16) weights by target;
- *   - the task's sums stay in registers; one group at a time.
- * Results are bit-identical to the generic loop (the same float operations on the same
- * values: (max - x_t) + log(sum) = log(sum) - (x_t - max)). Every row is computed by
+ *   - the task's sums stay in registers; the next group's exps are issued before this
+ *     group's log (measured: 8.5 us on one thread for (4096, 10), against 9.1 us for
+ *     halves of 8 rows one after the other with fewer live registers).
+ * The per-row arithmetic is the generic loop's ((max - x_t) + log(sum) = log(sum) -
+ * (x_t - max)), the sum's terms from dlk_avx512_expneg_tab_term_ps (the loss needs only
+ * their sum; softmax_exptab_avx512.h bounds its extra error). Every row is computed by
  * the same instructions (the array's last group, if partial, through a padded copy), so
  * results do not depend on blocking or thread count. */
 #ifndef DLK_CROSS_ENTROPY_PAIRS_AVX512_H
@@ -33,34 +36,32 @@ static inline __attribute__((always_inline)) void
 dlk_ce_pairs_group_stats(const dlk_pairs *pr, const float *x, const int64_t *t,
                          int64_t ignore_index, dlk_ce_pairs_stage *st, const int V) {
     st->tc = dlk_ce_short_targets(t, ignore_index, 2 * V, &st->keep, &st->bad);
-    /* column of each lane of pair vector j: 2j + lane / 8 */
-    const __m512i col0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512 s[2], sel[2];
-    /* Each half of 8 rows on its own (only V pair vectors live): the max of a row is
-     * lanes l and l + 8 of the vertical max, which the 256-bit swap brings together in
-     * both lanes, exactly where the half's pair vectors need it. */
+    __m512 p[2 * DLK_PAIRS_MAX_V], f[DLK_PAIRS_MAX_V];
     DLK_UNROLL
     for (int h = 0; h < 2; h++) {
-        __m512 p[DLK_PAIRS_MAX_V], f[DLK_PAIRS_MAX_V];
         DLK_UNROLL
         for (int j = 0; j < V; j++) f[j] = _mm512_loadu_ps(x + 16 * (h * V + j));
-        dlk_pairs_shuffle(&pr->in, f, p, V);
-        __m512 vm = dlk_pairs_vmax(p, V);
-        __m512 mb = _mm512_max_ps(vm, _mm512_shuffle_f32x4(vm, vm, _MM_SHUFFLE(1, 0, 3, 2)));
+        dlk_pairs_shuffle(&pr->in, f, p + h * V, V);
+    }
+    __m512 mr = dlk_pairs_rows_max(dlk_pairs_vmax(p, V), dlk_pairs_vmax(p + V, V));
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 sel[2];
+    DLK_UNROLL
+    for (int h = 0; h < 2; h++) {
+        __m512 mb = dlk_pairs_bcast(mr, h);
         __m512i tb = _mm512_castps_si512(dlk_pairs_bcast(_mm512_castsi512_ps(st->tc), h));
-        __m512 sl = _mm512_setzero_ps();
+        __m512 s = _mm512_setzero_ps();
         DLK_UNROLL
         for (int j = 0; j < V; j++) {
-            __m512 d = _mm512_sub_ps(p[j], mb);
+            __m512 d = _mm512_sub_ps(p[h * V + j], mb);
             __mmask16 hit = _mm512_cmpeq_epi32_mask(
-                tb, _mm512_add_epi32(col0, _mm512_set1_epi32(2 * j)));
-            sl = _mm512_mask_mov_ps(sl, hit, d);
-            p[j] = dlk_avx512_expneg_tab_term_ps(d); /* terms of a sum >= 1 */
+                tb, _mm512_add_epi32(half, _mm512_set1_epi32(2 * j)));
+            s = _mm512_mask_mov_ps(s, hit, d);
+            p[h * V + j] = dlk_avx512_expneg_tab_term_ps(d);
         }
-        s[h] = dlk_pairs_vsum(p, V);
-        sel[h] = sl;
+        sel[h] = s;
     }
-    st->sum = dlk_pairs_rows_sum(s[0], s[1]);
+    st->sum = dlk_pairs_rows_sum(dlk_pairs_vsum(p, V), dlk_pairs_vsum(p + V, V));
     st->dt = dlk_pairs_rows_sum(sel[0], sel[1]); /* x_t - max: one half is 0 */
 }
 
