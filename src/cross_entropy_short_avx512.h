@@ -290,11 +290,17 @@ dlk_ce_short_backward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr,
     }
 }
 
+/* the pair layout's loss without label smoothing (uses dlk_ce_short_args and
+ * dlk_ce_short_targets above) */
+#include "cross_entropy_pairs_avx512.h"
+
 static inline __attribute__((always_inline)) void
 dlk_ce_short_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx r0, dlk_idx r1,
                   const int V) {
     if (a->grad)
         dlk_ce_short_backward_rows(a, sr, r0, r1, V);
+    else if (V && a->eps == 0.0)
+        dlk_ce_pairs_forward_rows(a, r0, r1, V);
     else
         dlk_ce_short_forward_rows(a, sr, r0, r1, V);
 }

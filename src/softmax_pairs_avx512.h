@@ -13,9 +13,11 @@
  * (two halves of 8), so the per-row results of a group fill one vector, lane r = row r,
  * as in softmax_short_avx512.h (dlk_avx512_log_ps, the division, the target gather).
  * The permutation is a table (dlk_pairs_init, built at library load): each output vector is
- * ceil(V/2) two-source permutes merged by blends; the way back is the inverse table.
+ * ceil(V/2) two-source permutes merged by blends (the last one, for odd V, a one-source
+ * permute merging into the others); the way back is the inverse table.
  *
- * Numerics: the exp is dlk_avx512_expneg_ps of x - max as elsewhere; a row's sum is a
+ * Numerics: the exp is dlk_avx512_expneg_tab_ps of x - max (softmax_exptab_avx512.h: about
+ * 1 ulp as elsewhere, fewer FMA-pipe operations, results below FLT_MIN flushed to 0); a row's sum is a
  * fixed tree (vertical pairwise, then the two column halves: depth <= 4 for V <= 8, so
  * a relative error <= 4u = 2.4e-7, u = 2^-24), then 1/sum, log(sum) as in
  * softmax_short_avx512.h. The order of every operation depends on D alone and every row
@@ -29,6 +31,7 @@
 #include <stdint.h>
 #include "dlk_common.h"
 #include "softmax_avx512.h"
+#include "softmax_exptab_avx512.h"
 
 /* Even rows up to this length. Measured on Zen 5 (one thread, 4096 rows), this layout
  * against softmax_short_avx512.h's: D = 8 softmax 8.2 vs 12.9 us, D = 10 13.3 vs 14.9
@@ -114,9 +117,12 @@ dlk_pairs_shuffle(const dlk_pairs_perm *t, const __m512 *src, __m512 *dst, const
             src[0], _mm512_loadu_si512((const void *)t->idx[j][0]), src[V > 1 ? 1 : 0]);
         DLK_UNROLL
         for (int q = 1; 2 * q < V; q++) {
-            __m512 b = _mm512_permutex2var_ps(src[2 * q],
-                                              _mm512_loadu_si512((const void *)t->idx[j][q]),
-                                              src[2 * q + 1 < V ? 2 * q + 1 : 2 * q]);
+            __m512i idx = _mm512_loadu_si512((const void *)t->idx[j][q]);
+            if (2 * q + 1 == V) { /* one source left: a merging permute, no blend */
+                acc = _mm512_mask_permutexvar_ps(acc, t->mask[j][q], idx, src[2 * q]);
+                continue;
+            }
+            __m512 b = _mm512_permutex2var_ps(src[2 * q], idx, src[2 * q + 1]);
             acc = _mm512_mask_blend_ps(t->mask[j][q], acc, b);
         }
         dst[j] = acc;
@@ -179,7 +185,7 @@ dlk_pairs_group_exp(const dlk_pairs *pr, const float *x, __m512 *z, __m512 *e, _
         for (int j = 0; j < V; j++) {
             __m512 d = _mm512_sub_ps(p[h * V + j], mb);
             if (z) z[h * V + j] = d;
-            e[h * V + j] = dlk_avx512_expneg_ps(d);
+            e[h * V + j] = dlk_avx512_expneg_tab_ps(d);
         }
     }
     *m = mr;
