@@ -18,8 +18,8 @@ softmax and log_softmax (exp(-inf - (-inf))), as PyTorch does. -inf mixed with f
 values is fine: exp(-inf) = 0, so softmax gives 0 and log_softmax -inf there.
 Results below the smallest normal float (about 1e-38 in float32, 1e-308 in float64,
 relative to the row's largest term) may be flushed to 0 instead of returned as subnormals
-(the AVX-512 float32 paths keep them, except
-those of even rows up to 10 long, which flush; others flush).
+(the AVX-512 float32 paths keep them, except those of even rows up to 10 long, which
+flush; others flush).
 cross_entropy with reduction="mean" divides by the total weight of the non-ignored
 targets: when every target is ignored that is 0/0 = nan, as in PyTorch (and the gradient
 is 0). An ignored row contributes loss 0 even if its logits are not finite; its gradient
