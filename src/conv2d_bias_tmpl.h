@@ -10,22 +10,14 @@ void FN(dlk_conv2d_add_bias)(const dlk_conv2d_geom *g, const T *bias, T *y, int 
     }
 }
 
-/* Sum of n contiguous values with DLK_LANES partial sums in a fixed order. */
-static inline T FN(sum_lanes)(const T *restrict a, dlk_idx n) {
-    T acc[DLK_LANES] = {0};
-    dlk_idx i = 0;
-    for (; i + DLK_LANES <= n; i += DLK_LANES)
-        for (int j = 0; j < DLK_LANES; j++) acc[j] += a[i + j];
-    T s = 0;
-    for (int j = 0; j < DLK_LANES; j++) s += acc[j];
-    for (; i < n; i++) s += a[i];
-    return s;
-}
+#include "conv2d_bias_sum_tmpl.h"
 
 void FN(dlk_conv2d_bias_grad)(const dlk_conv2d_geom *g, const T *grad_out, T *grad_bias,
                               int nthreads) {
     const dlk_idx ohw = g->OH * g->OW;
-    /* One thread owns each output channel and sums samples in order. */
+    /* One thread owns each output channel and sums samples in order (the
+     * im2col grad_weight's folded sums, im2col_grad_weight, add the same
+     * per-plane sums in the same order). */
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (dlk_idx oc = 0; oc < g->OC; oc++) {
         T s = 0;

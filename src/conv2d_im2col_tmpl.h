@@ -279,12 +279,17 @@ static int FN(is_plain_1x1)(const dlk_conv2d_geom *g) {
 int FN(dlk_conv2d_im2col_backward)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
                                    const T *weight, T *grad_x, T *grad_weight, T *grad_bias,
                                    int parts, size_t max_col_bytes, int nthreads) {
-    if (parts & DLK_CONV2D_GRAD_B) FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
+    /* grad_bias rides on the shifted-dot grad_weight's grad_out copy when both are asked */
+    const int fold_bias = (parts & DLK_CONV2D_GRAD_B) && (parts & DLK_CONV2D_GRAD_W) &&
+                          !FN(is_plain_1x1)(g);
+    if ((parts & DLK_CONV2D_GRAD_B) && !fold_bias)
+        FN(dlk_conv2d_bias_grad)(g, grad_out, grad_bias, nthreads);
     if (parts & DLK_CONV2D_GRAD_W) {
         const int status =
             FN(is_plain_1x1)(g)
                 ? FN(im2col_grad_weight_1x1)(g, grad_out, x, grad_weight, nthreads)
-                : FN(im2col_grad_weight)(g, grad_out, x, grad_weight, max_col_bytes, nthreads);
+                : FN(im2col_grad_weight)(g, grad_out, x, grad_weight,
+                                         fold_bias ? grad_bias : NULL, max_col_bytes, nthreads);
         if (status) return DLK_ENOMEM;
     }
     if ((parts & DLK_CONV2D_GRAD_X) && g->N * g->C * g->H * g->W > 0) {

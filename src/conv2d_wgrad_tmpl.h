@@ -91,6 +91,8 @@ static void FN(wg_build_gy)(const dlk_conv2d_geom *g, const FN(wg_dims) *d, cons
         for (dlk_idx j = 0; j < OW; j++) dst[oh * Wq + j] = gyo[oh * OW + j];
 }
 
+#include "conv2d_bias_sum_tmpl.h"
+
 /* Shuffle masks of the transposing reduction (wg_hsum_many), one pair per
  * level; built once per call, outside the tile loops. */
 typedef struct {
@@ -235,12 +237,20 @@ static int FN(wg_all_finite)(const T *a, dlk_idx n) {
     return ok;
 }
 
+/* grad_weight, and grad_bias unless it is NULL: the grad_out copy reads every
+ * grad_out element anyway, so it also sums each (sample, channel) plane, as
+ * the separate bias pass (dlk_conv2d_bias_grad) would, into bsum; the planes'
+ * sums are then added per channel in sample order, the bias pass's order, so
+ * grad_bias has its bits and the bias pass's read of grad_out is saved. */
 static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, const T *x,
-                                  T *grad_weight, size_t max_bytes, int nthreads) {
+                                  T *grad_weight, T *grad_bias, size_t max_bytes,
+                                  int nthreads) {
     const dlk_idx C = g->C, OC = g->OC, G = g->groups, Cg = C / G, OCg = OC / G;
     const dlk_idx KH = g->KH, KW = g->KW, K = Cg * KH * KW;
     const dlk_idx HW = g->H * g->W, OHW = g->OH * g->OW;
     for (dlk_idx i = 0; i < OC * K; i++) grad_weight[i] = 0;
+    if (grad_bias)
+        for (dlk_idx o = 0; o < OC; o++) grad_bias[o] = 0;
     if (g->N == 0) return DLK_OK;
     const FN(wg_dims) d = FN(wg_geometry)(g);
     /* A group of NS samples lies sample-contiguous: phase plane (c, ph) of
@@ -264,7 +274,10 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
     /* where tap k = (c, kh, kw) starts in a group: phase plane of
      * (c, kh*dh mod sh, kw*dw mod sw), shifted by whole phase rows and columns */
     dlk_idx *koff = (dlk_idx *)malloc((size_t)K * sizeof(dlk_idx));
-    if (!koff) {
+    T *bsum = grad_bias ? (T *)malloc((size_t)(g->N * OC) * sizeof(T)) : NULL;
+    if (!koff || (grad_bias && !bsum)) {
+        free(koff);
+        free(bsum);
         dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
         return DLK_ENOMEM;
     }
@@ -300,6 +313,7 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
             if (FN(wg_all_finite)(grad_weight, OC * K)) break;
             keep = FN(wg_build_keep)(g, &d);
             if (!keep) {
+                free(bsum);
                 free(koff);
                 dlk_scratch_put(DLK_SCRATCH_SHARED, buf);
                 return DLK_ENOMEM;
@@ -325,8 +339,11 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                         FN(wg_build_planes)(g, &d, x + (n * C + grp * Cg + r) * HW,
                                             base + r * d.nph * SP, SP);
                     } else {
-                        FN(wg_build_gy)(g, &d, grad_out + (n * OC + grp * OCg + r - Cg) * OHW,
-                                        base + xsz + (r - Cg) * SP);
+                        const dlk_idx p = n * OC + grp * OCg + r - Cg;
+                        FN(wg_build_gy)(g, &d, grad_out + p * OHW, base + xsz + (r - Cg) * SP);
+                        /* the plane is in L1 from the copy; the masked rerun
+                         * would sum it again to the same bits */
+                        if (bsum && !masked) bsum[p] = FN(sum_lanes)(grad_out + p * OHW, OHW);
                     }
                 }
                 /* Tile order: consecutive tiles share the operand whose group
@@ -382,6 +399,13 @@ static int FN(im2col_grad_weight)(const dlk_conv2d_geom *g, const T *grad_out, c
                 }
             }
     }
+    if (grad_bias)
+        for (dlk_idx o = 0; o < OC; o++) {
+            T s = 0;
+            for (dlk_idx n = 0; n < g->N; n++) s += bsum[n * OC + o];
+            grad_bias[o] = s;
+        }
+    free(bsum);
     free(keep);
     free(koff);
     dlk_scratch_put(DLK_SCRATCH_SHARED, buf);

@@ -178,3 +178,59 @@ def test_non_finite_input_takes_the_masked_pass(case, where, dtype):
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(exp))
     finite = np.isfinite(exp)
     assert_close(got[finite], exp[finite])
+
+
+MASKS = [(True, True, True), (False, True, True), (True, False, True), (False, False, True),
+         (True, True, False), (False, True, False), (True, False, False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES + STRIDE1_CASES + [
+    ((3, 8, 6, 5), (10, 8, 1, 1), 1, 0, 1, 1),    # plain 1x1: its own grad_weight, bias pass
+    ((3, 8, 6, 5), (10, 8, 1, 1), 2, 0, 1, 1),    # strided 1x1: the shifted dots
+], ids=conv2d_case_id)
+def test_each_output_mask_gives_the_full_call_bits(case, dtype):
+    """grad_bias is summed inside grad_weight's grad_out copy when both are asked,
+    by its own pass otherwise: every mask gives the full call's bits, and the
+    entries it does not ask for come back as None."""
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=28, bias=False)
+    full = F.conv2d_backward(gy, x, w, algo="im2col", **kw)
+    assert_close(full[2], R.conv2d_backward(gy, x, w, **kw)[2], err_msg="grad_bias")
+    for mask in MASKS:
+        got = F.conv2d_backward(gy, x, w, algo="im2col", output_mask=mask, **kw)
+        for name, want, g, f in zip(("grad_x", "grad_weight", "grad_bias"), mask, got, full):
+            if want:
+                np.testing.assert_array_equal(g, f, err_msg=f"{name} {mask}")
+            else:
+                assert g is None, (name, mask)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[1], CASES[4], STRIDE1_CASES[0]], ids=conv2d_case_id)
+def test_folded_grad_bias_one_and_two_threads_and_budget(monkeypatch, case, dtype):
+    """The folded grad_bias: same bits on 1 and 2 threads and for any sample
+    chunking (one reduction group per chunk or all at once)."""
+    x, w, _, gy, kw = conv2d_case(case, dtype, seed=29, bias=False)
+    mask = (False, True, True)
+    assert_same_bits_on_one_and_two_threads(
+        lambda: F.conv2d_backward(gy, x, w, algo="im2col", output_mask=mask, **kw))
+    results = []
+    for limit in (1, 2**30):
+        monkeypatch.setattr(conv_module, "IM2COL_MAX_BYTES", limit)
+        results.append(F.conv2d_backward(gy, x, w, algo="im2col", output_mask=mask, **kw)[2])
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_folded_grad_bias_non_finite_grad_out(dtype):
+    """A NaN in grad_out sends grad_weight through the masked rerun; grad_bias,
+    summed once in the first pass's copy, still matches the bias pass bit for bit."""
+    x, w, _, gy, kw = conv2d_case(((6, 3, 9, 11), (5, 3, 3, 3), 2, 1, 1, 1), dtype, seed=30,
+                                  bias=False)
+    gy = gy.copy()
+    gy[2, 4, 1, 0] = np.nan
+    gy[4, 1, 0, 2] = np.inf
+    _, gw, gb = F.conv2d_backward(gy, x, w, algo="im2col", output_mask=(False, True, True), **kw)
+    alone = F.conv2d_backward(gy, x, w, algo="im2col", output_mask=(False, False, True), **kw)[2]
+    np.testing.assert_array_equal(gb, alone)
+    assert np.isnan(gb[4]) and np.isposinf(gb[1]) and np.isfinite(gb[[0, 2, 3]]).all()
