@@ -36,14 +36,8 @@ static inline __attribute__((always_inline)) void
 dlk_ce_pairs_group_stats(const dlk_pairs *pr, const float *x, const int64_t *t,
                          int64_t ignore_index, dlk_ce_pairs_stage *st, const int V) {
     st->tc = dlk_ce_short_targets(t, ignore_index, 2 * V, &st->keep, &st->bad);
-    __m512 p[2 * DLK_PAIRS_MAX_V], f[DLK_PAIRS_MAX_V];
-    DLK_UNROLL
-    for (int h = 0; h < 2; h++) {
-        DLK_UNROLL
-        for (int j = 0; j < V; j++) f[j] = _mm512_loadu_ps(x + 16 * (h * V + j));
-        dlk_pairs_shuffle(&pr->in, f, p + h * V, V);
-    }
-    __m512 mr = dlk_pairs_rows_max(dlk_pairs_vmax(p, V), dlk_pairs_vmax(p + V, V));
+    __m512 p[2 * DLK_PAIRS_MAX_V];
+    __m512 mr = dlk_pairs_load(pr, x, p, V);
     const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512 sel[2];
     DLK_UNROLL
@@ -129,29 +123,10 @@ dlk_ce_pairs_forward_rows(const dlk_ce_short_args *a, dlk_idx r0, dlk_idx r1, co
         acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(
                                        _mm512_extractf64x4_pd(_mm512_castps_pd(l), 1))));
         __mmask16 valid = (__mmask16)(keep & ~bad);
-        if (weighted) {
-            __m512 wv = _mm512_maskz_mov_ps(valid, wt);
-            w0 = _mm512_add_pd(w0, _mm512_cvtps_pd(_mm512_castps512_ps256(wv)));
-            w1 = _mm512_add_pd(w1, _mm512_cvtps_pd(_mm256_castpd_ps(
-                                       _mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1))));
-        } else {
-            count += __builtin_popcount(valid);
-        }
+        dlk_ce_short_tally(valid, wt, weighted, &w0, &w1, &count);
     }
     a->first_bad[task] = first_bad;
-    if (!loss_rows) { /* the same order as dlk_ce_short_forward_rows */
-        double lv[16], wv[16], s = 0.0, w = 0.0;
-        _mm512_storeu_pd(lv, acc0);
-        _mm512_storeu_pd(lv + 8, acc1);
-        _mm512_storeu_pd(wv, w0);
-        _mm512_storeu_pd(wv + 8, w1);
-        for (int i = 0; i < 16; i++) {
-            s += lv[i];
-            w += wv[i];
-        }
-        a->part[2 * task] = s;
-        a->part[2 * task + 1] = weighted ? w : (double)count;
-    }
+    if (!loss_rows) dlk_ce_short_store_part(a, task, acc0, acc1, w0, w1, count, weighted);
 }
 
 #endif

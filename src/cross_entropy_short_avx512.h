@@ -130,6 +130,39 @@ dlk_ce_short_stats_at(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_
     dlk_ce_short_group_stats(a, sr, xg, tg, e, st, V);
 }
 
+/* A group's valid rows (lane r = row r) join the weight total: their class weights
+ * into the two double accumulators, or their count when there are no weights. */
+static inline __attribute__((always_inline)) void
+dlk_ce_short_tally(__mmask16 valid, __m512 wt, int weighted, __m512d *w0, __m512d *w1,
+                   int64_t *count) {
+    if (weighted) {
+        __m512 wv = _mm512_maskz_mov_ps(valid, wt);
+        *w0 = _mm512_add_pd(*w0, _mm512_cvtps_pd(_mm512_castps512_ps256(wv)));
+        *w1 = _mm512_add_pd(*w1, _mm512_cvtps_pd(_mm256_castpd_ps(
+                                     _mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1))));
+    } else {
+        *count += __builtin_popcount(valid);
+    }
+}
+
+/* A task's loss and weight partial sums, their 16 lanes added in lane order: one order
+ * for every row layout, so results do not depend on which loop ran. */
+static inline void dlk_ce_short_store_part(const dlk_ce_short_args *a, dlk_idx task,
+                                           __m512d acc0, __m512d acc1, __m512d w0,
+                                           __m512d w1, int64_t count, int weighted) {
+    double lv[16], wv[16], s = 0.0, w = 0.0;
+    _mm512_storeu_pd(lv, acc0);
+    _mm512_storeu_pd(lv + 8, acc1);
+    _mm512_storeu_pd(wv, w0);
+    _mm512_storeu_pd(wv + 8, w1);
+    for (int l = 0; l < 16; l++) {
+        s += lv[l];
+        w += wv[l];
+    }
+    a->part[2 * task] = s;
+    a->part[2 * task + 1] = weighted ? w : (double)count;
+}
+
 /* Forward task: rows [r0, r1) validated and their losses computed; per-row losses to
  * loss_rows, or their sum (and the sum of the target weights, the mean's denominator)
  * to this task's part, each added in a fixed order (16 lanes, then the lanes in order):
@@ -162,29 +195,11 @@ dlk_ce_short_forward_rows(const dlk_ce_short_args *a, const dlk_short_rows *sr, 
         }
         acc0 = _mm512_add_pd(acc0, _mm512_loadu_pd(rl)); /* padded rows add 0 */
         acc1 = _mm512_add_pd(acc1, _mm512_loadu_pd(rl + 8));
-        if (a->weight) {
-            __m512 wv = _mm512_maskz_mov_ps(valid, wt);
-            w0 = _mm512_add_pd(w0, _mm512_cvtps_pd(_mm512_castps512_ps256(wv)));
-            w1 = _mm512_add_pd(w1, _mm512_cvtps_pd(_mm256_castpd_ps(
-                                       _mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1))));
-        } else {
-            count += __builtin_popcount(valid);
-        }
+        dlk_ce_short_tally(valid, wt, a->weight != NULL, &w0, &w1, &count);
     }
     a->first_bad[task] = first_bad;
-    if (!a->loss_rows) {
-        double lv[16], wv[16], s = 0.0, w = 0.0;
-        _mm512_storeu_pd(lv, acc0);
-        _mm512_storeu_pd(lv + 8, acc1);
-        _mm512_storeu_pd(wv, w0);
-        _mm512_storeu_pd(wv + 8, w1);
-        for (int l = 0; l < 16; l++) {
-            s += lv[l];
-            w += wv[l];
-        }
-        a->part[2 * task] = s;
-        a->part[2 * task + 1] = a->weight ? w : (double)count;
-    }
+    if (!a->loss_rows)
+        dlk_ce_short_store_part(a, task, acc0, acc1, w0, w1, count, a->weight != NULL);
 }
 
 /* Per-row factors of one group's gradient (lane r = row r), computed in double as the

@@ -164,13 +164,11 @@ static inline __m512 dlk_pairs_bcast(__m512 rows, int h) {
     return _mm512_permutexvar_ps(h ? _mm512_add_epi32(i0, _mm512_set1_epi32(8)) : i0, rows);
 }
 
-/* The exps of a group of 16 rows at x (16*D floats) in pair layout: e[h*V + j] for
- * half h, pair vector j; z likewise x - max (for log-softmax; may be NULL). m and s get
- * the rows' maxima and sums of exps (lane r = row r). */
-static inline __attribute__((always_inline)) void
-dlk_pairs_group_exp(const dlk_pairs *pr, const float *x, __m512 *z, __m512 *e, __m512 *m,
-                    __m512 *s, const int V) {
-    __m512 p[2 * DLK_PAIRS_MAX_V], f[DLK_PAIRS_MAX_V];
+/* A group of 16 rows at x (16*D floats) in pair layout: p[h*V + j] for half h, pair
+ * vector j. Returns the rows' maxima (lane r = row r). */
+static inline __attribute__((always_inline)) __m512
+dlk_pairs_load(const dlk_pairs *pr, const float *x, __m512 *p, const int V) {
+    __m512 f[DLK_PAIRS_MAX_V];
     DLK_UNROLL
     for (int h = 0; h < 2; h++) {
         DLK_UNROLL
@@ -178,6 +176,17 @@ dlk_pairs_group_exp(const dlk_pairs *pr, const float *x, __m512 *z, __m512 *e, _
         dlk_pairs_shuffle(&pr->in, f, p + h * V, V);
     }
     __m512 mr = dlk_pairs_rows_max(dlk_pairs_vmax(p, V), dlk_pairs_vmax(p + V, V));
+    return mr;
+}
+
+/* The exps of a group of 16 rows at x (16*D floats) in pair layout: e[h*V + j] for
+ * half h, pair vector j; z likewise x - max (for log-softmax; may be NULL). m and s get
+ * the rows' maxima and sums of exps (lane r = row r). */
+static inline __attribute__((always_inline)) void
+dlk_pairs_group_exp(const dlk_pairs *pr, const float *x, __m512 *z, __m512 *e, __m512 *m,
+                    __m512 *s, const int V) {
+    __m512 p[2 * DLK_PAIRS_MAX_V];
+    __m512 mr = dlk_pairs_load(pr, x, p, V);
     DLK_UNROLL
     for (int h = 0; h < 2; h++) {
         __m512 mb = dlk_pairs_bcast(mr, h);
