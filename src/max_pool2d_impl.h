@@ -13,7 +13,7 @@ static DLK_INLINE void DLK_CAT(max_taps, SUF)(const T *restrict buf, int64_t row
                                               dlk_idx dw, T *restrict o,
                                               int64_t *restrict ind)
 {
-    /* one flat loop over j: GCC vectorizes it with 64-byte vectors and, owr being a
+    /* one flat loop over j: GCC vectorizes it with the widest vectors and, owr being a
      * multiple of the vector length, never runs its scalar remainder */
     if (ind) {
         for (dlk_idx j = 0; j < owr; j++) {
@@ -117,7 +117,7 @@ static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(pool_ve
     return m;
 }
 
-/* Values only, explicit 64-byte vectors. The rule "a later tap wins if greater
+/* Values only, explicit vectors (pool_vec_impl.h). The rule "a later tap wins if greater
  * or NaN" is associative (it yields the last NaN, else the first maximum in
  * window order), so each window row is folded on its own and the row results are
  * folded in order: kh independent chains instead of one kh*kw-deep chain of
@@ -352,14 +352,14 @@ static DLK_INLINE void DLK_CAT(max_store_ind, SUF)(int64_t *restrict dst,
  * of its window, or that names a padding cell (a row above the plane: a < a0; a
  * column left of it: lane 0 with b < b0), clears its lane of *ok (the caller then
  * scatters the plane instead, as PyTorch does with any index). */
-static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
+static DLK_INLINE DLK_CAT(pool_dvec, SUF) DLK_CAT(max_ind_code_dl, SUF)(
     const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
-    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
 {
-    typedef dlk_pool_i64x8 wide;
-    typedef uint64_t uwide __attribute__((vector_size(64)));
+    typedef DLK_CAT(pool_dvec, SUF) wide;
+    typedef uint64_t uwide __attribute__((vector_size(sizeof(wide))));
     wide off, lane;
-    for (dlk_idx k = 0; k < 8; k++)
+    for (dlk_idx k = 0; k < POOL_DL; k++)
         lane[k] = k;
     memcpy(&off, ind, sizeof off);
     off -= base + lane * sw;
@@ -381,20 +381,26 @@ static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
 
 static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
     const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
-    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
 {
+    const DLK_CAT(pool_dvec, SUF) c0 =
+        DLK_CAT(max_ind_code_dl, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+#if POOL_BYTES == 64
     /* in 64-byte halves of eight int64 (wider generic vectors are scalarized) */
     DLK_CAT(pool_ivec, SUF) lo, hi, low;
-    const dlk_pool_i64x8 c0 = DLK_CAT(max_ind_code8, SUF)(ind, base, W, kw, sw, a0, b0, ok);
     memcpy(&lo, &c0, sizeof lo);  /* same size: a register reinterpretation */
     if (POOL_VL == 8)             /* TI is int64 */
         return lo;
-    const dlk_pool_i64x8 c1 =
-        DLK_CAT(max_ind_code8, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
+    const DLK_CAT(pool_dvec, SUF) c1 =
+        DLK_CAT(max_ind_code_dl, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
     memcpy(&hi, &c1, sizeof hi);
     for (dlk_idx k = 0; k < POOL_VL; k++)
         low[k] = (TI)(2 * k);  /* the low 32-bit word of each int64 (codes < 9) */
     return __builtin_shuffle(lo, hi, low);
+#else
+    /* one int64 lane per vector lane: narrowed to TI (codes < 9) */
+    return __builtin_convertvector(c0, DLK_CAT(pool_ivec, SUF));
+#endif
 }
 
 /* Values and argmax indices of every output row of one plane, for a fused
@@ -527,7 +533,7 @@ static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *
                                                         const T *restrict gp,
                                                         T *restrict gx, T *restrict gb)
 {
-    dlk_pool_i64x8 ok = {0};
+    DLK_CAT(pool_dvec, SUF) ok = {0};
     ok -= 1;
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
@@ -574,7 +580,7 @@ static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *
             x0[c] = x1[c] = 0;
     }
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
-    return !dlk_pool_all(&ok);
+    return !DLK_CAT(pool_all, SUF)(&ok);
 }
 
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */
