@@ -385,22 +385,17 @@ static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
 {
     const DLK_CAT(pool_dvec, SUF) c0 =
         DLK_CAT(max_ind_code_dl, SUF)(ind, base, W, kw, sw, a0, b0, ok);
-#if POOL_BYTES == 64
-    /* in 64-byte halves of eight int64 (wider generic vectors are scalarized) */
+    /* in halves of one register of int64 (wider generic vectors are scalarized) */
     DLK_CAT(pool_ivec, SUF) lo, hi, low;
     memcpy(&lo, &c0, sizeof lo);  /* same size: a register reinterpretation */
-    if (POOL_VL == 8)             /* TI is int64 */
+    if (POOL_VL == POOL_DL)       /* TI is int64 */
         return lo;
     const DLK_CAT(pool_dvec, SUF) c1 =
-        DLK_CAT(max_ind_code_dl, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
+        DLK_CAT(max_ind_code_dl, SUF)(ind + POOL_DL, base + POOL_DL * sw, W, kw, sw, 0, 0, ok);
     memcpy(&hi, &c1, sizeof hi);
     for (dlk_idx k = 0; k < POOL_VL; k++)
         low[k] = (TI)(2 * k);  /* the low 32-bit word of each int64 (codes < 9) */
     return __builtin_shuffle(lo, hi, low);
-#else
-    /* one int64 lane per vector lane: narrowed to TI (codes < 9) */
-    return __builtin_convertvector(c0, DLK_CAT(pool_ivec, SUF));
-#endif
 }
 
 /* Values and argmax indices of every output row of one plane, for a fused

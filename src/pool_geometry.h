@@ -11,8 +11,8 @@
 
 /* Output rows are computed in blocks of this many columns (one 64-byte vector of
  * float, a whole number of narrower vectors), into scratch rows rounded up to a
- * whole number of blocks, so the inner loops have no scalar remainder (whose data-dependent branches cost more than
- * the whole vector loop on random data). */
+ * whole number of blocks, so the inner loops have no scalar remainder (whose
+ * data-dependent branches cost more than the whole vector loop on random data). */
 #define DLK_POOL_BLOCK 16
 
 /* Forces inlining of the small loop bodies specialized on constant geometry. */

@@ -2,8 +2,9 @@
  * type, TI the same-width integer, SUF the name suffix; included once per type in
  * each of max_pool2d.c and avg_pool2d.c): explicit vectors of the ISA's register
  * width (GCC vector extensions), the even/odd column split and merge of the
- * general stride-2 paths, and what the two 3x3/2 padding-1 even-plane paths have in common (geometry
- * test, tap columns read from x in place, interleaving store, plane driver). */
+ * general stride-2 paths, and what the two 3x3/2 padding-1 even-plane paths have
+ * in common (geometry test, tap columns read from x in place, interleaving store,
+ * plane driver). */
 
 /* The vector is one register of the ISA being compiled for: 64 bytes with
  * AVX-512, 32 with AVX/AVX2, 16 (SSE2) otherwise. A generic vector wider than the
@@ -32,12 +33,12 @@ typedef TI DLK_CAT(pool_ivec, SUF) __attribute__((vector_size(POOL_BYTES)));
 /* VL lanes of int64 (two vectors for float): flat indices. */
 typedef int64_t DLK_CAT(pool_wide, SUF) __attribute__((vector_size(POOL_VL * sizeof(int64_t))));
 
-/* Saved indices are decoded POOL_DL lanes of int64 at a time: at most eight (one
- * 64-byte vector; a float vector of AVX-512 takes two), else one per lane of a
- * vector. The same type holds the validity masks, and-ed over a plane and tested
- * once at its end (pool_all). */
+/* Saved indices are decoded POOL_DL lanes of int64 at a time, one register (a
+ * float vector takes two): an int64 vector wider than the registers is decoded
+ * lane by lane through the stack. The same type holds the validity masks, and-ed
+ * over a plane and tested once at its end (pool_all). */
 #ifndef POOL_DL
-#define POOL_DL (POOL_VL < 8 ? POOL_VL : 8)
+#define POOL_DL (POOL_BYTES / 8)
 #endif
 typedef int64_t DLK_CAT(pool_dvec, SUF) __attribute__((vector_size(POOL_DL * sizeof(int64_t))));
 
