@@ -379,10 +379,62 @@ static DLK_INLINE DLK_CAT(pool_dvec, SUF) DLK_CAT(max_ind_code_dl, SUF)(
     return b + (m1 & kw) + (m2 & kw);
 }
 
+#if POOL_BYTES == 16 && !defined(__SSE4_2__)
+/* max_ind_code for float on SSE2, which has no 64-bit compare (pcmpgtq is
+ * SSE4.2): GCC decodes int64 lanes one at a time in general registers. The four
+ * offsets are narrowed first: a tap's offset is below 2W + kw < 2^31 (callers
+ * keep W below 1e9), so an offset with a nonzero high word or a negative low word
+ * is no tap (as in the int64 decode, where it leaves b >= kw or b < 0), and the
+ * low words are decoded like max_ind_code_dl in int32 lanes. Each int64 lane of
+ * *ok takes the validity of both windows it covers. */
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code_sse2, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
+{
+    typedef int64_t v2di __attribute__((vector_size(16)));
+    typedef int32_t v4si __attribute__((vector_size(16)));
+    const v2di first = {base, base + sw};  /* flat index of tap (0, 0) of lanes 0, 1 */
+    v2di o0, o1;
+    memcpy(&o0, ind, sizeof o0);
+    memcpy(&o1, ind + 2, sizeof o1);
+    o0 -= first;
+    o1 -= first + 2 * sw;
+    v4si w0, w1;
+    memcpy(&w0, &o0, sizeof w0);
+    memcpy(&w1, &o1, sizeof w1);
+    const v4si lo = __builtin_shuffle(w0, w1, (v4si){0, 2, 4, 6});
+    const v4si hi = __builtin_shuffle(w0, w1, (v4si){1, 3, 5, 7});
+    const int32_t w = (int32_t)W, k = (int32_t)kw;
+    const v4si zero = {0};
+    const v4si m1 = lo >= w, m2 = kw == 3 ? lo >= 2 * w : zero;  /* row a = -(m1 + m2) */
+    const v4si b = lo - (m1 & w) - (m2 & w);
+    v4si v = (hi == 0) & (lo >= 0) & (b < k);
+    if (a0)
+        v &= m1;
+    if (b0) {
+        v4si bmin = zero;
+        bmin[0] = (int32_t)b0;
+        v &= b >= bmin;
+    }
+    v &= __builtin_shuffle(v, (v4si){1, 0, 3, 2});
+    v2di v64;
+    memcpy(&v64, &v, sizeof v64);
+    *ok &= v64;
+    const v4si code = b + (m1 & k) + (m2 & k);
+    DLK_CAT(pool_ivec, SUF) r;
+    memcpy(&r, &code, sizeof r);
+    return r;
+}
+#endif
+
 static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
     const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
     int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
 {
+#if POOL_BYTES == 16 && !defined(__SSE4_2__)
+    if (POOL_VL == 4)  /* float */
+        return DLK_CAT(max_ind_code_sse2, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+#endif
     const DLK_CAT(pool_dvec, SUF) c0 =
         DLK_CAT(max_ind_code_dl, SUF)(ind, base, W, kw, sw, a0, b0, ok);
     /* in halves of one register of int64 (wider generic vectors are scalarized) */
