@@ -769,6 +769,8 @@ def test_max_backward_from_foreign_indices_scatters(kw, shape, dtype):
         planes[3][0, ow - 1] = h * w
     if len(planes) > 4:
         planes[4][oh // 2, 0] = (2 * (oh // 2)) * w - 1  # the previous row's last cell
+    if len(planes) > 5:
+        planes[5][oh - 1, ow - 1] += 2**32          # a tap's low word, not its high word
     gx = F.max_pool2d_backward(g, x, **kw, indices=ind)
     np.testing.assert_array_equal(gx, _scatter(g, ind, shape))
 
