@@ -16,8 +16,9 @@
 #include "pooling.h"
 #include "pool_geometry.h"
 
-/* The vector helpers pass 64-byte vectors by value; they are static and always
- * inlined, so no ABI boundary is crossed even where the build lacks AVX-512. */
+/* The vector helpers pass vectors by value, some wider than the ISA's registers
+ * (int64 lanes for a float vector); they are static and always inlined, so no ABI
+ * boundary is crossed. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif

@@ -13,7 +13,7 @@ static DLK_INLINE void DLK_CAT(max_taps, SUF)(const T *restrict buf, int64_t row
                                               dlk_idx dw, T *restrict o,
                                               int64_t *restrict ind)
 {
-    /* one flat loop over j: GCC vectorizes it with 64-byte vectors and, owr being a
+    /* one flat loop over j: GCC vectorizes it with the widest vectors and, owr being a
      * multiple of the vector length, never runs its scalar remainder */
     if (ind) {
         for (dlk_idx j = 0; j < owr; j++) {
@@ -108,7 +108,30 @@ static DLK_INLINE void DLK_CAT(max_fused, SUF)(const T *restrict r0, dlk_idx rst
 static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(pool_vec, SUF) m,
                                                                  DLK_CAT(pool_vec, SUF) v)
 {
+#if POOL_BYTES == 16 && defined(__SSE2__) && !defined(__SSE4_1__)
+    /* SSE2 has no blend: maxps/maxpd give "v > m ? v : m" (their NaN and tie
+     * rules are exactly that), then a NaN v is taken: five operations a fold
+     * instead of six. (GCC turns the same select written per lane into scalar
+     * code here.) */
+    typedef float v4sf __attribute__((vector_size(16)));
+    typedef double v2df __attribute__((vector_size(16)));
+    if (sizeof(T) == 4) {
+        v4sf a, b;
+        memcpy(&a, &v, sizeof a);
+        memcpy(&b, &m, sizeof b);
+        a = __builtin_ia32_maxps(a, b);
+        memcpy(&m, &a, sizeof m);
+    } else {
+        v2df a, b;
+        memcpy(&a, &v, sizeof a);
+        memcpy(&b, &m, sizeof b);
+        a = __builtin_ia32_maxpd(a, b);
+        memcpy(&m, &a, sizeof m);
+    }
+    const DLK_CAT(pool_ivec, SUF) take = v != v;
+#else
     const DLK_CAT(pool_ivec, SUF) take = (v > m) | (v != v);
+#endif
     DLK_CAT(pool_ivec, SUF) vi, mi;
     memcpy(&vi, &v, sizeof vi);
     memcpy(&mi, &m, sizeof mi);
@@ -117,7 +140,7 @@ static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(maxp_fold, SUF)(DLK_CAT(pool_ve
     return m;
 }
 
-/* Values only, explicit 64-byte vectors. The rule "a later tap wins if greater
+/* Values only, explicit vectors (pool_vec_impl.h). The rule "a later tap wins if greater
  * or NaN" is associative (it yields the last NaN, else the first maximum in
  * window order), so each window row is folded on its own and the row results are
  * folded in order: kh independent chains instead of one kh*kw-deep chain of
@@ -352,14 +375,14 @@ static DLK_INLINE void DLK_CAT(max_store_ind, SUF)(int64_t *restrict dst,
  * of its window, or that names a padding cell (a row above the plane: a < a0; a
  * column left of it: lane 0 with b < b0), clears its lane of *ok (the caller then
  * scatters the plane instead, as PyTorch does with any index). */
-static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
+static DLK_INLINE DLK_CAT(pool_dvec, SUF) DLK_CAT(max_ind_code_dl, SUF)(
     const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
-    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
 {
-    typedef dlk_pool_i64x8 wide;
-    typedef uint64_t uwide __attribute__((vector_size(64)));
+    typedef DLK_CAT(pool_dvec, SUF) wide;
+    typedef uint64_t uwide __attribute__((vector_size(sizeof(wide))));
     wide off, lane;
-    for (dlk_idx k = 0; k < 8; k++)
+    for (dlk_idx k = 0; k < POOL_DL; k++)
         lane[k] = k;
     memcpy(&off, ind, sizeof off);
     off -= base + lane * sw;
@@ -379,18 +402,71 @@ static DLK_INLINE dlk_pool_i64x8 DLK_CAT(max_ind_code8, SUF)(
     return b + (m1 & kw) + (m2 & kw);
 }
 
+#if POOL_BYTES == 16 && !defined(__SSE4_2__)
+/* max_ind_code for float on SSE2, which has no 64-bit compare (pcmpgtq is
+ * SSE4.2): GCC decodes int64 lanes one at a time in general registers. The four
+ * offsets are narrowed first: a tap's offset is below 2W + kw < 2^31 (callers
+ * keep W below 1e9), so an offset with a nonzero high word or a negative low word
+ * is no tap (as in the int64 decode, where it leaves b >= kw or b < 0), and the
+ * low words are decoded like max_ind_code_dl in int32 lanes. Each int64 lane of
+ * *ok takes the validity of both windows it covers. */
+static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code_sse2, SUF)(
+    const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
+{
+    typedef int64_t v2di __attribute__((vector_size(16)));
+    typedef int32_t v4si __attribute__((vector_size(16)));
+    const v2di first = {base, base + sw};  /* flat index of tap (0, 0) of lanes 0, 1 */
+    v2di o0, o1;
+    memcpy(&o0, ind, sizeof o0);
+    memcpy(&o1, ind + 2, sizeof o1);
+    o0 -= first;
+    o1 -= first + 2 * sw;
+    v4si w0, w1;
+    memcpy(&w0, &o0, sizeof w0);
+    memcpy(&w1, &o1, sizeof w1);
+    const v4si lo = __builtin_shuffle(w0, w1, (v4si){0, 2, 4, 6});
+    const v4si hi = __builtin_shuffle(w0, w1, (v4si){1, 3, 5, 7});
+    const int32_t w = (int32_t)W, k = (int32_t)kw;
+    const v4si zero = {0};
+    const v4si m1 = lo >= w, m2 = kw == 3 ? lo >= 2 * w : zero;  /* row a = -(m1 + m2) */
+    const v4si b = lo - (m1 & w) - (m2 & w);
+    v4si v = (hi == 0) & (lo >= 0) & (b < k);
+    if (a0)
+        v &= m1;
+    if (b0) {
+        v4si bmin = zero;
+        bmin[0] = (int32_t)b0;
+        v &= b >= bmin;
+    }
+    v &= __builtin_shuffle(v, (v4si){1, 0, 3, 2});
+    v2di v64;
+    memcpy(&v64, &v, sizeof v64);
+    *ok &= v64;
+    const v4si code = b + (m1 & k) + (m2 & k);
+    DLK_CAT(pool_ivec, SUF) r;
+    memcpy(&r, &code, sizeof r);
+    return r;
+}
+#endif
+
 static DLK_INLINE DLK_CAT(pool_ivec, SUF) DLK_CAT(max_ind_code, SUF)(
     const int64_t *restrict ind, int64_t base, int64_t W, int64_t kw, int64_t sw,
-    int64_t a0, int64_t b0, dlk_pool_i64x8 *ok)
+    int64_t a0, int64_t b0, DLK_CAT(pool_dvec, SUF) *ok)
 {
-    /* in 64-byte halves of eight int64 (wider generic vectors are scalarized) */
+#if POOL_BYTES == 16 && !defined(__SSE4_2__)
+    if (POOL_VL == 4)  /* float */
+        return DLK_CAT(max_ind_code_sse2, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+#endif
+    const DLK_CAT(pool_dvec, SUF) c0 =
+        DLK_CAT(max_ind_code_dl, SUF)(ind, base, W, kw, sw, a0, b0, ok);
+    /* in halves of one register of int64 (wider generic vectors are scalarized) */
     DLK_CAT(pool_ivec, SUF) lo, hi, low;
-    const dlk_pool_i64x8 c0 = DLK_CAT(max_ind_code8, SUF)(ind, base, W, kw, sw, a0, b0, ok);
     memcpy(&lo, &c0, sizeof lo);  /* same size: a register reinterpretation */
-    if (POOL_VL == 8)             /* TI is int64 */
+    if (POOL_VL == POOL_DL)       /* TI is int64 */
         return lo;
-    const dlk_pool_i64x8 c1 =
-        DLK_CAT(max_ind_code8, SUF)(ind + 8, base + 8 * sw, W, kw, sw, 0, 0, ok);
+    const DLK_CAT(pool_dvec, SUF) c1 =
+        DLK_CAT(max_ind_code_dl, SUF)(ind + POOL_DL, base + POOL_DL * sw, W, kw, sw, 0, 0, ok);
     memcpy(&hi, &c1, sizeof hi);
     for (dlk_idx k = 0; k < POOL_VL; k++)
         low[k] = (TI)(2 * k);  /* the low 32-bit word of each int64 (codes < 9) */
@@ -527,7 +603,7 @@ static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *
                                                         const T *restrict gp,
                                                         T *restrict gx, T *restrict gb)
 {
-    dlk_pool_i64x8 ok = {0};
+    DLK_CAT(pool_dvec, SUF) ok = {0};
     ok -= 1;
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
@@ -574,7 +650,7 @@ static DLK_INLINE int DLK_CAT(max_plane_bwd_tiled, SUF)(const dlk_pool2d_shape *
             x0[c] = x1[c] = 0;
     }
     memset(gx + 2 * s->oh * W, 0, (size_t)((s->h - 2 * s->oh) * W) * sizeof(T));
-    return !dlk_pool_all(&ok);
+    return !DLK_CAT(pool_all, SUF)(&ok);
 }
 
 /* The fused geometries the vector backward covers (stride 2): 0 if none. */

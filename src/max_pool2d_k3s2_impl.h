@@ -136,7 +136,7 @@ static DLK_INLINE int DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s,
                                                    const T *restrict gp, T *restrict save,
                                                    T *restrict gx, T *restrict pend)
 {
-    dlk_pool_i64x8 ok = {0};
+    DLK_CAT(pool_dvec, SUF) ok = {0};
     ok -= 1;
     typedef DLK_CAT(pool_vec, SUF) vec;
     typedef DLK_CAT(pool_ivec, SUF) ivec;
@@ -196,7 +196,7 @@ static DLK_INLINE int DLK_CAT(k3s2_plane_bwd, SUF)(const dlk_pool2d_shape *s,
         memcpy(&o, pend + OW + p, sizeof o);
         DLK_CAT(pool_store2, SUF)(gx + (s->h - 1) * W + 2 * p, e, o);
     }
-    return !dlk_pool_all(&ok);
+    return !DLK_CAT(pool_all, SUF)(&ok);
 }
 
 /* Plane p of a job (pool_k3s2_planes): forward when grad_out is NULL, else

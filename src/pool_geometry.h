@@ -10,9 +10,9 @@
 #include "pooling.h"
 
 /* Output rows are computed in blocks of this many columns (one 64-byte vector of
- * float), into scratch rows rounded up to a whole number of blocks, so the inner
- * loops have no scalar remainder (whose data-dependent branches cost more than
- * the whole vector loop on random data). */
+ * float, a whole number of narrower vectors), into scratch rows rounded up to a
+ * whole number of blocks, so the inner loops have no scalar remainder (whose
+ * data-dependent branches cost more than the whole vector loop on random data). */
 #define DLK_POOL_BLOCK 16
 
 /* Forces inlining of the small loop bodies specialized on constant geometry. */
@@ -134,18 +134,6 @@ static inline int dlk_pool_fused_kind(const dlk_pool2d_shape *s)
     if (s->kh == 2 && s->kw == 2 && s->sw == 1)
         return 4;
     return 0;
-}
-
-/* Eight int64 lanes: saved indices decoded eight at a time, and their validity
- * masks, and-ed over a plane and tested once at its end. */
-typedef int64_t dlk_pool_i64x8 __attribute__((vector_size(64)));
-
-static inline int dlk_pool_all(const dlk_pool_i64x8 *m)
-{
-    int64_t r = -1;
-    for (int k = 0; k < 8; k++)
-        r &= (*m)[k];
-    return r != 0;
 }
 
 static inline void dlk_pool_scratch_free(dlk_pool_scratch *g)

@@ -1,18 +1,54 @@
 /* Template body shared by max_pool2d_impl.h and avg_pool2d_impl.h (T the element
  * type, TI the same-width integer, SUF the name suffix; included once per type in
- * each of max_pool2d.c and avg_pool2d.c): explicit 64-byte vectors (GCC vector
- * extensions), the even/odd column split and merge of the general stride-2 paths,
- * and what the two 3x3/2 padding-1 even-plane paths have in common (geometry
- * test, tap columns read from x in place, interleaving store, plane driver). */
+ * each of max_pool2d.c and avg_pool2d.c): explicit vectors of the ISA's register
+ * width (GCC vector extensions), the even/odd column split and merge of the
+ * general stride-2 paths, and what the two 3x3/2 padding-1 even-plane paths have
+ * in common (geometry test, tap columns read from x in place, interleaving store,
+ * plane driver). */
 
-typedef T DLK_CAT(pool_vec, SUF) __attribute__((vector_size(64)));
-typedef TI DLK_CAT(pool_ivec, SUF) __attribute__((vector_size(64)));
-#ifndef POOL_VL
-#define POOL_VL ((dlk_idx)(64 / sizeof(T)))
+/* The vector is one register of the ISA being compiled for: 64 bytes with
+ * AVX-512, 32 with AVX/AVX2, 16 (SSE2) otherwise. A generic vector wider than the
+ * registers is split by GCC, and its two-source shuffles become long sequences of
+ * narrower shuffles and lane inserts (or scalar code): a portable build's v3 and
+ * baseline kernels ran 10-20x slower than the AVX-512 ones with 64-byte vectors.
+ * Every loop steps by POOL_VL and every shuffle mask is built from it, so the
+ * width changes no result: each lane computes the same operations in the same
+ * order. */
+#ifndef POOL_BYTES
+#if defined(__AVX512F__)
+#define POOL_BYTES 64
+#elif defined(__AVX__)
+#define POOL_BYTES 32
+#else
+#define POOL_BYTES 16
+#endif
 #endif
 
-/* VL lanes of int64 (two 64-byte vectors for float): flat indices. */
+typedef T DLK_CAT(pool_vec, SUF) __attribute__((vector_size(POOL_BYTES)));
+typedef TI DLK_CAT(pool_ivec, SUF) __attribute__((vector_size(POOL_BYTES)));
+#ifndef POOL_VL
+#define POOL_VL ((dlk_idx)(POOL_BYTES / sizeof(T)))
+#endif
+
+/* VL lanes of int64 (two vectors for float): flat indices. */
 typedef int64_t DLK_CAT(pool_wide, SUF) __attribute__((vector_size(POOL_VL * sizeof(int64_t))));
+
+/* Saved indices are decoded POOL_DL lanes of int64 at a time, one register (a
+ * float vector takes two): an int64 vector wider than the registers is decoded
+ * lane by lane through the stack. The same type holds the validity masks, and-ed
+ * over a plane and tested once at its end (pool_all). */
+#ifndef POOL_DL
+#define POOL_DL (POOL_BYTES / 8)
+#endif
+typedef int64_t DLK_CAT(pool_dvec, SUF) __attribute__((vector_size(POOL_DL * sizeof(int64_t))));
+
+static inline int DLK_CAT(pool_all, SUF)(const DLK_CAT(pool_dvec, SUF) *m)
+{
+    int64_t r = -1;
+    for (int k = 0; k < POOL_DL; k++)
+        r &= (*m)[k];
+    return r != 0;
+}
 
 static DLK_INLINE DLK_CAT(pool_vec, SUF) DLK_CAT(pool_load, SUF)(const T *p)
 {

@@ -605,7 +605,9 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
 
 # ---------------------------------------------------------------- 3x3/2 p1 on even planes
 # 3x3 windows, stride 2, padding 1 on planes of even H and a width of whole double
-# vectors (W % 32 == 0 for float32, W % 16 == 0 for float64) read x in place and
+# vectors (with AVX-512 W % 32 == 0 for float32, W % 16 == 0 for float64; half that
+# with AVX2, a quarter with SSE2: W = 4, 8, 24, 40 take this path only on the
+# narrower vectors of a portable build's v3 and baseline levels) read x in place and
 # write grad_x once from registers (src/max_pool2d_k3s2_impl.h,
 # src/avg_pool2d_k3s2_impl.h). Shapes: one block
 # (W = 32), several blocks (W = 64, 96: the odd cell at a block edge takes the next
@@ -613,7 +615,7 @@ def test_vector_paths_one_and_two_threads_bit_identical(kw):
 # last), odd widths and ceil_mode falling back to the general path.
 K3S2 = dict(kernel_size=3, stride=2, padding=1)
 K3S2_SHAPES = [(2, 3, 32, 32), (1, 2, 2, 32), (1, 1, 4, 64), (2, 1, 6, 96), (1, 2, 10, 16),
-               (1, 1, 8, 48)]
+               (1, 1, 8, 48), (2, 3, 4, 4), (1, 2, 4, 8), (2, 1, 6, 24), (1, 2, 6, 40)]
 
 
 def _k3s2_specials(x):
@@ -714,9 +716,13 @@ def test_k3s2_one_and_two_threads_bit_identical():
 # are turned back into each window's winning tap and grad_x is written once from
 # registers (the forward's indices are always taps of their own windows); a plane
 # holding any other index (another window's cell, a cell left of or above the
-# window's padding, out of range) is scattered as PyTorch does.
+# window's padding, out of range) is scattered as PyTorch does. Widths 4, 8, 16
+# and 24 take the vector paths only with the narrower vectors of AVX2 and SSE2,
+# whose indices are decoded in more, narrower pieces.
 INDEX_PATHS = [(K3S2, (2, 3, 8, 32)), (K3S2, (1, 2, 2, 64)), (dict(kernel_size=2), (2, 3, 6, 32)),
-               (dict(kernel_size=2), (1, 2, 7, 33)), (dict(kernel_size=2, stride=2), (1, 1, 2, 64))]
+               (dict(kernel_size=2), (1, 2, 7, 33)), (dict(kernel_size=2, stride=2), (1, 1, 2, 64)),
+               (K3S2, (2, 3, 6, 8)), (K3S2, (2, 3, 4, 24)), (dict(kernel_size=2), (2, 3, 4, 8)),
+               (dict(kernel_size=2), (2, 3, 6, 16)), (dict(kernel_size=2), (2, 3, 4, 4))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -763,6 +769,8 @@ def test_max_backward_from_foreign_indices_scatters(kw, shape, dtype):
         planes[3][0, ow - 1] = h * w
     if len(planes) > 4:
         planes[4][oh // 2, 0] = (2 * (oh // 2)) * w - 1  # the previous row's last cell
+    if len(planes) > 5:
+        planes[5][oh - 1, ow - 1] += 2**32          # a tap's low word, not its high word
     gx = F.max_pool2d_backward(g, x, **kw, indices=ind)
     np.testing.assert_array_equal(gx, _scatter(g, ind, shape))
 
