@@ -220,8 +220,9 @@ static DLK_INLINE void DLK_CAT(max_fused_arg, SUF)(const T *restrict r0, dlk_idx
 }
 
 /* One output row oh into o[0, owr) and (if not NULL) ind, from the prepared rows
- * (row ih at rows + ih * rstride, for ih in [-ph, g->rows - ph)). iw0[j] is the first in-range column of window
- * j: the argmax PyTorch reports for a window that holds only -inf. */
+ * (row ih at rows + ih * rstride, for ih in [-ph, g->rows - ph)). iw0[j] is the first
+ * in-range column of window j: the argmax PyTorch reports for a window that holds only
+ * -inf. */
 static void DLK_CAT(max_row, SUF)(const dlk_pool2d_shape *s, const dlk_pool_scratch *g,
                                   int mode, const T *restrict rows, dlk_idx rstride,
                                   dlk_idx oh, T *restrict o, int64_t *restrict ind)
