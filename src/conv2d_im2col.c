@@ -65,22 +65,20 @@
  * Measured on ResNet 3x3 (16x64x32x32, 64 out), 2 threads, against the same
  * run's dlk_gemm at 1536^3: AVX2 forward ~205, grad_x ~205, grad_weight ~190
  * GFLOP/s (dlk_gemm ~210-225); SSE ~80, ~80, ~90 (dlk_gemm ~68). */
-#if defined(__AVX512F__)
-#define PK_VBYTES 64
+#define PK_VBYTES DLK_VEC_BYTES /* dlk_common.h */
+#if DLK_VEC_BYTES == 64
 #define PK_MR 8
 #define PK_NV 2
 #define PK_NB_PANELS 8
 #define WG_MO 4
 #define WG_NK 6
-#elif defined(__AVX__)
-#define PK_VBYTES 32
+#elif DLK_VEC_BYTES == 32
 #define PK_MR 6
 #define PK_NV 2
 #define PK_NB_PANELS 16
 #define WG_MO 3
 #define WG_NK 4
 #else
-#define PK_VBYTES 16
 #define PK_MR 6
 #define PK_NV 2
 #define PK_NB_PANELS 32

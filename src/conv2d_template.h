@@ -3,6 +3,7 @@
  * float32 and float64 come from one source. */
 #ifndef DLK_CONV2D_TEMPLATE_H
 #define DLK_CONV2D_TEMPLATE_H
+#include "dlk_common.h" /* DLK_VEC_BYTES */
 #define DLK_CAT_(a, b) a##_##b
 #define DLK_CAT(a, b) DLK_CAT_(a, b)
 #define FN(name) DLK_CAT(name, SUF)
@@ -18,14 +19,10 @@
  * file take 4-6x longer to compile. With AVX-512 both types keep 16 lanes, so
  * float64 vectors are two registers: that is what the kernels were tuned with
  * and the lane count fixes grad_weight's summation order (its bits). */
-#if defined(__AVX512F__)
-#define DLK_VW_F32 16
+#define DLK_VW_F32 (DLK_VEC_BYTES / 4) /* dlk_common.h */
+#if DLK_VEC_BYTES == 64
 #define DLK_VW_F64 16
-#elif defined(__AVX__)
-#define DLK_VW_F32 8
-#define DLK_VW_F64 4
 #else
-#define DLK_VW_F32 4
-#define DLK_VW_F64 2
+#define DLK_VW_F64 (DLK_VEC_BYTES / 8)
 #endif
 #endif

@@ -21,6 +21,19 @@ typedef ptrdiff_t dlk_idx;
  * them into Python exceptions; kernels never print or abort. */
 enum { DLK_OK = 0, DLK_ENOMEM = 1 };
 
+/* Bytes of one vector register of the ISA a kernel is compiled for (a portable build
+ * compiles every kernel once per level): 64 with AVX-512, 32 with AVX/AVX2, 16
+ * otherwise (SSE2, the x86-64 baseline). The GEMM, conv2d and pooling kernels size
+ * their vectors and register tiles from it: a GCC vector wider than the registers is
+ * split, its tiles spill and its shuffles become long sequences. */
+#if defined(__AVX512F__)
+#define DLK_VEC_BYTES 64
+#elif defined(__AVX__)
+#define DLK_VEC_BYTES 32
+#else
+#define DLK_VEC_BYTES 16
+#endif
+
 #define DLK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DLK_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -17,19 +17,18 @@
 
 #include "gemm.h"
 
-/* log2 of the vector lanes for float (double has one less). */
-#if defined(__AVX512F__)
-#define DLK_GEMM_VBYTES 64
+/* Vector width per ISA level (dlk_common.h); log2 of its lanes for float (double has
+ * one less). */
+#define DLK_GEMM_VBYTES DLK_VEC_BYTES
+#if DLK_VEC_BYTES == 64
 #define DLK_GEMM_LOG2VL_F32 4
 #define DLK_GEMM_MR 8
 #define DLK_GEMM_NV 3
-#elif defined(__AVX__)
-#define DLK_GEMM_VBYTES 32
+#elif DLK_VEC_BYTES == 32
 #define DLK_GEMM_LOG2VL_F32 3
 #define DLK_GEMM_MR 6
 #define DLK_GEMM_NV 2
 #else
-#define DLK_GEMM_VBYTES 16
 #define DLK_GEMM_LOG2VL_F32 2
 #define DLK_GEMM_MR 6
 #define DLK_GEMM_NV 2

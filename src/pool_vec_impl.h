@@ -15,13 +15,7 @@
  * width changes no result: each lane computes the same operations in the same
  * order. */
 #ifndef POOL_BYTES
-#if defined(__AVX512F__)
-#define POOL_BYTES 64
-#elif defined(__AVX__)
-#define POOL_BYTES 32
-#else
-#define POOL_BYTES 16
-#endif
+#define POOL_BYTES DLK_VEC_BYTES /* dlk_common.h */
 #endif
 
 typedef T DLK_CAT(pool_vec, SUF) __attribute__((vector_size(POOL_BYTES)));
