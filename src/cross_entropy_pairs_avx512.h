@@ -70,21 +70,13 @@ dlk_ce_pairs_group_loss(const dlk_ce_pairs_stage *st, __m512 wvec, int weighted,
     return _mm512_maskz_mul_ps(st->keep, _mm512_mul_ps(wt, keep_w), nll);
 }
 
-/* The first half for the group at row g, the array's last group (if partial) through a
- * padded copy (xp, tp). */
+/* The first half for the group at row g of a task ending at r1 (rows of 2V, a constant). */
 static inline __attribute__((always_inline)) void
 dlk_ce_pairs_stats_at(const dlk_ce_short_args *a, dlk_idx g, dlk_idx r1, float *xp, int64_t *tp,
                       dlk_ce_pairs_stage *st, const int V) {
-    const int D = 2 * V;
-    dlk_idx nr = DLK_MIN((dlk_idx)16, r1 - g);
-    const float *xg = a->x + g * D;
-    const int64_t *tg = a->target + g;
-    if (nr < 16) {
-        dlk_short_pad(xp, xg, nr, D);
-        for (int i = 0; i < 16; i++) tp[i] = i < nr ? tg[i] : a->ignore_index;
-        xg = xp;
-        tg = tp;
-    }
+    const float *xg;
+    const int64_t *tg;
+    dlk_ce_short_group_at(a, 2 * V, g, r1, xp, tp, &xg, &tg);
     dlk_ce_pairs_group_stats(a->pr, xg, tg, a->ignore_index, st, V);
 }
 

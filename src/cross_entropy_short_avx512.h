@@ -112,21 +112,31 @@ static inline void dlk_ce_short_group_loss(const dlk_ce_short_args *a, const dlk
     }
 }
 
-/* The first half for the group at row g of a task ending at r1: the array's last
- * group, if partial, through a padded copy (xp, tp). */
+/* The logits (rows of C) and targets of the group at row g of a task ending at r1: in
+ * place, or for the array's last group, if partial, a copy padded with ignored rows
+ * (xp, tp). */
+static inline __attribute__((always_inline)) void
+dlk_ce_short_group_at(const dlk_ce_short_args *a, dlk_idx C, dlk_idx g, dlk_idx r1, float *xp,
+                      int64_t *tp, const float **xg, const int64_t **tg) {
+    dlk_idx nr = DLK_MIN((dlk_idx)16, r1 - g);
+    *xg = a->x + g * C;
+    *tg = a->target + g;
+    if (nr < 16) {
+        dlk_short_pad(xp, *xg, nr, C);
+        for (int i = 0; i < 16; i++) tp[i] = i < nr ? (*tg)[i] : a->ignore_index;
+        *xg = xp;
+        *tg = tp;
+    }
+}
+
+/* The first half for the group at row g of a task ending at r1. */
 static inline __attribute__((always_inline)) void
 dlk_ce_short_stats_at(const dlk_ce_short_args *a, const dlk_short_rows *sr, dlk_idx g,
                       dlk_idx r1, float *xp, int64_t *tp, float *e, dlk_ce_short_stage *st,
                       const int V) {
-    dlk_idx C = a->C, nr = DLK_MIN((dlk_idx)16, r1 - g);
-    const float *xg = a->x + g * C;
-    const int64_t *tg = a->target + g;
-    if (nr < 16) {
-        dlk_short_pad(xp, xg, nr, C);
-        for (int i = 0; i < 16; i++) tp[i] = i < nr ? tg[i] : a->ignore_index;
-        xg = xp;
-        tg = tp;
-    }
+    const float *xg;
+    const int64_t *tg;
+    dlk_ce_short_group_at(a, a->C, g, r1, xp, tp, &xg, &tg);
     dlk_ce_short_group_stats(a, sr, xg, tg, e, st, V);
 }
 

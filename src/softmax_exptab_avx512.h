@@ -35,19 +35,30 @@ static const float dlk_exp2_32_table[32] __attribute__((aligned(64))) = {
     0x1.b7f770p+0f, 0x1.c199bep+0f, 0x1.cb720ep+0f, 0x1.d5818ep+0f, 0x1.dfc974p+0f,
     0x1.ea4afap+0f, 0x1.f50766p+0f};
 
-/* flush (a constant in the callers): 0 below LO as said above; without it, d < LO gives
- * about FLT_MIN instead (one compare less, for the sums of exps of the cross-entropy
- * loss, which are >= 1: the difference is below their rounding). */
+/* The body of both exps below. term (a constant at each call): the terms of a sum of
+ * exps that is >= 1 (it holds exp(0) = 1: the cross-entropy loss's log-sum-exp), for
+ * which two of the operations can go:
+ * - one reduction step, r = d - N ln2/32 with ln2/32 rounded to float: its error,
+ *   5.9e-11, times |N| <= 4032 makes r off by at most 2.4e-7 at d = LO, i.e. a term
+ *   e^d has a relative error <= 2.7e-9 |d| more: at most 1e-8 absolute on the sum of 10
+ *   terms (max of e^d |d| is 1/e), far below the sum's own float32 rounding;
+ * - no flush: d < LO gives about FLT_MIN instead of 0, below the sum's rounding.
+ * 11 operations instead of 13. */
 static inline __attribute__((always_inline)) __m512 dlk_avx512_expneg_tab_ps_(__m512 d,
-                                                                              const int flush) {
+                                                                              const int term) {
     const __m512 lo = _mm512_set1_ps(-87.33654f); /* ln(FLT_MIN), rounded up */
     const __m512 shifter = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
     const __m512 t0 = _mm512_load_ps(dlk_exp2_32_table), t1 = _mm512_load_ps(dlk_exp2_32_table + 16);
     __m512 xc = _mm512_max_ps(lo, d); /* -inf -> lo (flushed below); nan stays */
     __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(0x1.715476p+5f), shifter); /* 32/ln2 */
     __m512 nf = _mm512_sub_ps(t, shifter);
-    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0x1.63p-6f), xc);   /* ln2/32 hi */
-    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-0x1.bd0106p-18f), r);     /* ln2/32 lo */
+    __m512 r;
+    if (term) {
+        r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0x1.62e430p-6f), xc); /* ln2/32 */
+    } else {
+        r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0x1.63p-6f), xc);     /* ln2/32 hi */
+        r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(-0x1.bd0106p-18f), r); /* ln2/32 lo */
+    }
     __m512i ti = _mm512_castps_si512(t);
     /* n << 23: the bits of N above the low 5, moved to the exponent field (the shifter's
      * own bits sit above bit 13 and shift out) */
@@ -57,33 +68,17 @@ static inline __attribute__((always_inline)) __m512 dlk_avx512_expneg_tab_ps_(__
     __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 6.0f), r, _mm512_set1_ps(0.5f));
     q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
     /* T + T (r q): r q first, so no product falls below FLT_MIN before the last rounding */
-    if (!flush) return _mm512_fmadd_ps(ts, _mm512_mul_ps(r, q), ts);
+    if (term) return _mm512_fmadd_ps(ts, _mm512_mul_ps(r, q), ts);
     __mmask16 keep = _mm512_cmp_ps_mask(d, lo, _CMP_NLT_UQ); /* d >= lo or nan */
     return _mm512_maskz_fmadd_ps(keep, ts, _mm512_mul_ps(r, q), ts);
 }
 
-static inline __m512 dlk_avx512_expneg_tab_ps(__m512 d) { return dlk_avx512_expneg_tab_ps_(d, 1); }
+/* exp(d), d <= 0, flushed to 0 below LO (the header comment). */
+static inline __m512 dlk_avx512_expneg_tab_ps(__m512 d) { return dlk_avx512_expneg_tab_ps_(d, 0); }
 
-/* The terms of a sum of exps that is >= 1 (it holds exp(0) = 1: the cross-entropy loss's
- * log-sum-exp): one reduction step, r = d - N ln2/32 with ln2/32 rounded to float (its
- * error, 5.9e-11, times |N| <= 4032 makes r off by at most 2.4e-7 at d = LO, i.e. a term
- * e^d has a relative error <= 2.7e-9 |d| more: at most 1e-8 absolute on the sum of 10 terms
- * (max of e^d |d| is 1/e), far below the sum's own float32 rounding), and no flush (d < LO
- * gives about FLT_MIN). 11 operations instead of 13. */
+/* A term of a sum of exps that is >= 1 (see dlk_avx512_expneg_tab_ps_). */
 static inline __m512 dlk_avx512_expneg_tab_term_ps(__m512 d) {
-    const __m512 lo = _mm512_set1_ps(-87.33654f);
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 t0 = _mm512_load_ps(dlk_exp2_32_table), t1 = _mm512_load_ps(dlk_exp2_32_table + 16);
-    __m512 xc = _mm512_max_ps(lo, d);
-    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(0x1.715476p+5f), shifter);
-    __m512 r = _mm512_fnmadd_ps(_mm512_sub_ps(t, shifter), _mm512_set1_ps(0x1.62e430p-6f), xc);
-    __m512i ti = _mm512_castps_si512(t);
-    __m512i n23 = _mm512_slli_epi32(_mm512_andnot_si512(_mm512_set1_epi32(31), ti), 18);
-    __m512 tab = _mm512_permutex2var_ps(t0, ti, t1);
-    __m512 ts = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(tab), n23));
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 6.0f), r, _mm512_set1_ps(0.5f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    return _mm512_fmadd_ps(ts, _mm512_mul_ps(r, q), ts);
+    return dlk_avx512_expneg_tab_ps_(d, 1);
 }
 
 #endif
